@@ -1,0 +1,201 @@
+"""The ASGI application: routing, CORS, error rendering and the lifespan that owns the shared
+upstream client and limit store. ``create_app`` is the factory that wires everything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from importlib import resources
+
+import httpx
+
+from .asgi import Headers, Receive, Request, Scope, Send, TrustedPeers, send_response
+from .cors import CorsPolicy
+from .errors import (
+    MethodNotAllowed,
+    NotFound,
+    OriginNotAllowed,
+    ProxyError,
+    StorageUnavailable,
+)
+from .gateway import Answer, Gateway
+from .logs import LOG, AccessRecord, log_access
+from .memory_store import MemoryStore
+from .ratelimit import LimitStore
+from .settings import LimitSettings, Settings
+from .upstream import UpstreamClient
+
+TRIGGER_PREFIX = "/v1/triggers/"
+DROPIN_PATH = "/api/v2/merchant/activities"
+CLIENT_JS_PATH = "/client/trigger-proxy.js"
+_JSON = (b"content-type", b"application/json")
+_ROUTES = {
+    DROPIN_PATH: "POST",
+    "/v1/sessions": "POST",
+    "/healthz": "GET",
+    "/readyz": "GET",
+    CLIENT_JS_PATH: "GET",
+}
+
+
+def open_store(settings: LimitSettings) -> LimitStore:
+    if settings.storage_url.startswith("memory:"):
+        return MemoryStore(max_keys=settings.memory_max_keys)
+    from .redis_store import RedisStore
+
+    return RedisStore(settings.storage_url)
+
+
+class App:
+    """trigger-proxy as an ASGI 3 application."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        store: LimitStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self._transport = transport
+        self._given_store = store
+        self._cors = CorsPolicy(settings.cors)
+        self._trusted = TrustedPeers(settings.server.forwarded_allow_ips)
+        self._client_js = resources.files("proxy").joinpath("static/trigger-proxy.js").read_bytes()
+        self._gateway: Gateway | None = None
+        self._store: LimitStore | None = None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        """Open the limit store and the upstream client; close both on the way out."""
+        secrets = self.settings.secrets
+        if secrets.api_key is None or secrets.workspace_id is None:
+            raise RuntimeError("serving needs the API key and the workspace id")
+        store = self._given_store or open_store(self.settings.limits)
+        upstream = UpstreamClient(
+            self.settings.upstream,
+            api_key=secrets.api_key,
+            workspace_id=secrets.workspace_id,
+            transport=self._transport,
+        )
+        self._store = store
+        self._gateway = Gateway(self.settings, store=store, upstream=upstream)
+        try:
+            yield
+        finally:
+            self._gateway = None
+            await upstream.aclose()
+            await store.aclose()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        message = await receive()
+        assert message["type"] == "lifespan.startup"
+        try:
+            async with self.lifespan():
+                await send({"type": "lifespan.startup.complete"})
+                await receive()  # lifespan.shutdown
+        except Exception as exc:
+            LOG.error("startup failed: %s", type(exc).__name__)
+            await send({"type": "lifespan.startup.failed", "message": type(exc).__name__})
+            return
+        await send({"type": "lifespan.shutdown.complete"})
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        request = Request(scope, receive, self._trusted)
+        record = AccessRecord(request.request_id, request.method, _route_label(request.path))
+        origin = request.headers.get("origin")
+        origin_ok = origin is not None and self._cors.allows(origin)
+        extra: Headers = self._cors.response_headers(origin) if origin_ok and origin else []
+        try:
+            answer = await self._route(request, record, origin, origin_ok)
+        except ProxyError as exc:
+            record.code = exc.code
+            answer = Answer(exc.status, exc.body(request.request_id), exc.headers)
+        except Exception:
+            LOG.exception("unhandled error", extra={"fields": {"request_id": request.request_id}})
+            failure = ProxyError()
+            record.code = failure.code
+            answer = Answer(500, failure.body(request.request_id))
+        record.status = answer.status
+        headers: Headers = [
+            (b"x-request-id", request.request_id.encode()),
+            *extra,
+            *((k.encode(), v.encode()) for k, v in answer.headers.items()),
+        ]
+        if not any(name == b"content-type" for name, _ in headers):
+            headers.append(_JSON)
+        await send_response(send, answer.status, answer.body, headers)
+        record.duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        log_access(record)
+
+    async def _route(
+        self, request: Request, record: AccessRecord, origin: str | None, origin_ok: bool
+    ) -> Answer:
+        path, method = request.path, request.method
+        allowed = "POST" if path.startswith(TRIGGER_PREFIX) else _ROUTES.get(path)
+        if allowed is None:
+            raise NotFound()
+        is_preflight = method == "OPTIONS" and "access-control-request-method" in request.headers
+        if is_preflight and origin is not None:
+            if not origin_ok:
+                raise OriginNotAllowed()
+            return self._preflight(allowed)
+        if origin is not None and not origin_ok:
+            raise OriginNotAllowed()
+        if method != allowed:
+            raise MethodNotAllowed(headers={"allow": allowed})
+        if path == CLIENT_JS_PATH:
+            return Answer(200, self._client_js, _JS_HEADERS)
+        if path == "/healthz":
+            return Answer(200, b'{"status":"ok"}')
+        gateway = self._gateway
+        if gateway is None or self._store is None:
+            raise StorageUnavailable("the proxy is not started")
+        if path == "/readyz":
+            await self._store.ping()
+            return Answer(200, b'{"status":"ready"}')
+        if path == DROPIN_PATH:
+            return await gateway.dropin(request, record, origin_ok)
+        if path == "/v1/sessions":
+            return await gateway.mint(request)
+        ref = path[len(TRIGGER_PREFIX) :]
+        if not ref or "/" in ref:
+            raise NotFound()
+        return await gateway.trigger(request, ref, record, origin_ok)
+
+    def _preflight(self, allowed: str) -> Answer:
+        # The allow-origin and expose headers are added to every answer by _http.
+        return Answer(204, b"", self._cors.preflight_headers(f"{allowed}, OPTIONS"))
+
+
+_JS_HEADERS = {
+    "content-type": "text/javascript; charset=utf-8",
+    "cache-control": "public, max-age=300",
+}
+
+
+def _route_label(path: str) -> str:
+    """A bounded label for logs: made-up paths must not become new values."""
+    if path.startswith(TRIGGER_PREFIX):
+        return TRIGGER_PREFIX + "{trigger}"
+    return path if path in _ROUTES else "unknown"
+
+
+def create_app(
+    settings: Settings,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    store: LimitStore | None = None,
+) -> App:
+    """Build the proxy for ``settings``. ``transport`` replaces the upstream transport (tests
+    pass ``httpx.MockTransport``); ``store`` replaces the limit store named in the settings."""
+    return App(settings, transport=transport, store=store)

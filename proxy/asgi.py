@@ -1,0 +1,125 @@
+"""The small ASGI toolkit the app runs on: a request view, a capped body reader, responses,
+and the trusted-peer rule for forwarded headers.
+
+The proxy's hot path is mostly refusals, so it runs as plain ASGI (no per-request framework
+objects); this module is all of that plumbing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+
+from .errors import BodyTooLarge, InvalidBody
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
+
+_REQUEST_ID_CHARS = frozenset("0123456789abcdefABCDEF-_.:")
+
+
+class TrustedPeers:
+    """Peers (load balancers) whose X-Forwarded-For and X-Request-ID are believed.
+
+    Empty by default: then the client address is the TCP peer and every request id is ours.
+    """
+
+    def __init__(self, networks: Iterable[str]) -> None:
+        self._networks = [ipaddress.ip_network(n, strict=False) for n in networks]
+
+    def __bool__(self) -> bool:
+        return bool(self._networks)
+
+    def __contains__(self, host: str | None) -> bool:
+        if host is None or not self._networks:
+            return False
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for network in self._networks)
+
+
+class Request:
+    """What the handlers need of an ASGI HTTP scope, parsed once."""
+
+    __slots__ = ("client_ip", "headers", "method", "path", "receive", "request_id")
+
+    def __init__(self, scope: Scope, receive: Receive, trusted: TrustedPeers) -> None:
+        self.receive = receive
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        headers: dict[str, str] = {}
+        for name, value in scope["headers"]:
+            key = name.decode("latin-1").lower()
+            if key not in headers:  # the first occurrence wins
+                headers[key] = value.decode("latin-1")
+        self.headers = headers
+        client = scope.get("client")
+        peer = client[0] if client else None
+        self.client_ip = peer or "unknown"
+        self.request_id = uuid.uuid4().hex
+        if trusted and peer in trusted:
+            self.client_ip = _forwarded_client(headers.get("x-forwarded-for"), trusted) or peer
+            given = headers.get("x-request-id", "")
+            if 0 < len(given) <= 64 and set(given) <= _REQUEST_ID_CHARS:
+                self.request_id = given
+
+    def cookie(self, name: str) -> str | None:
+        raw = self.headers.get("cookie")
+        if not raw:
+            return None
+        for part in raw.split(";"):
+            key, sep, value = part.strip().partition("=")
+            if sep and key == name:
+                return value.strip().strip('"') or None
+        return None
+
+    async def body(self, limit: int) -> bytes:
+        """The whole body, refusing (413) anything over ``limit`` bytes, chunked included,
+        before reading more than ``limit`` + one chunk."""
+        length = self.headers.get("content-length")
+        if length is not None:
+            if not length.isdigit():
+                raise InvalidBody("Content-Length is not a number")
+            if int(length) > limit:
+                raise BodyTooLarge()
+        chunks = []
+        size = 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge()
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+
+def _forwarded_client(header: str | None, trusted: TrustedPeers) -> str | None:
+    """The right-most X-Forwarded-For address that is not a trusted proxy."""
+    if not header:
+        return None
+    for hop in reversed([h.strip() for h in header.split(",")]):
+        if hop and hop not in trusted:
+            return hop
+    return None
+
+
+async def send_response(send: Send, status: int, body: bytes, headers: Headers) -> None:
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def encode_headers(headers: dict[str, str]) -> Headers:
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]

@@ -1,0 +1,44 @@
+"""Which browser origins may call the proxy, and the CORS headers they get.
+
+Unlike a permissive CORS layer that only withholds headers, a request whose Origin is not
+allowed is refused outright (403 origin_not_allowed): the browser's same-origin rule is not the
+only line, since a cookie-carried session must never be usable from another site.
+"""
+
+from __future__ import annotations
+
+from .asgi import Headers
+from .settings import CorsSettings
+
+ALLOW_HEADERS = "authorization, content-type, x-source, idempotency-key"
+EXPOSE_HEADERS = (
+    b"retry-after, ratelimit, ratelimit-policy, ratelimit-limit, ratelimit-remaining, "
+    b"ratelimit-reset, x-request-id, idempotent-replayed"
+)
+
+
+class CorsPolicy:
+    def __init__(self, settings: CorsSettings) -> None:
+        self._any = "*" in settings.allow_origins
+        self._origins = frozenset(o.rstrip("/") for o in settings.allow_origins if o != "*")
+        self._credentials = settings.allow_credentials
+
+    def allows(self, origin: str) -> bool:
+        return self._any or origin in self._origins
+
+    def response_headers(self, origin: str) -> Headers:
+        headers = [
+            (b"access-control-allow-origin", origin.encode("latin-1")),
+            (b"access-control-expose-headers", EXPOSE_HEADERS),
+            (b"vary", b"Origin"),
+        ]
+        if self._credentials:
+            headers.append((b"access-control-allow-credentials", b"true"))
+        return headers
+
+    def preflight_headers(self, methods: str) -> dict[str, str]:
+        return {
+            "access-control-allow-methods": methods,
+            "access-control-allow-headers": ALLOW_HEADERS,
+            "access-control-max-age": "600",
+        }

@@ -1,0 +1,212 @@
+"""A stand-in for Nector's "Reward Using Trigger" call, for the demo and the tests.
+
+It behaves as ../shared/NECTOR.md describes the real service: it checks the three headers and
+the key, knows a few triggers and customers, keeps wallet balances, applies ``coin_range`` and
+offers only on triggers whose "Allow override" is on, and answers Nector's envelope
+(``{"meta": {...}, "data": {...}}``): success with ``activity`` and ``wallet_reward``, 422
+"Lead does not exists" for an unknown lead, the error envelope for bad calls. It enforces
+Nector's "strict param check": strings must be strings, numbers numbers.
+
+Run it alone for local development against a real proxy:
+
+    python -m proxy.demo.nector --port 9000   (prints the key and workspace id it accepts)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import secrets
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+SOURCES = ("mobile", "unix", "web")
+_BODY_FIELDS = {
+    "trigger_id",
+    "customer_id",
+    "lead_id",
+    "referral_code",
+    "name",
+    "metadetail",
+    "trace",
+}
+
+
+@dataclass
+class StandInTrigger:
+    id: str
+    coins: int = 10  # what the trigger pays when no override applies
+    allow_override: bool = False
+    name: str = "trigger"
+
+
+@dataclass
+class Call:
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class NectorStandIn:
+    """State and behaviour of the stand-in; ``app`` is its ASGI application."""
+
+    api_key: str
+    workspace_id: str
+    triggers: dict[str, StandInTrigger] = field(default_factory=dict)
+    customers: set[str] = field(default_factory=set)
+    create_customers: bool = True  # a new customer_id is created on first reward
+    delay_seconds: float = 0.0
+    seed: int | None = None
+    calls: list[Call] = field(default_factory=list)
+    balances: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._random = random.Random(self.seed)  # noqa: S311 - a demo, not cryptography
+        self.app = Starlette(
+            routes=[Route("/api/v2/merchant/activities", self._activities, methods=["POST"])]
+        )
+
+    def add_trigger(self, trigger: StandInTrigger) -> None:
+        self.triggers[trigger.id] = trigger
+
+    async def _activities(self, request: Request) -> JSONResponse:
+        raw = await request.body()
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        self.calls.append(Call(dict(request.headers), body))
+        if self.delay_seconds:
+            await asyncio.sleep(self.delay_seconds)
+        if request.headers.get("x-apikey") != self.api_key:
+            return _error(401, "invalid api key")
+        if request.headers.get("x-workspaceid") != self.workspace_id:
+            return _error(401, "invalid workspace")
+        if request.headers.get("x-source") not in SOURCES:
+            return _error(400, "x-source must be one of mobile, unix, web")
+        if not raw or not isinstance(body, dict):
+            return _error(400, "body must be a json object")
+        problem = _check_body(body)
+        if problem:
+            return _error(400, problem)
+        trigger = self.triggers.get(body["trigger_id"])
+        if trigger is None:
+            return _error(404, "Trigger does not exists")
+        subject: str = body.get("customer_id") or body["lead_id"]
+        if subject not in self.customers:
+            if "lead_id" in body or not self.create_customers:
+                return _error(422, "Lead does not exists")
+            self.customers.add(subject)
+        return self._reward(trigger, subject, body.get("trace") or {})
+
+    def _reward(self, trigger: StandInTrigger, subject: str, trace: dict[str, Any]) -> JSONResponse:
+        coins, operation, offer = trigger.coins, "cr", None
+        if trigger.allow_override:
+            wallet = trace.get("via_api_for_wallet")
+            if wallet:
+                low, high = wallet["coin_range"]["min"], wallet["coin_range"]["max"]
+                coins, operation = self._random.randint(low, high), wallet["operation"]
+            if trace.get("via_api_for_offer"):
+                offer = {"offer_id": trace["via_api_for_offer"]["offer_id"], "status": "issued"}
+        balance = self.balances.get(subject, 0) + (coins if operation == "cr" else -coins)
+        self.balances[subject] = balance
+        data: dict[str, Any] = {
+            "activity": {
+                "_id": str(uuid.uuid4()),
+                "trigger_id": trigger.id,
+                "created_at": int(time.time()),
+            },
+            "wallet_reward": {"coins": coins, "operation": operation, "balance": balance},
+        }
+        if offer:
+            data["offer_reward"] = offer
+        return JSONResponse({"meta": {"status": "success"}, "data": data})
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse(
+        {"meta": {"status": "error", "code": status}, "data": {"message": message}}, status
+    )
+
+
+def _is_uuid(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_body(body: dict[str, Any]) -> str | None:
+    unknown = set(body) - _BODY_FIELDS
+    if unknown:
+        return f"{sorted(unknown)[0]} is not allowed"
+    if not _is_uuid(body.get("trigger_id")):
+        return "trigger_id must be a uuid"
+    has_customer, has_lead = "customer_id" in body, "lead_id" in body
+    if has_customer == has_lead:
+        return "one of customer_id or lead_id is required"
+    if has_customer:
+        cid = body["customer_id"]
+        if not isinstance(cid, str) or not 8 <= len(cid) <= 128:
+            return "customer_id must be a string of 8-128 characters"
+    if has_lead and not _is_uuid(body["lead_id"]):
+        return "lead_id must be a uuid"
+    for key in ("name", "referral_code"):
+        if key in body and not isinstance(body[key], str):
+            return f"{key} must be a string"
+    if "metadetail" in body and not isinstance(body["metadetail"], dict):
+        return "metadetail must be an object"
+    trace = body.get("trace")
+    if trace is not None:
+        if not isinstance(trace, dict):
+            return "trace must be an object"
+        wallet = trace.get("via_api_for_wallet")
+        if wallet is not None:
+            ok = (
+                isinstance(wallet, dict)
+                and isinstance(wallet.get("title"), str)
+                and wallet.get("operation") in ("cr", "dr")
+                and isinstance(wallet.get("coin_range"), dict)
+                and all(isinstance(wallet["coin_range"].get(k), int) for k in ("min", "max"))
+            )
+            if not ok:
+                return "trace.via_api_for_wallet is malformed"
+        offer = trace.get("via_api_for_offer")
+        if offer is not None and not (isinstance(offer, dict) and _is_uuid(offer.get("offer_id"))):
+            return "trace.via_api_for_offer is malformed"
+    return None
+
+
+def main() -> None:  # pragma: no cover - a developer's convenience
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description="Run the Nector stand-in on 127.0.0.1")
+    parser.add_argument("--port", type=int, default=9000)
+    parser.add_argument("--trigger", action="append", default=[], help="a trigger id to know")
+    args = parser.parse_args()
+    stand_in = NectorStandIn(
+        api_key=secrets.token_urlsafe(32), workspace_id=secrets.token_urlsafe(32)
+    )
+    for trigger_id in args.trigger:
+        stand_in.add_trigger(StandInTrigger(trigger_id, allow_override=True))
+    # These are the stand-in's own throwaway credentials, made up for this run: printing them
+    # is how a developer points a local proxy at it.
+    print(f"TRIGGER_PROXY_API_KEY={stand_in.api_key}")
+    print(f"TRIGGER_PROXY_WORKSPACE_ID={stand_in.workspace_id}")
+    print(f"TRIGGER_PROXY_UPSTREAM_URL=http://127.0.0.1:{args.port}/api/v2/merchant/activities")
+    uvicorn.run(stand_in.app, host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,184 @@
+"""``trigger-proxy demo``: the whole product on one command, on 127.0.0.1 only.
+
+It starts the real proxy (the same ``create_app`` as ``serve``), the Nector stand-in on a
+second loopback port that the proxy reaches over HTTP, and a demo storefront page with a
+spin-the-wheel widget. Every secret is generated for the run, and no TRIGGER_PROXY_* variable
+is read, so a real API key can never sit behind the demo.
+
+``/demo/login`` stands in for the merchant's backend: a real storefront mints the session in
+its own backend after its own login (``mint_token`` or ``POST /v1/sessions``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import secrets
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from ..app import App, create_app
+from ..asgi import Receive, Scope, Send
+from ..logs import configure
+from ..sessions import mint_token
+from ..settings import Settings
+from .nector import NectorStandIn, StandInTrigger
+
+HOST = "127.0.0.1"
+SPIN_WHEEL = "6b1f7c1e-1d2f-4c8e-9a55-0c3b1f1d2a10"
+DAILY_CHECKIN = "0f6d3a52-7b8e-4c1d-9e2f-5a4b3c2d1e0f"
+SPIN_OFFER = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
+DEMO_CUSTOMER = re.compile(r"^[A-Za-z0-9_.@-]{8,64}$")
+
+
+@dataclass
+class Demo:
+    """The demo's parts, for the CLI and for tests that drive it in-process."""
+
+    settings: Settings
+    proxy: App
+    stand_in: NectorStandIn
+    site: Starlette
+    session_secret: str
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and (path == "/" or path.startswith("/demo/")):
+            await self.site(scope, receive, send)
+        else:
+            await self.proxy(scope, receive, send)
+
+
+def demo_settings(
+    port: int, upstream_port: int, session_secret: str, api_key: str, workspace_id: str
+) -> Settings:
+    origins = [f"http://{HOST}:{port}", f"http://localhost:{port}"]
+    config: dict[str, Any] = {
+        "upstream": {"url": f"http://{HOST}:{upstream_port}/api/v2/merchant/activities"},
+        "server": {"host": HOST, "port": port},
+        "cors": {"allow_origins": origins, "allow_credentials": True},
+        "limits": {"per_customer": "1/minute;20/day", "upstream": "50/minute"},
+        "logging": {"format": "plain"},
+        "triggers": [
+            {
+                "id": SPIN_WHEEL,
+                "name": "spin-wheel",
+                "sources": ["web", "mobile"],
+                "per_customer": "1/minute;20/day",
+                "override": {
+                    "wallet": {
+                        "title": "Spin the wheel",
+                        "operation": "cr",
+                        "coin_range": {"min": 5, "max": 50},
+                    },
+                    "offer": {"offer_id": SPIN_OFFER},
+                },
+            },
+            {"id": DAILY_CHECKIN, "name": "daily-checkin", "per_customer": "1/day"},
+        ],
+    }
+    # The demo's own environment: generated secrets only, never the process's TRIGGER_PROXY_*.
+    environ = {
+        "TRIGGER_PROXY_API_KEY": api_key,
+        "TRIGGER_PROXY_WORKSPACE_ID": workspace_id,
+        "TRIGGER_PROXY_SESSION_SECRETS": session_secret,
+    }
+    return Settings.from_mapping(config, environ)
+
+
+def build_demo(port: int, upstream_port: int) -> Demo:
+    api_key, workspace_id = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    session_secret = secrets.token_urlsafe(32)
+    settings = demo_settings(port, upstream_port, session_secret, api_key, workspace_id)
+    stand_in = NectorStandIn(api_key=api_key, workspace_id=workspace_id)
+    stand_in.add_trigger(StandInTrigger(SPIN_WHEEL, coins=10, allow_override=True, name="spin"))
+    stand_in.add_trigger(StandInTrigger(DAILY_CHECKIN, coins=5, name="check-in"))
+    page = resources.files("proxy.demo").joinpath("static/index.html").read_text()
+
+    async def index(request: Request) -> Response:
+        return HTMLResponse(page, headers={"cache-control": "no-store"})
+
+    async def login(request: Request) -> Response:
+        """Stands in for the merchant's backend: after its own login, it mints the session."""
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        customer = body.get("customer_id") if isinstance(body, dict) else None
+        if not isinstance(customer, str) or not DEMO_CUSTOMER.match(customer):
+            return JSONResponse({"error": "customer_id: 8-64 letters or digits"}, 400)
+        ttl = settings.sessions.max_age_seconds
+        token = mint_token([session_secret], {"customer_id": customer}, ttl_seconds=ttl)
+        response = JSONResponse({"token": token, "customer_id": customer})
+        response.set_cookie(
+            settings.sessions.cookie_name, token, max_age=ttl, httponly=True, samesite="strict"
+        )
+        return response
+
+    site = Starlette(
+        routes=[Route("/", index), Route("/demo/login", login, methods=["POST"])]
+    )
+    return Demo(settings, create_app(settings), stand_in, site, session_secret)
+
+
+def _bind(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((HOST, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+@contextlib.asynccontextmanager
+async def serving(demo: Demo, front: socket.socket, back: socket.socket) -> AsyncIterator[None]:
+    """Serve the demo on ``front`` and the stand-in on ``back`` until the block exits."""
+    servers = [
+        uvicorn.Server(uvicorn.Config(app, lifespan="off", log_config=None, access_log=False))
+        for app in (demo, demo.stand_in.app)
+    ]
+    async with demo.proxy.lifespan():
+        tasks = [
+            asyncio.create_task(server.serve(sockets=[sock]))
+            for server, sock in zip(servers, (front, back), strict=True)
+        ]
+        try:
+            while not all(server.started for server in servers):
+                if any(task.done() for task in tasks):
+                    raise RuntimeError("the demo servers failed to start")
+                await asyncio.sleep(0.02)
+            yield
+        finally:
+            for server in servers:
+                server.should_exit = True
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def run_demo(port: int = 8080) -> int:
+    try:
+        front = _bind(port)
+    except OSError as exc:
+        print(f"trigger-proxy demo: cannot listen on {HOST}:{port}: {exc.strerror}")
+        return 1
+    back = _bind(0)
+    demo = build_demo(front.getsockname()[1], back.getsockname()[1])
+    configure("info", "plain")
+
+    async def main() -> None:
+        async with serving(demo, front, back):
+            url = f"http://{HOST}:{front.getsockname()[1]}/"
+            print(f"trigger-proxy demo: open {url}  (Ctrl-C stops it)", flush=True)
+            await asyncio.Event().wait()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
+    return 0

@@ -1,0 +1,173 @@
+"""The proxy's refusals: one tree, one JSON shape.
+
+    ProxyError                      status, code, message (+ headers)
+    ├── InvalidJSON                 400 invalid_json
+    ├── InvalidBody                 400 invalid_body
+    ├── ForbiddenField              400 forbidden_field
+    ├── InvalidSource               400 invalid_source
+    ├── MissingSession              401 missing_session
+    ├── InvalidSession              401 invalid_session
+    ├── ExpiredSession              401 expired_session   (subclass of InvalidSession)
+    ├── InvalidMintKey              401 invalid_mint_key
+    ├── TriggerNotAllowed           403 trigger_not_allowed
+    ├── SourceNotAllowed            403 source_not_allowed
+    ├── OriginNotAllowed            403 origin_not_allowed
+    ├── IdentityMismatch            403 identity_mismatch
+    ├── NotFound                    404 not_found
+    ├── MethodNotAllowed            405 method_not_allowed
+    ├── IdempotencyInFlight         409 idempotency_in_flight   (Retry-After)
+    ├── BodyTooLarge                413 body_too_large
+    ├── UnsupportedMediaType        415 unsupported_media_type
+    ├── IdempotencyKeyReused        422 idempotency_key_reused
+    ├── RateLimited                 429 rate_limited            (Retry-After)
+    ├── UpstreamFailure             502/503/504, the upstream's faults
+    │   ├── UpstreamError           502 upstream_error
+    │   ├── UpstreamRejected        502 upstream_rejected
+    │   ├── UpstreamBusy            503 upstream_busy           (Retry-After)
+    │   └── UpstreamTimeout         504 upstream_timeout
+    └── StorageUnavailable          503 storage_unavailable
+
+Library errors (itsdangerous, httpx, redis) are translated into these where they are caught,
+with ``raise ... from exc``. Messages are fixed text written here, never an exception's text:
+nothing upstream-internal or secret can reach a client through them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+
+
+class ProxyError(Exception):
+    status = 500
+    code = "internal_error"
+    message = "internal error"
+
+    def __init__(
+        self, message: str | None = None, *, headers: Mapping[str, str] | None = None
+    ) -> None:
+        self.message = message or type(self).message
+        self.headers: dict[str, str] = dict(headers or {})
+        super().__init__(self.message)
+
+    def body(self, request_id: str) -> bytes:
+        error = {"code": self.code, "message": self.message, "request_id": request_id}
+        return json.dumps({"error": error}, separators=(",", ":")).encode()
+
+
+class _RetryLater(ProxyError):
+    """A refusal that carries Retry-After: whole seconds, rounded up, never early."""
+
+    def __init__(
+        self,
+        retry_after: float,
+        message: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.retry_after = max(1, math.ceil(retry_after))
+        super().__init__(message, headers={**(headers or {}), "retry-after": str(self.retry_after)})
+
+
+class InvalidJSON(ProxyError):
+    status, code, message = 400, "invalid_json", "the body is not valid JSON"
+
+
+class InvalidBody(ProxyError):
+    status, code, message = 400, "invalid_body", "the body must be a JSON object"
+
+
+class ForbiddenField(ProxyError):
+    status, code, message = 400, "forbidden_field", "the body holds a field the client may not set"
+
+
+class InvalidSource(ProxyError):
+    status, code, message = 400, "invalid_source", "X-Source must be one of web, mobile, unix"
+
+
+class MissingSession(ProxyError):
+    status, code, message = 401, "missing_session", "no session token was sent"
+
+
+class InvalidSession(ProxyError):
+    status, code, message = 401, "invalid_session", "the session token is not valid"
+
+
+class ExpiredSession(InvalidSession):
+    status, code, message = 401, "expired_session", "the session token has expired"
+
+
+class InvalidMintKey(ProxyError):
+    status, code, message = 401, "invalid_mint_key", "the mint key is missing or wrong"
+
+
+class TriggerNotAllowed(ProxyError):
+    status, code, message = 403, "trigger_not_allowed", "this trigger is not allow-listed"
+
+
+class SourceNotAllowed(ProxyError):
+    status, code, message = 403, "source_not_allowed", "this source may not call this trigger"
+
+
+class OriginNotAllowed(ProxyError):
+    status, code, message = 403, "origin_not_allowed", "this origin is not allowed"
+
+
+class IdentityMismatch(ProxyError):
+    status, code, message = 403, "identity_mismatch", "the body names another customer"
+
+
+class NotFound(ProxyError):
+    status, code, message = 404, "not_found", "no such route"
+
+
+class MethodNotAllowed(ProxyError):
+    status, code, message = 405, "method_not_allowed", "method not allowed on this route"
+
+
+class IdempotencyInFlight(_RetryLater):
+    status, code = 409, "idempotency_in_flight"
+    message = "a request with this Idempotency-Key is still being processed"
+
+
+class BodyTooLarge(ProxyError):
+    status, code, message = 413, "body_too_large", "the body is too large"
+
+
+class UnsupportedMediaType(ProxyError):
+    status, code, message = 415, "unsupported_media_type", "the body must be application/json"
+
+
+class IdempotencyKeyReused(ProxyError):
+    status, code = 422, "idempotency_key_reused"
+    message = "this Idempotency-Key was used for a different request"
+
+
+class RateLimited(_RetryLater):
+    status, code, message = 429, "rate_limited", "too many requests for this customer; retry later"
+
+
+class UpstreamFailure(ProxyError):
+    """A fault on the way to or from Nector."""
+
+
+class UpstreamError(UpstreamFailure):
+    status, code, message = 502, "upstream_error", "the reward service failed to answer"
+
+
+class UpstreamRejected(UpstreamFailure):
+    status, code = 502, "upstream_rejected"
+    message = "the reward service refused the proxy's credentials"
+
+
+class UpstreamBusy(_RetryLater, UpstreamFailure):
+    status, code, message = 503, "upstream_busy", "the reward service is busy; retry later"
+
+
+class UpstreamTimeout(UpstreamFailure):
+    status, code, message = 504, "upstream_timeout", "the reward service did not answer in time"
+
+
+class StorageUnavailable(ProxyError):
+    status, code, message = 503, "storage_unavailable", "the limit store is unavailable"

@@ -1,0 +1,282 @@
+"""The reward path: from a request to Nector's answer, one check at a time.
+
+The order is the contract's, so every request gets one well-defined answer and nothing that
+fails a check reaches a later one: (route and method, in the app) body size, media type,
+session, trigger, source, body fields, idempotency, the customer's limits, the workspace
+budget, the upstream call. The last four are one atomic store decision.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from dataclasses import dataclass, field
+
+from .asgi import Request
+from .errors import (
+    ExpiredSession,
+    ForbiddenField,
+    IdempotencyInFlight,
+    IdempotencyKeyReused,
+    IdentityMismatch,
+    InvalidBody,
+    InvalidMintKey,
+    InvalidSession,
+    MissingSession,
+    NotFound,
+    OriginNotAllowed,
+    ProxyError,
+    RateLimited,
+    UnsupportedMediaType,
+    UpstreamBusy,
+    UpstreamError,
+)
+from .logs import LOG, AccessRecord, CustomerHasher, log_audit
+from .policy import (
+    Trigger,
+    TriggerPolicy,
+    check_dropin_body,
+    check_trigger_body,
+    parse_object,
+    resolve_source,
+    upstream_body,
+)
+from .ratelimit import (
+    IdempotencyClaim,
+    LimitStore,
+    Outcome,
+    StoredAnswer,
+    budget_window,
+    client_window,
+    customer_windows,
+    idempotency_claim,
+    quota_headers,
+)
+from .sessions import ClaimError, Session, SessionVerifier, mint_token
+from .settings import Settings
+from .upstream import UpstreamClient
+
+# An unfinished first call is taken as lost this long after the upstream deadline.
+IN_FLIGHT_MARGIN_SECONDS = 5.0
+
+
+@dataclass(slots=True)
+class Answer:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Gateway:
+    """Wires the core (sessions, policy) to the edges (limit store, upstream client)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: LimitStore,
+        upstream: UpstreamClient,
+    ) -> None:
+        secrets = [s.reveal() for s in settings.secrets.session_secrets]
+        self._settings = settings
+        self._store = store
+        self._upstream = upstream
+        self._verifier = SessionVerifier(secrets, settings.sessions.max_age_seconds)
+        self._secrets = secrets
+        self._policy = TriggerPolicy(settings.triggers, settings.limits.per_customer)
+        self._hash_customer = CustomerHasher(secrets[-1])
+        self._budget = budget_window(settings.limits.upstream)
+        self._max_body = settings.server.max_body_bytes
+        self._cookie = settings.sessions.cookie_name
+        self._in_flight = settings.upstream.timeout_seconds + IN_FLIGHT_MARGIN_SECONDS
+        mint_key = settings.secrets.mint_key
+        self._mint_key = mint_key.reveal().encode() if mint_key else None
+
+    @property
+    def policy(self) -> TriggerPolicy:
+        return self._policy
+
+    # --- routes -------------------------------------------------------------------------
+
+    async def trigger(
+        self, request: Request, ref: str, record: AccessRecord, origin_ok: bool
+    ) -> Answer:
+        """``POST /v1/triggers/{ref}``: the body may be empty or ``{}``."""
+        raw = await self._read_json_body(request)
+        session = await self._session(request, record, origin_ok)
+        trigger = self._policy.by_ref(ref)
+        record.trigger = trigger.label
+        source = resolve_source(request.headers.get("x-source"), session, trigger)
+        record.source = source
+        try:
+            check_trigger_body(parse_object(raw))
+        except ForbiddenField:
+            log_audit("forbidden_field", record, request.client_ip)
+            raise
+        return await self._reward(request, trigger, session, source, record)
+
+    async def dropin(self, request: Request, record: AccessRecord, origin_ok: bool) -> Answer:
+        """``POST /api/v2/merchant/activities``: Nector's own body shape."""
+        raw = await self._read_json_body(request)
+        session = await self._session(request, record, origin_ok)
+        body = parse_object(raw)  # the trigger is named in the body
+        if "trigger_id" not in body:
+            raise InvalidBody("trigger_id is required")
+        trigger = self._policy.by_id(body["trigger_id"])
+        record.trigger = trigger.label
+        source = resolve_source(request.headers.get("x-source"), session, trigger)
+        record.source = source
+        try:
+            check_dropin_body(body, session)
+        except (ForbiddenField, IdentityMismatch) as exc:
+            log_audit(exc.code, record, request.client_ip)
+            raise
+        return await self._reward(request, trigger, session, source, record)
+
+    async def mint(self, request: Request) -> Answer:
+        """``POST /v1/sessions``: server-to-server minting with the mint key."""
+        if self._mint_key is None:
+            raise NotFound()
+        raw = await self._read_json_body(request)
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode("latin-1", "replace"), self._mint_key
+        ):
+            raise InvalidMintKey()
+        body = parse_object(raw)
+        max_age = self._settings.sessions.max_age_seconds
+        ttl = body.pop("ttl_seconds", max_age)
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= max_age:
+            raise InvalidBody(f"ttl_seconds must be an integer from 1 to {max_age}")
+        if "exp" in body:
+            raise ForbiddenField('the client may not set "exp"; use ttl_seconds')
+        now = int(time.time())
+        try:
+            token = mint_token(self._secrets, body, ttl_seconds=ttl, clock=lambda: now)
+        except ClaimError as exc:
+            raise InvalidBody(str(exc)) from exc
+        data = {"token": token, "expires_at": now + ttl}
+        return Answer(200, json.dumps(data).encode(), {"cache-control": "no-store"})
+
+    # --- steps --------------------------------------------------------------------------
+
+    async def _read_json_body(self, request: Request) -> bytes:
+        raw = await request.body(self._max_body)
+        if raw:
+            media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+            if media != "application/json":
+                raise UnsupportedMediaType()
+        return raw
+
+    async def _session(self, request: Request, record: AccessRecord, origin_ok: bool) -> Session:
+        try:
+            session = self._verify(request, origin_ok)
+        except (MissingSession, InvalidSession) as exc:
+            if isinstance(exc, InvalidSession) and not isinstance(exc, ExpiredSession):
+                log_audit("invalid_session", record, request.client_ip)
+            await self._limit_client(request)
+            raise
+        record.customer = self._hash_customer(session.scope)
+        record.key_index = session.key_index
+        return session
+
+    def _verify(self, request: Request, origin_ok: bool) -> Session:
+        auth = request.headers.get("authorization")
+        if auth is not None:
+            scheme, _, token = auth.partition(" ")
+            if scheme.lower() != "bearer":
+                raise InvalidSession("the Authorization header must be 'Bearer <token>'")
+            return self._verifier.verify(token.strip())
+        cookie = request.cookie(self._cookie)
+        if cookie is None:
+            raise MissingSession()
+        # A cookie rides along on any site's request: only an allowed Origin may use it.
+        if not origin_ok:
+            raise OriginNotAllowed("a cookie session needs an allowed Origin")
+        return self._verifier.verify(cookie)
+
+    async def _limit_client(self, request: Request) -> None:
+        """A coarse per-client-IP limit on requests that fail their session checks."""
+        window = client_window(request.client_ip, self._settings.limits.per_ip_invalid_session)
+        try:
+            decision = await self._store.admit([window], None, None)
+        except ProxyError:
+            return  # the request is refused anyway; its own answer is the truer one
+        if decision.outcome is Outcome.RATE_LIMITED:
+            raise RateLimited(decision.retry_after, "too many failed session checks")
+
+    def _idempotency(
+        self, request: Request, session: Session, trigger: Trigger, source: str, body: bytes
+    ) -> IdempotencyClaim | None:
+        header = request.headers.get("idempotency-key")
+        if header is None:
+            return None
+        if not 1 <= len(header) <= 255 or not header.isascii() or not header.isprintable():
+            raise InvalidBody("Idempotency-Key must be 1-255 printable ASCII characters")
+        return idempotency_claim(
+            session.scope,
+            header,
+            trigger_id=trigger.id,
+            source=source,
+            body=body,
+            in_flight_seconds=self._in_flight,
+            ttl_seconds=self._settings.limits.idempotency_ttl_seconds,
+        )
+
+    async def _reward(
+        self,
+        request: Request,
+        trigger: Trigger,
+        session: Session,
+        source: str,
+        record: AccessRecord,
+    ) -> Answer:
+        body = upstream_body(trigger, session)
+        claim = self._idempotency(request, session, trigger, source, body)
+        windows = customer_windows(trigger.id, session.scope, trigger.rates)
+        decision = await self._store.admit(windows, self._budget, claim)
+        outcome = decision.outcome
+        if outcome is Outcome.REPLAY:
+            assert decision.answer is not None
+            record.replayed = True
+            return Answer(
+                decision.answer.status, decision.answer.body, {"idempotent-replayed": "true"}
+            )
+        if outcome is Outcome.RATE_LIMITED:
+            raise RateLimited(
+                decision.retry_after, headers=quota_headers(windows, decision.windows)
+            )
+        if outcome is Outcome.BUDGET_SPENT:
+            raise UpstreamBusy(decision.retry_after)
+        if outcome is Outcome.IN_FLIGHT:
+            raise IdempotencyInFlight(decision.retry_after)
+        if outcome is Outcome.KEY_REUSED:
+            raise IdempotencyKeyReused()
+        if outcome is Outcome.LOST:
+            raise UpstreamError("the first request with this Idempotency-Key did not finish")
+        headers = quota_headers(windows, decision.windows)
+        answer = await self._forward(body, source, request.request_id, record)
+        if claim is not None:
+            # Stored whatever it is, 502 and 504 included: the call began, so it must never
+            # be sent again for this key.
+            await self._store.finish(claim, StoredAnswer(answer.status, answer.body))
+        answer.headers.update(headers)
+        return answer
+
+    async def _forward(
+        self, body: bytes, source: str, request_id: str, record: AccessRecord
+    ) -> Answer:
+        try:
+            upstream = await self._upstream.send(body, source=source, request_id=request_id)
+        except ProxyError as exc:
+            record.code = exc.code
+            return Answer(exc.status, exc.body(request_id), exc.headers)
+        except Exception:  # a bug must still leave a stored, well-formed answer
+            LOG.exception("unexpected error while calling the upstream")
+            failure = UpstreamError()
+            record.code = failure.code
+            return Answer(failure.status, failure.body(request_id))
+        record.upstream_status = upstream.status
+        record.upstream_ms = round(upstream.elapsed * 1000, 2)
+        return Answer(upstream.status, upstream.body)

@@ -1,0 +1,102 @@
+"""Structured logs: one access line per request, audit lines for tamper attempts.
+
+No line holds a secret, a token or a raw customer id: customers appear as a keyed hash
+(HMAC with a key derived from the signing secret), which lets an operator follow one customer
+across lines without the log revealing who it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+ACCESS = logging.getLogger("trigger_proxy.access")
+AUDIT = logging.getLogger("trigger_proxy.audit")
+LOG = logging.getLogger("trigger_proxy")
+
+
+@dataclass(slots=True)
+class AccessRecord:
+    """What one request did; filled in as the request goes and logged once at the end."""
+
+    request_id: str
+    method: str
+    route: str
+    status: int = 0
+    code: str | None = None
+    trigger: str | None = None
+    source: str | None = None
+    customer: str | None = None
+    key_index: int | None = None
+    upstream_status: int | None = None
+    upstream_ms: float | None = None
+    replayed: bool = False
+    duration_ms: float = 0.0
+
+
+class CustomerHasher:
+    def __init__(self, secret: str) -> None:
+        self._key = hashlib.sha256(b"trigger-proxy.log-subject\x00" + secret.encode()).digest()
+
+    def __call__(self, scope: str) -> str:
+        return hmac.new(self._key, scope.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            line.update(fields)
+        if record.exc_info and record.exc_info[0] is not None:
+            line["exc_type"] = record.exc_info[0].__name__
+        return json.dumps(line, separators=(",", ":"), default=str)
+
+
+class PlainFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        fields = getattr(record, "fields", None)
+        stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+        extra = ""
+        if isinstance(fields, dict):
+            extra = " " + " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+        return f"{stamp} {record.levelname:<7} {record.getMessage()}{extra}"
+
+
+def configure(level: str, fmt: str) -> None:
+    """Route the proxy's loggers to stderr in the chosen format. Tracebacks are never printed:
+    an exception's text may hold data from a request."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else PlainFormatter())
+    LOG.handlers[:] = [handler]
+    LOG.setLevel(level.upper())
+    LOG.propagate = False
+
+
+def log_access(record: AccessRecord) -> None:
+    if ACCESS.isEnabledFor(logging.INFO):
+        fields = {k: v for k, v in asdict(record).items() if v is not None}
+        ACCESS.info("request", extra={"fields": fields})
+
+
+def log_audit(event: str, record: AccessRecord, client_ip: str) -> None:
+    fields = {
+        "event": event,
+        "request_id": record.request_id,
+        "route": record.route,
+        "trigger": record.trigger,
+        "customer": record.customer,
+        "client_ip": client_ip,
+    }
+    AUDIT.warning("tamper attempt refused", extra={"fields": fields})

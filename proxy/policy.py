@@ -1,0 +1,184 @@
+"""The allow-list and the body rules: plain functions over plain data.
+
+Nothing the client sends decides who is rewarded or with what: the customer comes from the
+verified session, the trigger from the allow-list, any reward override from the config.
+The client may name the trigger (URL or ``trigger_id``) and, on the drop-in route, repeat the
+session's own customer; every other field is refused rather than silently dropped, so a
+tampering client learns that it was seen.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import (
+    ForbiddenField,
+    IdentityMismatch,
+    InvalidBody,
+    InvalidJSON,
+    InvalidSource,
+    SourceNotAllowed,
+    TriggerNotAllowed,
+)
+from .sessions import Session
+from .settings import SOURCES, Rate, TriggerSettings
+
+DEFAULT_SOURCE = "web"
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """An allow-listed trigger with everything derivable from config computed once."""
+
+    id: str
+    label: str  # the alias when there is one: safe for logs and metric labels
+    sources: frozenset[str]
+    rates: tuple[Rate, ...]
+    trace: Mapping[str, Any] | None
+
+
+def _trace(t: TriggerSettings) -> dict[str, Any] | None:
+    trace: dict[str, Any] = {}
+    if t.wallet is not None:
+        wallet: dict[str, Any] = {"title": t.wallet.title}
+        if t.wallet.description is not None:
+            wallet["description"] = t.wallet.description
+        wallet["operation"] = t.wallet.operation
+        wallet["coin_range"] = {"min": t.wallet.coin_min, "max": t.wallet.coin_max}
+        trace["via_api_for_wallet"] = wallet
+    if t.offer is not None:
+        trace["via_api_for_offer"] = {"offer_id": t.offer.offer_id}
+    return trace or None
+
+
+class TriggerPolicy:
+    """Looks up allow-listed triggers by id (any case) or alias."""
+
+    def __init__(self, triggers: Sequence[TriggerSettings], default_rates: tuple[Rate, ...]):
+        self._by_id: dict[str, Trigger] = {}
+        self._by_ref: dict[str, Trigger] = {}
+        for t in triggers:
+            trigger = Trigger(
+                id=t.id,
+                label=t.name or t.id,
+                sources=t.sources,
+                rates=t.per_customer or default_rates,
+                trace=_trace(t),
+            )
+            self._by_id[t.id] = trigger
+            self._by_ref[t.id] = trigger
+            if t.name:
+                self._by_ref[t.name] = trigger
+
+    @property
+    def triggers(self) -> list[Trigger]:
+        return list(self._by_id.values())
+
+    def by_ref(self, ref: str) -> Trigger:
+        """The trigger named by ``ref`` in a URL: its id or its alias."""
+        trigger = self._by_ref.get(ref) or self._by_id.get(ref.lower())
+        if trigger is None:
+            raise TriggerNotAllowed()
+        return trigger
+
+    def by_id(self, trigger_id: object) -> Trigger:
+        """The trigger named by a body's ``trigger_id`` (ids only, as Nector takes them)."""
+        if not isinstance(trigger_id, str):
+            raise InvalidBody("trigger_id must be a string")
+        trigger = self._by_id.get(trigger_id.lower())
+        if trigger is None:
+            raise TriggerNotAllowed()
+        return trigger
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        # Parsers disagree on which duplicate wins; refusing is the only safe reading.
+        raise ValueError("duplicate key")
+    return result
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_object(raw: bytes) -> dict[str, Any]:
+    """Parse a request body: empty means ``{}``; anything else must be one JSON object."""
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(
+            raw, object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant
+        )
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise InvalidJSON() from exc
+    if not isinstance(value, dict):
+        raise InvalidBody()
+    return value
+
+
+def resolve_source(header: str | None, session: Session, trigger: Trigger) -> str:
+    """The x-source sent upstream: the session's claim if it has one, else the header.
+
+    A header is only a hint: it must be one of the three values, must agree with a signed
+    claim, and the trigger must allow the result.
+    """
+    if header is not None and header not in SOURCES:
+        raise InvalidSource()
+    if session.source is not None:
+        if header is not None and header != session.source:
+            raise SourceNotAllowed("X-Source differs from the session's source")
+        source = session.source
+    else:
+        source = header or DEFAULT_SOURCE
+    if source not in trigger.sources:
+        raise SourceNotAllowed()
+    return source
+
+
+def check_trigger_body(body: Mapping[str, Any]) -> None:
+    """``POST /v1/triggers/{trigger}`` takes an empty body or ``{}``: everything else is set
+    by the session and the config."""
+    for name in body:
+        raise ForbiddenField(f"the client may not set {_field_name(name)}")
+
+
+def check_dropin_body(body: Mapping[str, Any], session: Session) -> None:
+    """The drop-in route takes Nector's shape: ``trigger_id`` and optionally the session's own
+    ``customer_id`` or ``lead_id``; another customer is an identity mismatch."""
+    for name, value in body.items():
+        if name == "trigger_id":
+            continue
+        if name in ("customer_id", "lead_id"):
+            if name != session.subject_field or value != session.subject:
+                raise IdentityMismatch()
+            continue
+        raise ForbiddenField(f"the client may not set {_field_name(name)}")
+
+
+def _field_name(name: str) -> str:
+    # The name is echoed to the client: keep it short and printable.
+    shown = (
+        name
+        if name.isprintable() and len(name) <= 40
+        else name[:40].encode("unicode_escape").decode()
+    )
+    return json.dumps(shown)
+
+
+def upstream_body(trigger: Trigger, session: Session) -> bytes:
+    """The JSON body sent to Nector, built only from the trigger and the session."""
+    body: dict[str, Any] = {"trigger_id": trigger.id, session.subject_field: session.subject}
+    if session.name is not None:
+        body["name"] = session.name
+    if session.referral_code is not None:
+        body["referral_code"] = session.referral_code
+    if session.metadetail is not None:
+        body["metadetail"] = dict(session.metadetail)
+    if trigger.trace is not None:
+        body["trace"] = trigger.trace
+    return json.dumps(body, separators=(",", ":")).encode()

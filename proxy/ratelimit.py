@@ -1,0 +1,156 @@
+"""Rate limits and idempotency: what a store decides, and the keys it decides on.
+
+One ``admit`` call per request makes the whole decision atomically: replay or refuse a used
+Idempotency-Key, check every window of the customer and the workspace budget, and only if all
+pass spend one unit of each and reserve the key. A request refused for any reason spends
+nothing. Windows are exact moving windows: a log of the accepted requests' times, trimmed to the
+window's limit, so "N/period" never lets N+1 through in any interval of that length and the
+Retry-After it gives is the moment the oldest counted request leaves the window.
+
+Stores: ``memory_store.MemoryStore`` (one process) and ``redis_store.RedisStore`` (shared by
+replicas; one Lua script, so one round trip, per decision).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from .settings import Rate
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    key: str
+    limit: int
+    seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyClaim:
+    """A client's Idempotency-Key, scoped to its customer and bound to its request."""
+
+    key: str
+    fingerprint: str
+    in_flight_seconds: float  # after this an unfinished first call is taken as lost
+    ttl_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAnswer:
+    status: int
+    body: bytes
+
+    def encode(self) -> bytes:
+        return b"%d:%b" % (self.status, self.body)
+
+    @classmethod
+    def decode(cls, blob: bytes) -> StoredAnswer:
+        status, _, body = blob.partition(b":")
+        return cls(int(status), body)
+
+
+class Outcome(enum.Enum):
+    ADMITTED = "admitted"
+    RATE_LIMITED = "rate_limited"  # a customer window is full
+    BUDGET_SPENT = "budget_spent"  # the workspace budget is full
+    REPLAY = "replay"  # the key's first answer is stored
+    IN_FLIGHT = "in_flight"  # the key's first call is running
+    KEY_REUSED = "key_reused"  # the key was used for another request
+    LOST = "lost"  # the key's first call never finished (its process died)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowState:
+    remaining: int
+    reset: float  # seconds until one more request fits
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    outcome: Outcome
+    retry_after: float = 0.0
+    windows: tuple[WindowState, ...] = ()  # the customer windows, in the order asked
+    answer: StoredAnswer | None = None
+
+
+class LimitStore(Protocol):
+    async def admit(
+        self, windows: Sequence[Window], budget: Window | None, claim: IdempotencyClaim | None
+    ) -> Decision:
+        """Decide atomically; raise ``StorageUnavailable`` when the store cannot answer."""
+
+    async def finish(self, claim: IdempotencyClaim, answer: StoredAnswer) -> None:
+        """Store the answer produced for a reserved key, replacing the reservation."""
+
+    async def ping(self) -> None:
+        """Raise ``StorageUnavailable`` unless the store answers."""
+
+    async def aclose(self) -> None: ...
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.blake2b("\x00".join(parts).encode(), digest_size=16).hexdigest()
+
+
+def customer_windows(trigger_id: str, scope: str, rates: Sequence[Rate]) -> list[Window]:
+    """The windows of one customer on one trigger, keyed by the trigger's id (never its alias
+    or the route), so every way of calling a trigger shares one quota."""
+    subject = _digest(scope)
+    return [Window(f"c:{trigger_id}:{r.seconds}:{subject}", r.limit, r.seconds) for r in rates]
+
+
+def budget_window(rate: Rate) -> Window:
+    return Window(f"b:{rate.seconds}", rate.limit, rate.seconds)
+
+
+def client_window(client_ip: str, rate: Rate) -> Window:
+    return Window(f"ip:{rate.seconds}:{client_ip}", rate.limit, rate.seconds)
+
+
+def idempotency_claim(
+    scope: str,
+    header: str,
+    *,
+    trigger_id: str,
+    source: str,
+    body: bytes,
+    in_flight_seconds: float,
+    ttl_seconds: int,
+) -> IdempotencyClaim:
+    """Scope the key to the customer and bind it to what the request would do upstream."""
+    return IdempotencyClaim(
+        key=f"i:{_digest(scope, header)}",
+        fingerprint=_digest(trigger_id, source, body.decode()),
+        in_flight_seconds=in_flight_seconds,
+        ttl_seconds=ttl_seconds,
+    )
+
+
+def _window_name(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def quota_headers(windows: Sequence[Window], states: Sequence[WindowState]) -> dict[str, str]:
+    """Rate-limit headers for the most restrictive window: the legacy RateLimit-Limit,
+    -Remaining and -Reset, and the IETF draft's RateLimit and RateLimit-Policy fields."""
+    if not windows or len(windows) != len(states):
+        return {}
+    i = min(range(len(windows)), key=lambda i: (states[i].remaining, -states[i].reset))
+    window, state = windows[i], states[i]
+    reset = max(0, math.ceil(state.reset))
+    policy = ", ".join(f'"{_window_name(w.seconds)}";q={w.limit};w={w.seconds}' for w in windows)
+    return {
+        "ratelimit-limit": str(window.limit),
+        "ratelimit-remaining": str(state.remaining),
+        "ratelimit-reset": str(reset),
+        "ratelimit-policy": policy,
+        "ratelimit": f'"{_window_name(window.seconds)}";r={state.remaining};t={reset}',
+    }

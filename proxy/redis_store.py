@@ -1,0 +1,196 @@
+"""The shared limit store (``redis://``): every replica decides through one Lua script.
+
+One script per decision is one round trip and atomic on the server; it reads the time from
+Redis (``TIME``), so replicas with skewed clocks still share one window. Each window is a list
+of accepted times in microseconds, newest first, trimmed to the window's limit and expiring
+with it. An idempotency record is a hash: fingerprint, state, in-flight deadline, answer.
+
+Any Redis failure is ``StorageUnavailable`` (fail closed); redis-py reconnects on the next
+command, so the proxy recovers by itself when Redis is back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from .errors import StorageUnavailable
+from .ratelimit import (
+    Decision,
+    IdempotencyClaim,
+    Outcome,
+    StoredAnswer,
+    Window,
+    WindowState,
+)
+
+# KEYS: the idempotency key (or the prefix alone when there is none), then the windows:
+#       the customer's first, the budget last.
+# ARGV: number of windows, number of customer windows, fingerprint, in-flight µs, ttl ms,
+#       then limit and length in µs for each window.
+# Returns {0, remaining1, reset1_us, ...} when admitted, {1, wait_us, remaining1, reset1_us, ...}
+#       when a customer window is full, {2, wait_us} budget spent, {3, answer} replay,
+#       {4, wait_us} in flight, {5} key reused, {6} lost.
+ADMIT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+-- Lua 5.1's tostring keeps 14 digits; microsecond times need 16.
+local function int(x) return string.format('%.0f', x) end
+local n, ncust = tonumber(ARGV[1]), tonumber(ARGV[2])
+local claim = ARGV[3] ~= ''
+if claim then
+  local rec = redis.call('HMGET', KEYS[1], 'f', 's', 'd', 'a')
+  if rec[1] then
+    if rec[1] ~= ARGV[3] then return {5} end
+    if rec[2] == 'done' then return {3, rec[4]} end
+    local deadline = tonumber(rec[3])
+    if now < deadline then return {4, deadline - now} end
+    return {6}
+  end
+end
+local counts, waits, oldest = {}, {}, {}
+local cwait, bwait = 0, 0
+for i = 1, n do
+  local limit, len = tonumber(ARGV[4 + 2 * i]), tonumber(ARGV[5 + 2 * i])
+  local stamps = redis.call('LRANGE', KEYS[i + 1], 0, limit - 1)
+  local c, old = 0, now
+  for j = 1, #stamps do
+    local s = tonumber(stamps[j])
+    if s > now - len then c = c + 1; old = s end
+  end
+  local w = 0
+  if c >= limit then w = tonumber(stamps[limit]) + len - now end
+  counts[i], waits[i], oldest[i] = c, w, old
+  if i <= ncust then
+    if w > cwait then cwait = w end
+  elseif w > bwait then bwait = w end
+end
+if cwait > 0 then
+  local out = {1, cwait}
+  for i = 1, ncust do
+    local limit, len = tonumber(ARGV[4 + 2 * i]), tonumber(ARGV[5 + 2 * i])
+    local reset = waits[i]
+    if reset == 0 then reset = oldest[i] + len - now end
+    out[#out + 1] = math.max(0, limit - counts[i])
+    out[#out + 1] = reset
+  end
+  return out
+end
+if bwait > 0 then return {2, bwait} end
+local out = {0}
+for i = 1, n do
+  local limit, len = tonumber(ARGV[4 + 2 * i]), tonumber(ARGV[5 + 2 * i])
+  local key = KEYS[i + 1]
+  redis.call('LPUSH', key, int(now))
+  redis.call('LTRIM', key, 0, limit - 1)
+  redis.call('PEXPIRE', key, math.ceil(len / 1000))
+  if i <= ncust then
+    out[#out + 1] = limit - counts[i] - 1
+    out[#out + 1] = oldest[i] + len - now
+  end
+end
+if claim then
+  redis.call('HSET', KEYS[1], 'f', ARGV[3], 's', 'run', 'd', int(now + tonumber(ARGV[4])))
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+end
+return out
+"""
+
+# KEYS: the idempotency key. ARGV: fingerprint, answer, ttl ms.
+FINISH = """
+if redis.call('HGET', KEYS[1], 'f') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 's', 'done', 'a', ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
+return 0
+"""
+
+_US = 1_000_000
+
+
+class RedisStore:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "trigger-proxy:",
+        timeout_seconds: float = 1.0,
+        max_connections: int = 64,
+    ) -> None:
+        self._prefix = prefix
+        # No retries inside the client: a request that cannot be decided now is refused now
+        # (503 storage_unavailable); the next request reconnects.
+        self._redis: redis.Redis = redis.Redis.from_url(
+            url,
+            socket_timeout=timeout_seconds,
+            socket_connect_timeout=timeout_seconds,
+            retry=Retry(NoBackoff(), 0),
+            max_connections=max_connections,
+            health_check_interval=0,
+        )
+        self._admit = self._redis.register_script(ADMIT)
+        self._finish = self._redis.register_script(FINISH)
+
+    async def admit(
+        self, windows: Sequence[Window], budget: Window | None, claim: IdempotencyClaim | None
+    ) -> Decision:
+        every = [*windows, budget] if budget is not None else list(windows)
+        keys = [self._prefix + (claim.key if claim else "")]
+        keys += [self._prefix + w.key for w in every]
+        args: list[Any] = [len(every), len(windows)]
+        if claim is not None:
+            args += [
+                claim.fingerprint,
+                int(claim.in_flight_seconds * _US),
+                claim.ttl_seconds * 1000,
+            ]
+        else:
+            args += ["", 0, 0]
+        for w in every:
+            args += [w.limit, w.seconds * _US]
+        reply = await self._call(self._admit, keys, args)
+        code = int(reply[0])
+        if code == 0:
+            return Decision(Outcome.ADMITTED, windows=_states(reply[1:]))
+        if code == 1:
+            return Decision(Outcome.RATE_LIMITED, int(reply[1]) / _US, _states(reply[2:]))
+        if code == 2:
+            return Decision(Outcome.BUDGET_SPENT, int(reply[1]) / _US)
+        if code == 3:
+            return Decision(Outcome.REPLAY, answer=StoredAnswer.decode(reply[1]))
+        if code == 4:
+            return Decision(Outcome.IN_FLIGHT, int(reply[1]) / _US)
+        if code == 5:
+            return Decision(Outcome.KEY_REUSED)
+        return Decision(Outcome.LOST)
+
+    async def finish(self, claim: IdempotencyClaim, answer: StoredAnswer) -> None:
+        await self._call(
+            self._finish,
+            [self._prefix + claim.key],
+            [claim.fingerprint, answer.encode(), claim.ttl_seconds * 1000],
+        )
+
+    async def ping(self) -> None:
+        try:
+            await self._redis.ping()
+        except (RedisError, OSError) as exc:
+            raise StorageUnavailable() from exc
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
+    async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await script(keys=keys, args=args)
+        except (RedisError, OSError) as exc:
+            raise StorageUnavailable() from exc
+
+
+def _states(flat: Sequence[Any]) -> tuple[WindowState, ...]:
+    return tuple(WindowState(int(flat[i]), int(flat[i + 1]) / _US) for i in range(0, len(flat), 2))

@@ -1,0 +1,236 @@
+"""Signed customer sessions: the only source of who the customer is.
+
+A token is ``itsdangerous.URLSafeTimedSerializer(secrets, salt=SALT)`` output with the
+library's defaults (HMAC-SHA1, django-concat key derivation, compact JSON, zlib when shorter)
+for a JSON object of the claims below. docs/sessions.md describes the format byte by byte with
+test vectors, so a merchant backend in any language can mint tokens.
+
+Claims: exactly one of ``customer_id`` (8-128 characters) or ``lead_id`` (a UUID); optionally
+``name``, ``referral_code``, ``metadetail`` (Nector's formats), ``source`` (web, mobile, unix)
+and ``exp`` (unix seconds). Any other key makes the token invalid.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
+
+from .errors import ExpiredSession, InvalidSession
+from .settings import SOURCES
+
+SALT = "trigger-proxy.session"
+MAX_TOKEN_LENGTH = 4096
+_CLAIMS = frozenset(
+    {"customer_id", "lead_id", "name", "referral_code", "metadetail", "source", "exp"}
+)
+_METADETAIL = frozenset({"email", "mobile", "country", "gender", "dob"})
+
+Clock = Callable[[], float]
+
+
+class ClaimError(ValueError):
+    """A claim that breaks the session format; the message names the claim."""
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A verified customer identity. ``key_index`` is the position of the verifying secret."""
+
+    subject_field: str  # "customer_id" or "lead_id"
+    subject: str
+    name: str | None = None
+    referral_code: str | None = None
+    metadetail: Mapping[str, str] | None = None
+    source: str | None = None
+    expires_at: int | None = None
+    key_index: int = 0
+
+    @property
+    def scope(self) -> str:
+        """A stable string naming the customer, for limit and idempotency keys."""
+        return f"{self.subject_field}:{self.subject}"
+
+
+def _string(claims: Mapping[str, Any], key: str, low: int, high: int) -> str | None:
+    value = claims.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not low <= len(value) <= high:
+        raise ClaimError(f"{key} must be a string of {low}-{high} characters")
+    return value
+
+
+def _check_uuid(key: str, value: str) -> str:
+    try:
+        uuid.UUID(value)
+    except ValueError as exc:
+        raise ClaimError(f"{key} must be a UUID") from exc
+    return value
+
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+_COUNTRY = re.compile(r"^[a-z]{3}$")
+_MOBILE = re.compile(r"^\+?[0-9]{4,15}$")
+_DOB = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _metadetail(value: object) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ClaimError("metadetail must be an object")
+    unknown = set(value) - _METADETAIL
+    if unknown:
+        raise ClaimError(f"metadetail.{sorted(unknown)[0]} is not a known field")
+    if not all(isinstance(v, str) for v in value.values()):
+        raise ClaimError("metadetail values must be strings")
+    if "email" in value and (len(value["email"]) > 254 or not _EMAIL.match(value["email"])):
+        raise ClaimError("metadetail.email is not an email address")
+    if "mobile" in value:
+        if not 4 <= len(value["mobile"]) <= 15 or not _MOBILE.match(value["mobile"]):
+            raise ClaimError("metadetail.mobile must be 4-15 digits")
+        if "country" not in value:
+            raise ClaimError("metadetail.country is required when metadetail.mobile is given")
+    if "country" in value and not _COUNTRY.match(value["country"]):
+        raise ClaimError("metadetail.country must be 3 lowercase letters, e.g. 'usa'")
+    if "gender" in value and value["gender"] not in ("male", "female", "other"):
+        raise ClaimError("metadetail.gender must be male, female or other")
+    if "dob" in value:
+        try:
+            if not _DOB.match(value["dob"]):
+                raise ValueError
+            datetime.date.fromisoformat(value["dob"])
+        except ValueError as exc:
+            raise ClaimError("metadetail.dob must be a date YYYY-MM-DD") from exc
+    return dict(value)
+
+
+def parse_claims(claims: object, *, key_index: int = 0) -> Session:
+    """Validate a claims object and return the ``Session`` it describes.
+
+    Raises ``ClaimError`` naming the first claim that is wrong.
+    """
+    if not isinstance(claims, Mapping):
+        raise ClaimError("the claims must be a JSON object")
+    unknown = set(claims) - _CLAIMS
+    if unknown:
+        raise ClaimError(f"{sorted(unknown)[0]} is not a session claim")
+    customer_id = _string(claims, "customer_id", 8, 128)
+    lead_id = _string(claims, "lead_id", 1, 64)
+    if (customer_id is None) == (lead_id is None):
+        raise ClaimError("exactly one of customer_id or lead_id is required")
+    source = claims.get("source")
+    if source is not None and source not in SOURCES:
+        raise ClaimError("source must be one of web, mobile, unix")
+    exp = claims.get("exp")
+    if exp is not None and (isinstance(exp, bool) or not isinstance(exp, int)):
+        raise ClaimError("exp must be an integer (unix seconds)")
+    field, subject = (
+        ("customer_id", customer_id) if customer_id is not None else ("lead_id", lead_id)
+    )
+    if lead_id is not None:
+        _check_uuid("lead_id", lead_id)
+    assert subject is not None
+    return Session(
+        subject_field=field,
+        subject=subject,
+        name=_string(claims, "name", 1, 128),
+        referral_code=_string(claims, "referral_code", 1, 128),
+        metadetail=_metadetail(claims.get("metadetail")),
+        source=source,
+        expires_at=exp,
+        key_index=key_index,
+    )
+
+
+class _ClockedSigner(TimestampSigner):
+    """itsdangerous's TimestampSigner with an injectable clock (for tests and vectors)."""
+
+    def __init__(self, *args: Any, clock: Clock = time.time, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._clock = clock
+
+    def get_timestamp(self) -> int:
+        return int(self._clock())
+
+
+def _serializer(secret: str, clock: Clock) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(
+        secret, salt=SALT, signer=_ClockedSigner, signer_kwargs={"clock": clock}
+    )
+
+
+class SessionVerifier:
+    """Verifies session tokens.
+
+    ``secrets`` are oldest first: the last one signs, all of them verify, so a secret can be
+    rotated in by appending it and retired by removing it later. A token older than
+    ``max_age_seconds`` is refused whatever its ``exp``.
+    """
+
+    def __init__(
+        self, secrets: Sequence[str], max_age_seconds: int, *, clock: Clock = time.time
+    ) -> None:
+        if not secrets:
+            raise ValueError("at least one secret is required")
+        self._max_age = max_age_seconds
+        self._clock = clock
+        # Newest first: the key that signs today's tokens is tried first.
+        self._serializers = [
+            (index, _serializer(secret, clock))
+            for index, secret in reversed(list(enumerate(secrets)))
+        ]
+
+    def verify(self, token: str) -> Session:
+        """Return the session, or raise ``InvalidSession`` / ``ExpiredSession``."""
+        if not token or len(token) > MAX_TOKEN_LENGTH:
+            raise InvalidSession()
+        for index, serializer in self._serializers:
+            try:
+                claims = serializer.loads(token, max_age=self._max_age)
+            except SignatureExpired as exc:
+                # The signature is good (expiry is checked after it) but the token is too old.
+                raise ExpiredSession() from exc
+            except BadSignature:
+                continue
+            try:
+                session = parse_claims(claims, key_index=index)
+            except ClaimError as exc:
+                raise InvalidSession() from exc
+            if session.expires_at is not None and session.expires_at <= self._clock():
+                raise ExpiredSession()
+            return session
+        raise InvalidSession()
+
+
+def mint_token(
+    secrets: Sequence[str],
+    claims: Mapping[str, Any],
+    *,
+    ttl_seconds: int | None = None,
+    clock: Clock = time.time,
+) -> str:
+    """Sign ``claims`` into a session token with the newest secret (the last one).
+
+    ``ttl_seconds`` adds an ``exp`` claim that far in the future. The claims are checked as
+    the verifier will check them; ``ClaimError`` names the first wrong one.
+
+    >>> mint_token(["x" * 32], {"customer_id": "customer-42"})  # doctest: +SKIP
+    'eyJjdXN0b21lcl9pZCI6ImN1c3RvbWVyLTQyIn0.Z...'
+    """
+    if not secrets:
+        raise ValueError("at least one secret is required")
+    payload = dict(claims)
+    if ttl_seconds is not None:
+        if ttl_seconds < 1:
+            raise ClaimError("ttl_seconds must be at least 1")
+        payload["exp"] = int(clock()) + ttl_seconds
+    parse_claims(payload)
+    return _serializer(secrets[-1], clock).dumps(payload)
