@@ -73,7 +73,9 @@ class App:
         secrets = self.settings.secrets
         if secrets.api_key is None or secrets.workspace_id is None:
             raise RuntimeError("serving needs the API key and the workspace id")
-        store = self._given_store or open_store(self.settings.limits)
+        store = (
+            self._given_store if self._given_store is not None else open_store(self.settings.limits)
+        )
         upstream = UpstreamClient(
             self.settings.upstream,
             api_key=secrets.api_key,

@@ -125,14 +125,17 @@ class RedisStore:
         self._prefix = prefix
         # No retries inside the client: a request that cannot be decided now is refused now
         # (503 storage_unavailable); the next request reconnects.
-        self._redis: redis.Redis = redis.Redis.from_url(
+        # A blocking pool: a burst beyond max_connections waits for a free connection (up to
+        # the timeout) instead of failing with "Too many connections".
+        pool = redis.BlockingConnectionPool.from_url(
             url,
             socket_timeout=timeout_seconds,
             socket_connect_timeout=timeout_seconds,
             retry=Retry(NoBackoff(), 0),
             max_connections=max_connections,
-            health_check_interval=0,
+            timeout=timeout_seconds,
         )
+        self._redis: redis.Redis = redis.Redis(connection_pool=pool)
         self._admit = self._redis.register_script(ADMIT)
         self._finish = self._redis.register_script(FINISH)
 

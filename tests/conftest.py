@@ -3,6 +3,7 @@ under CI a missing dependency fails instead of skipping."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import AsyncIterator, Callable
@@ -78,7 +79,9 @@ def make_settings(environ: dict[str, str] | None = None, **sections: Any) -> Set
     return Settings.from_mapping(config(**sections), environ or ENVIRON)
 
 
-def token(customer_id: str | None = CUSTOMER, *, secret: str = SESSION_SECRET, **claims: Any) -> str:
+def token(
+    customer_id: str | None = CUSTOMER, *, secret: str = SESSION_SECRET, **claims: Any
+) -> str:
     if customer_id is not None and "lead_id" not in claims:
         claims["customer_id"] = customer_id
     return mint_token([secret], claims)
@@ -141,6 +144,7 @@ class Harness:
         return await self.post("/v1/triggers/spin-wheel", tok=tok or token(), **kwargs)
 
 
+@contextlib.asynccontextmanager
 async def open_harness(
     settings: Settings | None = None,
     *,
@@ -152,7 +156,7 @@ async def open_harness(
     app = create_app(
         settings or make_settings(),
         transport=transport or upstream.transport(),
-        store=store or MemoryStore(),
+        store=MemoryStore() if store is None else store,
     )
     asgi = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
     async with app.lifespan(), httpx.AsyncClient(transport=asgi, base_url="http://proxy") as client:
@@ -161,7 +165,7 @@ async def open_harness(
 
 @pytest.fixture
 async def harness() -> AsyncIterator[Harness]:
-    async for h in open_harness():
+    async with open_harness() as h:
         yield h
 
 

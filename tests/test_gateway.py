@@ -176,7 +176,9 @@ async def test_non_json_media_type_is_415(harness: Harness) -> None:
 
 
 async def test_body_over_the_cap_is_413(harness: Harness) -> None:
-    response = await harness.spin(content=b" " * 20000, headers={"content-type": "application/json"})
+    response = await harness.spin(
+        content=b" " * 20000, headers={"content-type": "application/json"}
+    )
     assert response.status_code == 413
     assert error_code(response) == "body_too_large"
     assert harness.upstream.requests == []
@@ -207,7 +209,8 @@ async def test_no_session_is_401_missing(harness: Harness) -> None:
     "auth",
     [
         "Bearer not-a-token",
-        "Bearer " + mint_token(["another-secret-0123456789-abcdefghijkl"], {"customer_id": CUSTOMER}),
+        "Bearer "
+        + mint_token(["another-secret-0123456789-abcdefghijkl"], {"customer_id": CUSTOMER}),
         "Basic dXNlcjpwYXNz",
         "Bearer " + token()[:-2],
         "Bearer " + raw_token({"customer_id": CUSTOMER, "role": "admin"}),
@@ -357,7 +360,9 @@ async def test_dropin_with_nectors_body_shape(harness: Harness) -> None:
 
 
 async def test_dropin_without_customer_uses_the_session(harness: Harness) -> None:
-    response = await harness.post("/api/v2/merchant/activities", tok=token(), body={"trigger_id": CHECKIN})
+    response = await harness.post(
+        "/api/v2/merchant/activities", tok=token(), body={"trigger_id": CHECKIN}
+    )
     assert response.status_code == 200
     assert harness.upstream.bodies[0]["customer_id"] == CUSTOMER
 
@@ -432,7 +437,9 @@ async def test_body_size_is_checked_before_the_session(harness: Harness) -> None
 
 
 async def test_media_type_is_checked_before_the_session(harness: Harness) -> None:
-    response = await harness.post("/v1/triggers/nope", content=b"x", headers={"content-type": "text/plain"})
+    response = await harness.post(
+        "/v1/triggers/nope", content=b"x", headers={"content-type": "text/plain"}
+    )
     assert error_code(response) == "unsupported_media_type"
 
 
@@ -442,7 +449,9 @@ async def test_session_is_checked_before_the_trigger(harness: Harness) -> None:
 
 
 async def test_trigger_is_checked_before_the_source(harness: Harness) -> None:
-    response = await harness.post(f"/v1/triggers/{UNKNOWN}", tok=token(), headers={"x-source": "bad"})
+    response = await harness.post(
+        f"/v1/triggers/{UNKNOWN}", tok=token(), headers={"x-source": "bad"}
+    )
     assert error_code(response) == "trigger_not_allowed"
 
 
@@ -468,13 +477,17 @@ def answering(response: httpx.Response):
         (httpx.Response(302, headers={"location": "https://elsewhere"}), 502, "upstream_error"),
         (httpx.Response(200, content=b'{"a":"' + b"x" * 70000 + b'"}'), 502, "upstream_error"),
         (httpx.Response(401, json={"meta": {"status": "error"}}), 502, "upstream_rejected"),
-        (httpx.Response(403, json={"data": {"message": "need write key"}}), 502, "upstream_rejected"),
+        (
+            httpx.Response(403, json={"data": {"message": "need write key"}}),
+            502,
+            "upstream_rejected",
+        ),
     ],
 )
 async def test_upstream_faults_map_to_the_contract(
     upstream: httpx.Response, status: int, code: str
 ) -> None:
-    async for h in open_harness():
+    async with open_harness() as h:
         h.upstream.answer = answering(upstream)
         response = await h.spin()
         assert response.status_code == status
@@ -482,7 +495,7 @@ async def test_upstream_faults_map_to_the_contract(
 
 
 async def test_upstream_429_is_503_busy_with_retry_after() -> None:
-    async for h in open_harness():
+    async with open_harness() as h:
         h.upstream.answer = answering(httpx.Response(429, headers={"retry-after": "17"}))
         response = await h.spin()
         assert response.status_code == 503
@@ -494,7 +507,7 @@ async def test_unreachable_upstream_is_502() -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
 
-    async for h in open_harness():
+    async with open_harness() as h:
         h.upstream.answer = refuse
         response = await h.spin()
         assert (response.status_code, error_code(response)) == (502, "upstream_error")
@@ -508,16 +521,21 @@ async def test_slow_upstream_is_504() -> None:
         return httpx.Response(200, json={})
 
     settings = make_settings(upstream={"timeout_seconds": 0.1})
-    async for h in open_harness(settings, transport=httpx.MockTransport(hang)):
+    async with open_harness(settings, transport=httpx.MockTransport(hang)) as h:
         response = await h.spin()
         assert (response.status_code, error_code(response)) == (504, "upstream_timeout")
 
 
 async def test_nector_4xx_passes_through_with_its_envelope() -> None:
-    envelope = {"meta": {"status": "error", "code": 422}, "data": {"message": "Lead does not exists"}}
-    async for h in open_harness():
+    envelope = {
+        "meta": {"status": "error", "code": 422},
+        "data": {"message": "Lead does not exists"},
+    }
+    async with open_harness() as h:
         h.upstream.answer = answering(
-            httpx.Response(422, json=envelope, headers={"set-cookie": "nector=1", "x-internal": "y"})
+            httpx.Response(
+                422, json=envelope, headers={"set-cookie": "nector=1", "x-internal": "y"}
+            )
         )
         response = await h.spin()
         assert response.status_code == 422
@@ -528,7 +546,7 @@ async def test_nector_4xx_passes_through_with_its_envelope() -> None:
 
 async def test_credentials_are_scrubbed_from_relayed_bodies() -> None:
     leaky = {"meta": {"status": "success"}, "data": {"echo": f"key={API_KEY}", WORKSPACE_ID: 1}}
-    async for h in open_harness():
+    async with open_harness() as h:
         h.upstream.answer = answering(httpx.Response(200, json=leaky))
         response = await h.spin()
         assert response.status_code == 200
@@ -539,7 +557,7 @@ async def test_credentials_are_scrubbed_from_relayed_bodies() -> None:
 
 async def test_escaped_credentials_are_scrubbed_too() -> None:
     escaped = json.dumps({"data": {"k": API_KEY}}).replace("-", "\\u002d").encode()
-    async for h in open_harness():
+    async with open_harness() as h:
         h.upstream.answer = answering(httpx.Response(200, content=escaped))
         response = await h.spin()
         assert API_KEY not in response.text
@@ -566,7 +584,9 @@ async def test_mint_route_issues_a_token_that_the_proxy_accepts(harness: Harness
 @pytest.mark.parametrize("auth", [None, "Bearer wrong-key", "Basic x"])
 async def test_mint_route_needs_the_mint_key(harness: Harness, auth: str | None) -> None:
     headers = {"authorization": auth} if auth else {}
-    response = await harness.post("/v1/sessions", body={"customer_id": "customer-x1"}, headers=headers)
+    response = await harness.post(
+        "/v1/sessions", body={"customer_id": "customer-x1"}, headers=headers
+    )
     assert response.status_code == 401
     assert error_code(response) == "invalid_mint_key"
 
@@ -592,6 +612,6 @@ async def test_mint_route_is_404_without_a_mint_key() -> None:
     from tests.conftest import ENVIRON
 
     environ = {k: v for k, v in ENVIRON.items() if k != "TRIGGER_PROXY_MINT_KEY"}
-    async for h in open_harness(make_settings(environ)):
+    async with open_harness(make_settings(environ)) as h:
         response = await h.post("/v1/sessions", tok="anything", body={"customer_id": "customer-x1"})
         assert (response.status_code, error_code(response)) == (404, "not_found")

@@ -125,9 +125,7 @@ def build_demo(port: int, upstream_port: int) -> Demo:
         )
         return response
 
-    site = Starlette(
-        routes=[Route("/", index), Route("/demo/login", login, methods=["POST"])]
-    )
+    site = Starlette(routes=[Route("/", index), Route("/demo/login", login, methods=["POST"])])
     return Demo(settings, create_app(settings), stand_in, site, session_secret)
 
 

@@ -1,0 +1,426 @@
+"""Rate limits and idempotency, through the app, on both stores.
+
+The memory store runs on an injected clock, so windows are tested to the second without
+sleeping; the same claims run against the machine's Redis (each test under its own key prefix).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from proxy.memory_store import MemoryStore
+from proxy.ratelimit import Window
+from proxy.redis_store import RedisStore
+from tests.conftest import (
+    CHECKIN,
+    SPIN,
+    Harness,
+    Upstream,
+    error_code,
+    make_settings,
+    nector_success,
+    open_harness,
+    token,
+)
+from tests.redis_util import SHARED_REDIS, redis_available
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def shared_redis_store() -> RedisStore:
+    from tests.conftest import need
+
+    need(redis_available(SHARED_REDIS), f"no Redis at {SHARED_REDIS}")
+    return RedisStore(SHARED_REDIS, prefix=f"test:{uuid.uuid4().hex}:")
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@contextlib.asynccontextmanager
+async def harness_for(kind: str, **sections) -> AsyncIterator[Harness]:
+    store = MemoryStore() if kind == "memory" else shared_redis_store()
+    async with open_harness(make_settings(**sections), store=store) as h:
+        yield h
+
+
+@pytest.fixture
+async def h(store_kind: str) -> AsyncIterator[Harness]:
+    async with harness_for(store_kind) as harness:
+        yield harness
+
+
+# --- windows --------------------------------------------------------------------------------
+
+
+async def test_a_window_allows_exactly_its_limit(h: Harness) -> None:
+    statuses = [(await h.spin()).status_code for _ in range(5)]
+    assert statuses == [200, 200, 200, 429, 429]
+    assert len(h.upstream.requests) == 3
+
+
+async def test_429_carries_retry_after_and_the_rate_limit_headers(h: Harness) -> None:
+    for _ in range(3):
+        await h.spin()
+    refused = await h.spin()
+    assert error_code(refused) == "rate_limited"
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert refused.headers["ratelimit-remaining"] == "0"
+    assert refused.headers["ratelimit-limit"] == "3"
+
+
+async def test_success_carries_the_rate_limit_headers_once(h: Harness) -> None:
+    first = await h.spin()
+    assert first.headers["ratelimit-limit"] == "3"
+    assert first.headers["ratelimit-remaining"] == "2"
+    assert 59 <= int(first.headers["ratelimit-reset"]) <= 60
+    assert first.headers["ratelimit-policy"] == '"1m";q=3;w=60'
+    assert first.headers["ratelimit"] == '"1m";r=2;t=60'
+    assert len(first.headers.get_list("ratelimit-limit")) == 1
+
+
+async def test_alias_id_and_dropin_share_one_quota(h: Harness) -> None:
+    tok = token()
+    answers = [
+        await h.post("/v1/triggers/spin-wheel", tok=tok),
+        await h.post(f"/v1/triggers/{SPIN}", tok=tok),
+        await h.post("/api/v2/merchant/activities", tok=tok, body={"trigger_id": SPIN}),
+        await h.post(f"/v1/triggers/{SPIN.upper()}", tok=tok),
+    ]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+
+
+async def test_customers_and_triggers_have_separate_quotas(h: Harness) -> None:
+    for _ in range(3):
+        await h.spin(token("customer-aaaa"))
+    assert (await h.spin(token("customer-bbbb"))).status_code == 200
+    assert (
+        await h.post("/v1/triggers/daily-checkin", tok=token("customer-aaaa"))
+    ).status_code == 200
+
+
+async def test_lead_and_customer_with_the_same_id_are_different_subjects(h: Harness) -> None:
+    lead = "2b7e1516-28ae-4d2a-a6f7-15887e09cf4f"
+    for _ in range(3):
+        await h.spin(token(lead))
+    assert (await h.spin(token(None, lead_id=lead))).status_code == 200
+
+
+async def test_refused_requests_spend_no_quota(h: Harness) -> None:
+    tok = token()
+    for _ in range(3):  # refused by later checks than the limit's own inputs
+        assert (await h.spin(tok, body={"trace": {}})).status_code == 400
+        assert (await h.spin(tok, headers={"x-source": "unix"})).status_code == 403
+    assert [(await h.spin(tok)).status_code for _ in range(3)] == [200, 200, 200]
+
+
+async def test_the_workspace_budget_is_503_upstream_busy(store_kind: str) -> None:
+    async with harness_for(store_kind, limits={"upstream": "2/minute"}) as h:
+        codes = [(await h.spin(token(f"customer-{i:04}"))).status_code for i in range(3)]
+        assert codes == [200, 200, 503]
+        busy = await h.spin(token("customer-9999"))
+        assert error_code(busy) == "upstream_busy"
+        assert 1 <= int(busy.headers["retry-after"]) <= 60
+        assert len(h.upstream.requests) == 2
+
+
+async def test_customer_limit_is_checked_before_the_budget(store_kind: str) -> None:
+    async with harness_for(store_kind, limits={"upstream": "3/minute"}) as h:
+        for _ in range(3):
+            await h.spin()
+        # Both the customer's window and the budget are full: the customer's answer wins.
+        assert error_code(await h.spin()) == "rate_limited"
+
+
+async def test_a_request_over_one_window_spends_none_of_the_others(store_kind: str) -> None:
+    """All or nothing: a refusal by the customer's window leaves the budget untouched."""
+    async with harness_for(store_kind, limits={"upstream": "4/minute"}) as h:
+        for _ in range(3):
+            await h.spin(token("customer-aaaa"))
+        for _ in range(5):
+            assert (await h.spin(token("customer-aaaa"))).status_code == 429
+        assert (await h.spin(token("customer-bbbb"))).status_code == 200
+
+
+async def test_two_hundred_concurrent_requests_pass_exactly_the_limit(store_kind: str) -> None:
+    triggers = [{"id": SPIN, "name": "spin-wheel", "per_customer": "5/minute"}]
+    async with harness_for(store_kind, triggers=triggers) as h:
+        tok = token()
+        answers = await asyncio.gather(*(h.spin(tok) for _ in range(200)))
+        codes = [a.status_code for a in answers]
+        assert codes.count(200) == 5
+        assert codes.count(429) == 195
+        assert len(h.upstream.requests) == 5
+
+
+# --- exact windows on the memory store's clock -----------------------------------------------
+
+
+async def test_moving_window_frees_exactly_when_the_oldest_leaves() -> None:
+    clock = Clock()
+    triggers = [{"id": SPIN, "name": "spin-wheel", "per_customer": "2/minute;3/hour"}]
+    async with open_harness(make_settings(triggers=triggers), store=MemoryStore(clock=clock)) as h:
+        assert (await h.spin()).status_code == 200  # t=0
+        clock.now += 30
+        assert (await h.spin()).status_code == 200  # t=30
+        clock.now += 1
+        refused = await h.spin()  # t=31: the minute window is full until t=60
+        assert refused.headers["retry-after"] == "29"
+        clock.now += 28.5  # t=59.5: still full; never earlier than the window frees
+        assert (await h.spin()).status_code == 429
+        clock.now += 0.5  # t=60: the first request leaves the minute window
+        ok = await h.spin()
+        assert ok.status_code == 200
+        assert ok.headers["ratelimit-remaining"] == "0"  # the hour window: 3 of 3
+        clock.now += 60  # t=120: the minute window has room, the hour does not until t=3600
+        refused = await h.spin()
+        assert refused.headers["retry-after"] == str(3600 - 120)
+
+
+async def test_retry_after_rounds_up() -> None:
+    clock = Clock()
+    triggers = [{"id": SPIN, "name": "spin-wheel", "per_customer": "1/minute"}]
+    async with open_harness(make_settings(triggers=triggers), store=MemoryStore(clock=clock)) as h:
+        await h.spin()
+        clock.now += 0.2
+        assert (await h.spin()).headers["retry-after"] == "60"  # 59.8 s, rounded up
+
+
+async def test_memory_store_forgets_expired_windows() -> None:
+    clock = Clock()
+    store = MemoryStore(clock=clock)
+    window = Window("c:x", 1, 60)
+    for i in range(1000):
+        await store.admit([Window(f"c:{i}", 1, 60)], None, None)
+    assert len(store) == 1000
+    clock.now += 61
+    await store.admit([window], None, None)
+    assert len(store) == 1
+
+
+async def test_memory_store_at_its_bound_refuses_rather_than_evicts() -> None:
+    clock = Clock()
+    store = MemoryStore(max_keys=100, clock=clock)
+    async with open_harness(make_settings(limits={"upstream": "1000/minute"}), store=store) as h:
+        key = {"idempotency-key": "spin-1"}
+        first = await h.spin(token("customer-0000"), headers=key)
+        assert first.status_code == 200
+        codes = [(await h.spin(token(f"customer-{i:04}"))).status_code for i in range(1, 200)]
+        assert 503 in codes
+        full = await h.spin(token("customer-9999"))
+        assert error_code(full) == "storage_unavailable"
+        # The live idempotency record survived: the retry replays, it does not pay again.
+        again = await h.spin(token("customer-0000"), headers=key)
+        assert again.headers["idempotent-replayed"] == "true"
+        assert len(h.upstream.requests) == codes.count(200) + 1
+        clock.now += 61  # the minute windows expire and make room again
+        assert (await h.spin(token("customer-9999"))).status_code == 200
+
+
+# --- idempotency ------------------------------------------------------------------------------
+
+
+async def test_a_retry_with_the_same_key_replays_without_a_second_call(h: Harness) -> None:
+    first = await h.spin(headers={"idempotency-key": "spin-abc"})
+    again = await h.spin(headers={"idempotency-key": "spin-abc"})
+    assert again.status_code == first.status_code == 200
+    assert again.content == first.content
+    assert again.headers["idempotent-replayed"] == "true"
+    assert len(h.upstream.requests) == 1
+
+
+async def test_a_replay_spends_no_quota(h: Harness) -> None:
+    for _ in range(5):
+        assert (await h.spin(headers={"idempotency-key": "same"})).status_code == 200
+    assert [(await h.spin()).status_code for _ in range(3)] == [200, 200, 429]
+
+
+async def test_keys_are_scoped_to_the_customer(h: Harness) -> None:
+    await h.spin(token("customer-aaaa"), headers={"idempotency-key": "k1"})
+    other = await h.spin(token("customer-bbbb"), headers={"idempotency-key": "k1"})
+    assert other.status_code == 200
+    assert "idempotent-replayed" not in other.headers
+    assert len(h.upstream.requests) == 2
+
+
+async def test_the_same_key_for_another_request_is_422(h: Harness) -> None:
+    await h.spin(headers={"idempotency-key": "k2"})
+    other_trigger = await h.post(
+        "/v1/triggers/daily-checkin", tok=token(), headers={"idempotency-key": "k2"}
+    )
+    other_source = await h.spin(headers={"idempotency-key": "k2", "x-source": "mobile"})
+    for response in (other_trigger, other_source):
+        assert response.status_code == 422
+        assert error_code(response) == "idempotency_key_reused"
+    assert len(h.upstream.requests) == 1
+
+
+async def test_the_dropin_and_the_alias_are_the_same_request(h: Harness) -> None:
+    await h.spin(headers={"idempotency-key": "k3"})
+    again = await h.post(
+        "/api/v2/merchant/activities", tok=token(), body={"trigger_id": SPIN},
+        headers={"idempotency-key": "k3"},
+    )  # fmt: skip
+    assert again.headers["idempotent-replayed"] == "true"
+
+
+async def test_upstream_failures_are_stored_and_never_resent(h: Harness) -> None:
+    h.upstream.answer = lambda request: httpx.Response(502, text="bad gateway")
+    first = await h.spin(headers={"idempotency-key": "k4"})
+    h.upstream.answer = lambda request: httpx.Response(200, json=nector_success())
+    again = await h.spin(headers={"idempotency-key": "k4"})
+    assert first.status_code == again.status_code == 502
+    assert error_code(first) == "upstream_error"
+    assert again.json() == first.json()
+    assert len(h.upstream.requests) == 1
+
+
+async def test_nector_refusals_are_stored_too(h: Harness) -> None:
+    envelope = {
+        "meta": {"status": "error", "code": 422},
+        "data": {"message": "Lead does not exists"},
+    }
+    h.upstream.answer = lambda request: httpx.Response(422, json=envelope)
+    await h.spin(headers={"idempotency-key": "k5"})
+    again = await h.spin(headers={"idempotency-key": "k5"})
+    assert (again.status_code, again.json()) == (422, envelope)
+    assert len(h.upstream.requests) == 1
+
+
+async def test_a_refusal_before_the_call_releases_the_key(store_kind: str) -> None:
+    triggers = [
+        {"id": SPIN, "name": "spin-wheel", "per_customer": "1/minute"},
+        {"id": CHECKIN, "name": "daily-checkin"},
+    ]
+    async with harness_for(store_kind, triggers=triggers) as h:
+        await h.spin()
+        refused = await h.spin(headers={"idempotency-key": "k6"})
+        assert error_code(refused) == "rate_limited"
+        # Had the refusal reserved k6, another request with it would be 422 key_reused.
+        other = await h.post(
+            "/v1/triggers/daily-checkin", tok=token(), headers={"idempotency-key": "k6"}
+        )
+        assert other.status_code == 200
+        assert "idempotent-replayed" not in other.headers
+
+
+async def test_the_same_key_in_flight_is_409_with_retry_after(store_kind: str) -> None:
+    release = asyncio.Event()
+    entered = asyncio.Event()
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        entered.set()
+        await release.wait()
+        return httpx.Response(200, json=nector_success())
+
+    store = MemoryStore() if store_kind == "memory" else shared_redis_store()
+    upstream = Upstream()
+    async with open_harness(
+        store=store, upstream=upstream, transport=httpx.MockTransport(slow)
+    ) as h:
+        first = asyncio.create_task(h.spin(headers={"idempotency-key": "k7"}))
+        await entered.wait()
+        second = await h.spin(headers={"idempotency-key": "k7"})
+        assert second.status_code == 409
+        assert error_code(second) == "idempotency_in_flight"
+        assert int(second.headers["retry-after"]) >= 1
+        release.set()
+        assert (await first).status_code == 200
+        third = await h.spin(headers={"idempotency-key": "k7"})
+        assert third.headers["idempotent-replayed"] == "true"
+
+
+async def test_concurrent_retries_reach_the_upstream_once(store_kind: str) -> None:
+    calls = 0
+
+    async def slowish(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.05)
+        return httpx.Response(200, json=nector_success())
+
+    store = MemoryStore() if store_kind == "memory" else shared_redis_store()
+    async with open_harness(store=store, transport=httpx.MockTransport(slowish)) as h:
+        answers = await asyncio.gather(
+            *(h.spin(headers={"idempotency-key": "k8"}) for _ in range(20))
+        )
+        assert calls == 1
+        assert sorted({a.status_code for a in answers}) in ([200, 409], [200])
+
+
+async def test_a_call_that_never_finished_is_answered_as_lost_not_resent() -> None:
+    """A reservation whose process died mid-call is never paid twice: after its deadline the
+    key answers 502 instead of calling Nector again."""
+    clock = Clock()
+    calls = 0
+    entered = asyncio.Event()
+
+    async def hang(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        entered.set()
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    async with open_harness(
+        store=MemoryStore(clock=clock), transport=httpx.MockTransport(hang)
+    ) as h:
+        first = asyncio.create_task(h.spin(headers={"idempotency-key": "k9"}))
+        await entered.wait()
+        first.cancel()  # the process handling the first call dies mid-call
+        with contextlib.suppress(asyncio.CancelledError):
+            await first
+        assert (
+            error_code(await h.spin(headers={"idempotency-key": "k9"})) == "idempotency_in_flight"
+        )
+        clock.now += h.app.settings.upstream.timeout_seconds + 6
+        lost = await h.spin(headers={"idempotency-key": "k9"})
+        assert (lost.status_code, error_code(lost)) == (502, "upstream_error")
+        assert calls == 1
+
+
+@pytest.mark.parametrize("key", ["", "x" * 256, "caf\u00e9".encode(), "tab\there"])
+async def test_malformed_idempotency_keys_are_400(harness: Harness, key: str | bytes) -> None:
+    response = await harness.spin(headers={"idempotency-key": key})
+    assert response.status_code == 400
+    assert error_code(response) == "invalid_body"
+    assert harness.upstream.requests == []
+
+
+async def test_checkin_unaffected_by_spin_keys(h: Harness) -> None:
+    await h.spin(headers={"idempotency-key": "k10"})
+    response = await h.post(
+        "/v1/triggers/daily-checkin", tok=token(), headers={"idempotency-key": "k11"}
+    )
+    assert response.status_code == 200
+    assert [b["trigger_id"] for b in h.upstream.bodies] == [SPIN, CHECKIN]
+
+
+# --- failed sessions per client address --------------------------------------------------------
+
+
+async def test_failed_session_checks_are_limited_per_client_address(store_kind: str) -> None:
+    async with harness_for(store_kind, limits={"per_ip_invalid_session": "5/minute"}) as h:
+        codes = [
+            (
+                await h.post("/v1/triggers/spin-wheel", headers={"authorization": "Bearer forged"})
+            ).status_code
+            for _ in range(7)
+        ]
+        assert codes == [401] * 5 + [429] * 2
+        # Valid sessions from the same address are unaffected.
+        assert (await h.spin()).status_code == 200

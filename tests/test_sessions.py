@@ -1,0 +1,190 @@
+"""Session tokens: verification, rotation, expiry, claims, and the documented format."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import zlib
+from pathlib import Path
+
+import pytest
+
+from proxy.errors import ExpiredSession, InvalidSession
+from proxy.sessions import SALT, ClaimError, SessionVerifier, mint_token, parse_claims
+
+VECTORS = json.loads((Path(__file__).parent.parent / "docs/session-token-vectors.json").read_text())
+DOC = (Path(__file__).parent.parent / "docs/sessions.md").read_text()
+OLD = "an-old-signing-secret-of-32-chars-or-more"
+NEW = "the-new-signing-secret-of-32-chars-or-more"
+T0 = 1_767_225_600
+
+
+class Clock:
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def verifier(
+    clock: Clock, secrets: list[str] | None = None, max_age: int = 3600
+) -> SessionVerifier:
+    return SessionVerifier(secrets or [OLD, NEW], max_age, clock=clock)
+
+
+def test_round_trip_gives_the_claims_back() -> None:
+    clock = Clock()
+    tok = mint_token([OLD, NEW], {"customer_id": "customer-1", "name": "Ada"}, clock=clock)
+    session = verifier(clock).verify(tok)
+    assert (session.subject_field, session.subject, session.name) == (
+        "customer_id",
+        "customer-1",
+        "Ada",
+    )
+    assert session.key_index == 1  # the newest secret signs
+
+
+def test_every_listed_secret_verifies_and_reports_its_position() -> None:
+    clock = Clock()
+    old_token = mint_token([OLD], {"customer_id": "customer-1"}, clock=clock)
+    assert verifier(clock).verify(old_token).key_index == 0
+
+
+def test_a_removed_secret_no_longer_verifies() -> None:
+    clock = Clock()
+    old_token = mint_token([OLD], {"customer_id": "customer-1"}, clock=clock)
+    with pytest.raises(InvalidSession) as info:
+        verifier(clock, [NEW]).verify(old_token)
+    assert not isinstance(info.value, ExpiredSession)
+
+
+def test_max_age_is_enforced_at_the_second() -> None:
+    clock = Clock()
+    tok = mint_token([NEW], {"customer_id": "customer-1"}, clock=clock)
+    clock.now = T0 + 3600
+    verifier(clock).verify(tok)
+    clock.now = T0 + 3601
+    with pytest.raises(ExpiredSession):
+        verifier(clock).verify(tok)
+
+
+def test_max_age_applies_whatever_exp_says() -> None:
+    clock = Clock()
+    tok = mint_token([NEW], {"customer_id": "customer-1", "exp": T0 + 10 * 86400}, clock=clock)
+    clock.now = T0 + 7200
+    with pytest.raises(ExpiredSession):
+        verifier(clock).verify(tok)
+
+
+def test_exp_is_refused_from_its_second_on() -> None:
+    clock = Clock()
+    tok = mint_token([NEW], {"customer_id": "customer-1"}, ttl_seconds=60, clock=clock)
+    clock.now = T0 + 59
+    assert verifier(clock).verify(tok).expires_at == T0 + 60
+    clock.now = T0 + 60
+    with pytest.raises(ExpiredSession):
+        verifier(clock).verify(tok)
+
+
+@pytest.mark.parametrize(
+    "tampered",
+    [
+        lambda t: t[:-1] + ("A" if t[-1] != "A" else "B"),
+        lambda t: "eyJjdXN0b21lcl9pZCI6ImF0dGFja2VyLTAwMSJ9" + t[t.index(".") :],
+        lambda t: t.replace(".", "", 1),
+        lambda t: "",
+        lambda t: "x" * 5000,
+    ],
+)
+def test_tampered_tokens_are_invalid(tampered) -> None:
+    clock = Clock()
+    tok = mint_token([NEW], {"customer_id": "customer-1"}, clock=clock)
+    with pytest.raises(InvalidSession):
+        verifier(clock).verify(tampered(tok))
+
+
+@pytest.mark.parametrize(
+    ("claims", "problem"),
+    [
+        ({}, "exactly one"),
+        (
+            {"customer_id": "customer-1", "lead_id": "2b7e1516-28ae-4d2a-a6f7-15887e09cf4f"},
+            "exactly one",
+        ),
+        ({"customer_id": "short"}, "customer_id"),
+        ({"customer_id": "x" * 129}, "customer_id"),
+        ({"customer_id": 12345678}, "customer_id"),
+        ({"lead_id": "not-a-uuid"}, "lead_id"),
+        ({"customer_id": "customer-1", "role": "admin"}, "role"),
+        ({"customer_id": "customer-1", "source": "desktop"}, "source"),
+        ({"customer_id": "customer-1", "exp": "soon"}, "exp"),
+        ({"customer_id": "customer-1", "exp": True}, "exp"),
+        ({"customer_id": "customer-1", "metadetail": {"mobile": "5551234"}}, "country"),
+        ({"customer_id": "customer-1", "metadetail": {"country": "USA"}}, "country"),
+        ({"customer_id": "customer-1", "metadetail": {"gender": "x"}}, "gender"),
+        ({"customer_id": "customer-1", "metadetail": {"dob": "1990-02-30"}}, "dob"),
+        ({"customer_id": "customer-1", "metadetail": {"email": "no-at-sign"}}, "email"),
+        ({"customer_id": "customer-1", "metadetail": {"coins": "5"}}, "coins"),
+        (
+            {"customer_id": "customer-1", "metadetail": {"mobile": 5551234, "country": "usa"}},
+            "strings",
+        ),
+    ],
+)
+def test_claims_are_checked_and_the_error_names_the_claim(claims: dict, problem: str) -> None:
+    with pytest.raises(ClaimError, match=problem):
+        parse_claims(claims)
+    with pytest.raises(ClaimError):
+        mint_token([NEW], claims)
+
+
+def test_the_vectors_are_what_mint_token_produces() -> None:
+    for vector in VECTORS["vectors"]:
+        minted = mint_token(
+            [VECTORS["secret"]], vector["claims"], clock=lambda: VECTORS["timestamp"]
+        )
+        assert minted == vector["token"]
+
+
+def test_the_vectors_verify() -> None:
+    clock = Clock(VECTORS["timestamp"] + 5)
+    check = SessionVerifier([VECTORS["secret"]], 3600, clock=clock)
+    for vector in VECTORS["vectors"]:
+        session = check.verify(vector["token"])
+        assert session.subject == vector["claims"].get(
+            "customer_id", vector["claims"].get("lead_id")
+        )
+
+
+def test_the_vectors_are_in_the_docs() -> None:
+    assert VECTORS["salt"] == SALT
+    for vector in VECTORS["vectors"][:2]:
+        assert vector["token"] in DOC
+    assert VECTORS["secret"] in DOC
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def independent_mint(secret: str, salt: str, timestamp: int, claims: dict) -> str:
+    """The format exactly as docs/sessions.md describes it, with no itsdangerous."""
+    raw = json.dumps(claims, separators=(",", ":")).encode()
+    compressed = zlib.compress(raw)
+    payload = "." + _b64(compressed) if len(compressed) < len(raw) - 1 else _b64(raw)
+    stamp = _b64(timestamp.to_bytes((timestamp.bit_length() + 7) // 8, "big"))
+    key = hashlib.sha1(salt.encode() + b"signer" + secret.encode()).digest()  # noqa: S324
+    signed = f"{payload}.{stamp}"
+    signature = _b64(hmac.new(key, signed.encode(), hashlib.sha1).digest())
+    return f"{signed}.{signature}"
+
+
+def test_the_documented_format_reproduces_every_vector() -> None:
+    for vector in VECTORS["vectors"]:
+        token = independent_mint(
+            VECTORS["secret"], VECTORS["salt"], VECTORS["timestamp"], vector["claims"]
+        )
+        assert token == vector["token"]
