@@ -13,7 +13,6 @@ from tests.conftest import (
     API_KEY,
     CHECKIN,
     CUSTOMER,
-    MOBILE_ONLY,
     OFFER,
     OLD_SESSION_SECRET,
     SESSION_SECRET,

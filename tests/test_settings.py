@@ -12,6 +12,10 @@ from tests.conftest import ALL_SECRETS, ENVIRON, SPIN, config
 EXAMPLE = Path(__file__).parent.parent / "config" / "proxy.example.toml"
 
 
+def wallet_trigger(**wallet: object) -> dict:
+    return {"id": SPIN, "override": {"wallet": {"title": "t", **wallet}}}
+
+
 def load(data: dict, environ: dict | None = None) -> Settings:
     return Settings.from_mapping(data, ENVIRON if environ is None else environ)
 
@@ -39,7 +43,7 @@ def test_rates_parse(text: str, rates: tuple) -> None:
 
 @pytest.mark.parametrize("text", ["", "fast", "0/minute", "1/week", "1/minute;2/minute", "-1/day"])
 def test_bad_rates_are_refused(text: str) -> None:
-    with pytest.raises(ValueError, match="rate|window|least"):
+    with pytest.raises(ValueError, match=r"rate|window|least"):
         parse_rates(text)
 
 
@@ -68,13 +72,11 @@ def test_bad_rates_are_refused(text: str) -> None:
         (config(limits={"storage_url": "mysql://x"}), "limits.storage_url"),
         (config(logging={"format": "xml"}), "logging.format"),
         (
-            config(triggers=[{"id": SPIN, "override": {"wallet": {"title": "t", "operation": "dr",
-                                                                  "coin_range": {"min": 1, "max": 2}}}}]),
+            config(triggers=[wallet_trigger(operation="dr", coin_range={"min": 1, "max": 2})]),
             "triggers[0].override.wallet.operation",
         ),
         (
-            config(triggers=[{"id": SPIN, "override": {"wallet": {"title": "t",
-                                                                  "coin_range": {"min": 9, "max": 2}}}}]),
+            config(triggers=[wallet_trigger(coin_range={"min": 9, "max": 2})]),
             "triggers[0].override.wallet.coin_range",
         ),
         (config(triggers=[{"id": SPIN, "override": {"offer": {"offer_id": "x"}}}]),
