@@ -46,7 +46,7 @@ def to_toml(config: dict[str, Any]) -> str:
                 nested.append((k, v))
             else:
                 lines.append(f"{k} = {value(v)}")
-        for k, v in nested:
+        for _, v in nested:
             for kind, fields in v.items():
                 lines.append(f"[triggers.override.{kind}]")
                 lines.extend(f"{fk} = {value(fv)}" for fk, fv in fields.items())

@@ -47,6 +47,7 @@ def test_refusals_never_reach_the_upstream_over_http(tmp_path: Path) -> None:
     with StandInServer(stand_in_for(SPIN)) as nector:
         with ProxyProcess(tmp_path, proxy_config(nector.url)) as proxy:
             base = proxy.base_url
+            tok = token()
             refusals = [
                 spin(base, headers={"authorization": "Bearer forged"}),
                 spin(base, json={"trace": {"via_api_for_wallet": {}}}),
@@ -54,7 +55,7 @@ def test_refusals_never_reach_the_upstream_over_http(tmp_path: Path) -> None:
                 spin(base, headers={"authorization": f"Bearer {token()}", "origin": "https://evil.example"}),
                 spin(base, content=b"x" * 20000, headers={"authorization": f"Bearer {token()}",
                                                          "content-type": "application/json"}),
-                httpx.post(f"{base}/v1/triggers/unknown", headers={"authorization": f"Bearer {token()}"}),
+                httpx.post(base + "/v1/triggers/nope", headers={"authorization": "Bearer " + tok}),
             ]  # fmt: skip
             assert [r.status_code for r in refusals] == [401, 400, 400, 403, 413, 403]
             assert nector.stand_in.calls == []

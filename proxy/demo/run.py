@@ -141,7 +141,11 @@ def _bind(port: int) -> socket.socket:
 async def serving(demo: Demo, front: socket.socket, back: socket.socket) -> AsyncIterator[None]:
     """Serve the demo on ``front`` and the stand-in on ``back`` until the block exits."""
     servers = [
-        uvicorn.Server(uvicorn.Config(app, lifespan="off", log_config=None, access_log=False))
+        uvicorn.Server(
+            uvicorn.Config(
+                app, lifespan="off", log_config=None, access_log=False, server_header=False
+            )
+        )
         for app in (demo, demo.stand_in.app)
     ]
     async with demo.proxy.lifespan():
