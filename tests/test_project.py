@@ -1,0 +1,80 @@
+"""The project's shape: the README's test command is CI's, the imports run one way, and
+``__all__`` is honest."""
+
+from __future__ import annotations
+
+import ast
+import re
+import types
+from pathlib import Path
+
+import proxy
+
+ROOT = Path(__file__).parent.parent
+PACKAGE = ROOT / "proxy"
+CORE = ("errors", "policy", "sessions", "settings", "ratelimit")
+FRAMEWORKS = ("starlette", "httpx", "redis", "uvicorn", "aiohttp", "httpx_aiohttp")
+
+
+def imports(module: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(module.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            prefix = "proxy." if node.level else ""
+            base = f"{prefix}{node.module or ''}"
+            if node.level == 2:
+                base = f"proxy.{node.module or ''}"
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    readme = (ROOT / "README.md").read_text()
+    commands = re.findall(r"^python3 -m venv .*$", readme, re.MULTILINE)
+    assert len(commands) == 2
+    demo, tests = commands
+    assert demo.endswith("trigger-proxy demo")
+    for tool in ("ruff format --check", "ruff check", "mypy", "pytest"):
+        assert tool in tests
+    assert tests in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def test_the_core_imports_no_framework_and_no_edge() -> None:
+    for name in CORE:
+        found = imports(PACKAGE / f"{name}.py")
+        for outside in FRAMEWORKS:
+            assert not any(i == outside or i.startswith(outside + ".") for i in found), (
+                name,
+                outside,
+            )
+        assert not {"proxy.app", "proxy.gateway", "proxy.upstream", "proxy.redis_store"} & found
+
+
+def test_settings_import_nothing_of_the_project() -> None:
+    assert not any(i.startswith("proxy") for i in imports(PACKAGE / "settings.py"))
+
+
+def test_the_store_and_the_upstream_client_do_not_import_each_other() -> None:
+    stores = ("memory_store", "redis_store", "ratelimit")
+    assert not any(f"proxy.{s}" in imports(PACKAGE / "upstream.py") for s in stores)
+    for store in stores:
+        assert "proxy.upstream" not in imports(PACKAGE / f"{store}.py")
+
+
+def test_nothing_in_the_product_imports_the_demo() -> None:
+    for module in PACKAGE.glob("*.py"):
+        if module.name == "cli.py":
+            continue  # `trigger-proxy demo` starts it, lazily
+        assert not any(i.startswith("proxy.demo") for i in imports(module)), module.name
+
+
+def test_all_is_honest() -> None:
+    public = {
+        name
+        for name, value in vars(proxy).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    assert public - {"annotations"} == set(proxy.__all__)
