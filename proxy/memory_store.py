@@ -9,6 +9,7 @@ customer fresh quota, dropping an idempotency record could pay a retry twice.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import time
 from collections.abc import Callable, Sequence
@@ -50,15 +51,19 @@ class _Record:
 
 
 def _state(log: _Log | None, limit: int, seconds: int, now: float) -> tuple[int, float, float]:
-    """(requests counted in the window, seconds until the window has room, oldest counted)."""
+    """(requests counted in the window, seconds until the window has room, oldest counted).
+
+    O(log n): the log is sorted, so the window's start is found by bisection.
+    """
     if log is None:
         return 0, 0.0, now
-    floor = now - seconds
-    live = [t for t in log.stamps if t > floor]
-    if not live:
+    stamps = log.stamps
+    first = bisect.bisect_right(stamps, now - seconds)
+    count = len(stamps) - first
+    if count == 0:
         return 0, 0.0, now
-    wait = live[-limit] + seconds - now if len(live) >= limit else 0.0
-    return len(live), wait, live[0]
+    wait = stamps[-limit] + seconds - now if count >= limit else 0.0
+    return count, wait, stamps[first]
 
 
 class MemoryStore:
@@ -128,9 +133,16 @@ class MemoryStore:
         log = self._logs.get(w.key)
         if log is None:
             log = self._logs[w.key] = _Log(w.seconds)
-        log.stamps.append(now)
-        if len(log.stamps) > w.limit:
-            del log.stamps[: len(log.stamps) - w.limit]
+        stamps = log.stamps
+        stamps.append(now)
+        # Keep at most `limit` entries; drop expired ones only once they are half the list, so
+        # the cost of deleting from the front stays O(1) per request, amortized.
+        excess = len(stamps) - w.limit
+        if excess > 0:
+            del stamps[:excess]
+        expired = bisect.bisect_right(stamps, now - w.seconds)
+        if expired * 2 > len(stamps):
+            del stamps[:expired]
         heapq.heappush(self._expiry, (now + w.seconds, w.key))
 
     def _reserve(self, claim: IdempotencyClaim, now: float) -> None:

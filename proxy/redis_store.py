@@ -1,9 +1,10 @@
 """The shared limit store (``redis://``): every replica decides through one Lua script.
 
 One script per decision is one round trip and atomic on the server; it reads the time from
-Redis (``TIME``), so replicas with skewed clocks still share one window. Each window is a list
-of accepted times in microseconds, newest first, trimmed to the window's limit and expiring
-with it. An idempotency record is a hash: fingerprint, state, in-flight deadline, answer.
+Redis (``TIME``), so replicas with skewed clocks still share one window. Each window is a
+sorted set of its accepted requests scored by time in microseconds, trimmed to the window's limit
+and expiring with it, so every step is O(log n). An idempotency record is a hash: fingerprint,
+state, in-flight deadline, answer.
 
 Any Redis failure is ``StorageUnavailable`` (fail closed); redis-py reconnects on the next
 command, so the proxy recovers by itself when Redis is back.
@@ -11,6 +12,7 @@ command, so the proxy recovers by itself when Redis is back.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,7 +34,7 @@ from .ratelimit import (
 # KEYS: the idempotency key (or the prefix alone when there is none), then the windows:
 #       the customer's first, the budget last.
 # ARGV: number of windows, number of customer windows, fingerprint, in-flight µs, ttl ms,
-#       then limit and length in µs for each window.
+#       a unique id for this request's entries, then limit and length in µs for each window.
 # Returns {0, remaining1, reset1_us, ...} when admitted, {1, wait_us, remaining1, reset1_us, ...}
 #       when a customer window is full, {2, wait_us} budget spent, {3, answer} replay,
 #       {4, wait_us} in flight, {5} key reused, {6} lost.
@@ -56,15 +58,15 @@ end
 local counts, waits, oldest = {}, {}, {}
 local cwait, bwait = 0, 0
 for i = 1, n do
-  local limit, len = tonumber(ARGV[4 + 2 * i]), tonumber(ARGV[5 + 2 * i])
-  local stamps = redis.call('LRANGE', KEYS[i + 1], 0, limit - 1)
-  local c, old = 0, now
-  for j = 1, #stamps do
-    local s = tonumber(stamps[j])
-    if s > now - len then c = c + 1; old = s end
+  local key, limit, len = KEYS[i + 1], tonumber(ARGV[5 + 2 * i]), tonumber(ARGV[6 + 2 * i])
+  -- Entries at or before now - len have left the window; the set never holds more than limit.
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', int(now - len))
+  local c = redis.call('ZCARD', key)
+  local old, w = now, 0
+  if c > 0 then
+    old = tonumber(redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2])
+    if c >= limit then w = old + len - now end
   end
-  local w = 0
-  if c >= limit then w = tonumber(stamps[limit]) + len - now end
   counts[i], waits[i], oldest[i] = c, w, old
   if i <= ncust then
     if w > cwait then cwait = w end
@@ -73,7 +75,7 @@ end
 if cwait > 0 then
   local out = {1, cwait}
   for i = 1, ncust do
-    local limit, len = tonumber(ARGV[4 + 2 * i]), tonumber(ARGV[5 + 2 * i])
+    local limit, len = tonumber(ARGV[5 + 2 * i]), tonumber(ARGV[6 + 2 * i])
     local reset = waits[i]
     if reset == 0 then reset = oldest[i] + len - now end
     out[#out + 1] = math.max(0, limit - counts[i])
@@ -83,11 +85,11 @@ if cwait > 0 then
 end
 if bwait > 0 then return {2, bwait} end
 local out = {0}
+local member = int(now) .. ':' .. ARGV[6]
 for i = 1, n do
-  local limit, len = tonumber(ARGV[4 + 2 * i]), tonumber(ARGV[5 + 2 * i])
-  local key = KEYS[i + 1]
-  redis.call('LPUSH', key, int(now))
-  redis.call('LTRIM', key, 0, limit - 1)
+  local key, limit, len = KEYS[i + 1], tonumber(ARGV[5 + 2 * i]), tonumber(ARGV[6 + 2 * i])
+  redis.call('ZADD', key, int(now), member)
+  if counts[i] + 1 > limit then redis.call('ZREMRANGEBYRANK', key, 0, counts[i] - limit) end
   redis.call('PEXPIRE', key, math.ceil(len / 1000))
   if i <= ncust then
     out[#out + 1] = limit - counts[i] - 1
@@ -154,6 +156,7 @@ class RedisStore:
             ]
         else:
             args += ["", 0, 0]
+        args.append(uuid.uuid4().hex)
         for w in every:
             args += [w.limit, w.seconds * _US]
         reply = await self._call(self._admit, keys, args)
