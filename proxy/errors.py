@@ -52,8 +52,12 @@ class ProxyError(Exception):
         super().__init__(self.message)
 
     def body(self, request_id: str) -> bytes:
-        error = {"code": self.code, "message": self.message, "request_id": request_id}
-        return json.dumps({"error": error}, separators=(",", ":")).encode()
+        # The code is a fixed identifier and the request id is hex (ours) or checked against a
+        # hex-like alphabet (a trusted peer's), so only the message needs JSON escaping.
+        message = json.dumps(self.message)
+        return (
+            f'{{"error":{{"code":"{self.code}","message":{message},"request_id":"{request_id}"}}}}'
+        ).encode()
 
 
 class _RetryLater(ProxyError):

@@ -133,6 +133,8 @@ class MemoryStore:
         log = self._logs.get(w.key)
         if log is None:
             log = self._logs[w.key] = _Log(w.seconds)
+            # One heap entry per key, not per request: the sweep re-schedules a live key.
+            heapq.heappush(self._expiry, (now + w.seconds, w.key))
         stamps = log.stamps
         stamps.append(now)
         # Keep at most `limit` entries; drop expired ones only once they are half the list, so
@@ -143,7 +145,6 @@ class MemoryStore:
         expired = bisect.bisect_right(stamps, now - w.seconds)
         if expired * 2 > len(stamps):
             del stamps[:expired]
-        heapq.heappush(self._expiry, (now + w.seconds, w.key))
 
     def _reserve(self, claim: IdempotencyClaim, now: float) -> None:
         expires_at = now + claim.ttl_seconds
@@ -168,8 +169,11 @@ class MemoryStore:
         while heap and heap[0][0] <= now:
             _, key = heapq.heappop(heap)
             log = self._logs.get(key)
-            if log is not None and log.expires_at() <= now:
-                del self._logs[key]
+            if log is not None:
+                if log.expires_at() <= now:
+                    del self._logs[key]
+                else:
+                    heapq.heappush(heap, (log.expires_at(), key))
             record = self._records.get(key)
             if record is not None and record.expires_at <= now:
                 del self._records[key]

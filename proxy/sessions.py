@@ -13,6 +13,7 @@ and ``exp`` (unix seconds). Any other key makes the token invalid.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import re
 import time
 import uuid
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous.encoding import want_bytes
 
 from .errors import ExpiredSession, InvalidSession
 from .settings import SOURCES
@@ -156,14 +158,29 @@ class _ClockedSigner(TimestampSigner):
     def __init__(self, *args: Any, clock: Clock = time.time, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._clock = clock
+        self._derived: dict[bytes, bytes] = {}
 
     def get_timestamp(self) -> int:
         return int(self._clock())
 
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        # The same derivation as itsdangerous's, computed once per secret instead of per token.
+        key = self.secret_key if secret_key is None else want_bytes(secret_key)
+        derived = self._derived.get(key)
+        if derived is None:
+            derived = self._derived[key] = super().derive_key(key)
+        return derived
+
+
+def _signer_kwargs(clock: Clock) -> dict[str, Any]:
+    # hashlib.sha1 itself, not itsdangerous's lazy wrapper around it: the same HMAC-SHA1, but
+    # hmac takes OpenSSL's fast path only for a hashlib constructor.
+    return {"clock": clock, "digest_method": hashlib.sha1}
+
 
 def _serializer(secret: str, clock: Clock) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(
-        secret, salt=SALT, signer=_ClockedSigner, signer_kwargs={"clock": clock}
+        secret, salt=SALT, signer=_ClockedSigner, signer_kwargs=_signer_kwargs(clock)
     )
 
 
@@ -182,27 +199,28 @@ class SessionVerifier:
             raise ValueError("at least one secret is required")
         self._max_age = max_age_seconds
         self._clock = clock
-        # Newest first: the key that signs today's tokens is tried first.
-        self._serializers = [
-            (index, _serializer(secret, clock))
-            for index, secret in reversed(list(enumerate(secrets)))
-        ]
+        # Built once: itsdangerous's loads() makes new signer objects on every call. Newest
+        # first, so the secret that signs today's tokens is tried first.
+        self._signers = []
+        for index, secret in reversed(list(enumerate(secrets))):
+            signer = _ClockedSigner(secret, salt=SALT, **_signer_kwargs(clock))
+            self._signers.append((index, signer, _serializer(secret, clock)))
 
     def verify(self, token: str) -> Session:
         """Return the session, or raise ``InvalidSession`` / ``ExpiredSession``."""
         if not token or len(token) > MAX_TOKEN_LENGTH:
             raise InvalidSession()
-        for index, serializer in self._serializers:
+        for index, signer, serializer in self._signers:
             try:
-                claims = serializer.loads(token, max_age=self._max_age)
+                payload = signer.unsign(token, max_age=self._max_age)
             except SignatureExpired as exc:
                 # The signature is good (expiry is checked after it) but the token is too old.
                 raise ExpiredSession() from exc
             except BadSignature:
                 continue
             try:
-                session = parse_claims(claims, key_index=index)
-            except ClaimError as exc:
+                session = parse_claims(serializer.load_payload(payload), key_index=index)
+            except (BadSignature, ClaimError) as exc:  # BadPayload is a BadSignature
                 raise InvalidSession() from exc
             if session.expires_at is not None and session.expires_at <= self._clock():
                 raise ExpiredSession()

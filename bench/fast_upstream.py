@@ -1,0 +1,83 @@
+"""A fast stand-in for Nector's answer: a fixed small JSON body over keep-alive HTTP/1.1, with a
+request counter (GET /count, POST /reset) so a benchmark can check what reached "Nector".
+
+Plain asyncio protocol on uvloop: tens of thousands of requests a second on one core, so it is
+never the bottleneck for a proxy that forwards a few thousand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+BODY = (
+    b'{"meta":{"status":"success"},"data":{"activity":{"_id":"a1"},'
+    b'"wallet_reward":{"coins":10,"operation":"cr","balance":10}}}'
+)
+
+
+def _response(body: bytes) -> bytes:
+    return (
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
+
+
+OK = _response(BODY)
+
+
+class Upstream(asyncio.Protocol):
+    count = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.buffer = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            head_end = self.buffer.find(b"\r\n\r\n")
+            if head_end < 0:
+                return
+            head = self.buffer[:head_end].lower()
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            end = head_end + 4 + length
+            if len(self.buffer) < end:
+                return
+            self.buffer = self.buffer[end:]
+            if head.startswith(b"get /count"):
+                self.transport.write(_response(str(Upstream.count).encode()))
+            elif head.startswith(b"post /reset"):
+                Upstream.count = 0
+                self.transport.write(_response(b"0"))
+            else:
+                Upstream.count += 1
+                self.transport.write(OK)
+
+
+async def serve(port: int) -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(Upstream, "127.0.0.1", port, backlog=1024)
+    async with server:
+        await server.serve_forever()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    try:
+        import uvloop
+
+        uvloop.run(serve(args.port))
+    except ImportError:
+        asyncio.run(serve(args.port))
+
+
+if __name__ == "__main__":
+    main()
