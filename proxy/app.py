@@ -23,6 +23,8 @@ from .errors import (
 from .gateway import Answer, Gateway
 from .logs import LOG, AccessRecord, log_access
 from .memory_store import MemoryStore
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .metrics import Metrics
 from .ratelimit import LimitStore
 from .settings import LimitSettings, Settings
 from .upstream import UpstreamClient
@@ -36,6 +38,7 @@ _ROUTES = {
     "/v1/sessions": "POST",
     "/healthz": "GET",
     "/readyz": "GET",
+    "/metrics": "GET",
     CLIENT_JS_PATH: "GET",
 }
 
@@ -66,6 +69,9 @@ class App:
         self._client_js = resources.files("proxy").joinpath("static/trigger-proxy.js").read_bytes()
         self._gateway: Gateway | None = None
         self._store: LimitStore | None = None
+        labels = [t.name or t.id for t in settings.triggers]
+        self.metrics = Metrics(labels)
+        self._metrics_here = settings.server.metrics_port == 0
 
     @contextlib.asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
@@ -138,6 +144,7 @@ class App:
         await send_response(send, answer.status, answer.body, headers)
         record.duration_ms = round((time.perf_counter() - started) * 1000, 3)
         log_access(record)
+        self.metrics.observe(record)
 
     async def _route(
         self, request: Request, record: AccessRecord, origin: str | None, origin_ok: bool
@@ -159,6 +166,10 @@ class App:
             return Answer(200, self._client_js, _JS_HEADERS)
         if path == "/healthz":
             return Answer(200, b'{"status":"ok"}')
+        if path == "/metrics":
+            if not self._metrics_here:
+                raise NotFound()  # served on the admin port instead
+            return Answer(200, self.metrics.render(), {"content-type": METRICS_CONTENT_TYPE})
         gateway = self._gateway
         if gateway is None or self._store is None:
             raise StorageUnavailable("the proxy is not started")

@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from .metrics import Metrics, multiprocess_registry
 from .sessions import ClaimError, mint_token
 from .settings import SOURCES, ConfigError, Settings
 
@@ -94,12 +96,29 @@ def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         "lifespan": "on",
     }
     if workers > 1:
-        # Each worker process builds its own app from the same file and environment.
+        # Each worker process builds its own app from the same file and environment, and
+        # writes its metrics where any of them (and the admin port) can sum them.
         os.environ[CONFIG_PATH_VARIABLE] = os.path.abspath(args.config)
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="trigger-proxy-"))
+        _serve_admin_metrics(settings, None)
         uvicorn.run("proxy.cli:app_from_environment", factory=True, workers=workers, **options)
     else:
-        uvicorn.run(create_app(settings), **options)
+        app = create_app(settings)
+        _serve_admin_metrics(settings, app.metrics)
+        uvicorn.run(app, **options)
     return 0
+
+
+def _serve_admin_metrics(settings: Settings, metrics: Metrics | None) -> None:
+    """With ``server.metrics_port`` set, /metrics is served there (in a thread of this
+    process) and not on the main port."""
+    server = settings.server
+    if not server.metrics_port:
+        return
+    from prometheus_client import start_http_server
+
+    registry = multiprocess_registry() if metrics is None else metrics.registry
+    start_http_server(server.metrics_port, addr=server.metrics_host, registry=registry)
 
 
 def app_from_environment() -> object:

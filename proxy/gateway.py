@@ -237,6 +237,7 @@ class Gateway:
         windows = customer_windows(trigger.id, session.scope, trigger.rates)
         decision = await self._store.admit(windows, self._budget, claim)
         outcome = decision.outcome
+        record.decision = outcome.value
         if outcome is Outcome.REPLAY:
             assert decision.answer is not None
             record.replayed = True
@@ -270,12 +271,12 @@ class Gateway:
         try:
             upstream = await self._upstream.send(body, source=source, request_id=request_id)
         except ProxyError as exc:
-            record.code = exc.code
+            record.code = record.upstream_fault = exc.code
             return Answer(exc.status, exc.body(request_id), exc.headers)
         except Exception:  # a bug must still leave a stored, well-formed answer
             LOG.exception("unexpected error while calling the upstream")
             failure = UpstreamError()
-            record.code = failure.code
+            record.code = record.upstream_fault = failure.code
             return Answer(failure.status, failure.body(request_id))
         record.upstream_status = upstream.status
         record.upstream_ms = round(upstream.elapsed * 1000, 2)

@@ -34,7 +34,9 @@ class AccessRecord:
     source: str | None = None
     customer: str | None = None
     key_index: int | None = None
+    decision: str | None = None  # the limit store's decision, when one was made
     upstream_status: int | None = None
+    upstream_fault: str | None = None  # the contract code of an upstream fault
     upstream_ms: float | None = None
     replayed: bool = False
     duration_ms: float = 0.0

@@ -134,6 +134,8 @@ class ServerSettings:
     max_body_bytes: int = 16384
     forwarded_allow_ips: tuple[str, ...] = ()
     shutdown_grace_seconds: float = 10.0
+    metrics_port: int = 0  # 0: /metrics on the main port; otherwise only on this admin port
+    metrics_host: str = "127.0.0.1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,7 +415,7 @@ def _is_loopback(host: str) -> bool:
 def _read_server(r: _Reader) -> ServerSettings:
     r.only(
         "host", "port", "workers", "max_body_bytes", "forwarded_allow_ips",
-        "shutdown_grace_seconds",
+        "shutdown_grace_seconds", "metrics_port", "metrics_host",
     )  # fmt: skip
     d = ServerSettings()
     ips = r.strings("forwarded_allow_ips", d.forwarded_allow_ips)
@@ -425,8 +427,10 @@ def _read_server(r: _Reader) -> ServerSettings:
                 r.key("forwarded_allow_ips"), f"{ip!r} is not an IP or network"
             ) from exc
     port = r.integer("port", d.port, 0)
-    if port > 65535:
-        raise ConfigError(r.key("port"), "must be at most 65535")
+    metrics_port = r.integer("metrics_port", d.metrics_port, 0)
+    for key, value in (("port", port), ("metrics_port", metrics_port)):
+        if value > 65535:
+            raise ConfigError(r.key(key), "must be at most 65535")
     return ServerSettings(
         host=r.string("host", d.host),
         port=port,
@@ -434,6 +438,8 @@ def _read_server(r: _Reader) -> ServerSettings:
         max_body_bytes=r.integer("max_body_bytes", d.max_body_bytes, 2),
         forwarded_allow_ips=ips,
         shutdown_grace_seconds=r.number("shutdown_grace_seconds", d.shutdown_grace_seconds, 0),
+        metrics_port=metrics_port,
+        metrics_host=r.string("metrics_host", d.metrics_host),
     )
 
 

@@ -134,8 +134,8 @@ class Harness:
         **kwargs: Any,
     ) -> httpx.Response:
         all_headers = dict(headers or {})
-        if tok is not None:
-            all_headers["authorization"] = f"Bearer {tok}"
+        if tok is not None:  # an explicit Authorization header wins over the default token
+            all_headers.setdefault("authorization", f"Bearer {tok}")
         if body is not None and "content" not in kwargs:
             kwargs["json"] = body
         return await self.client.post(path, headers=all_headers, **kwargs)

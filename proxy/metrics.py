@@ -1,0 +1,112 @@
+"""Prometheus metrics, recorded once per request from its access record.
+
+Every label value comes from a closed set: routes are the app's own, a trigger is an
+allow-listed alias (or id) or "unknown", codes are the contract's. Nothing taken from a request
+as it is becomes a label, so a flood of made-up paths or triggers cannot grow the registry, and no
+customer id or secret is ever a label. Signing keys appear by position, never by value.
+
+With several uvicorn workers, set ``PROMETHEUS_MULTIPROC_DIR`` (``trigger-proxy serve`` does it
+for you): each worker writes its samples there and any of them serves the sum.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from .logs import AccessRecord
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+UNKNOWN = "unknown"
+_SESSION_CODES = frozenset(
+    {"missing_session", "invalid_session", "expired_session", "origin_not_allowed"}
+)
+
+
+def _status_class(status: int | None) -> str:
+    return f"{status // 100}xx" if status else "none"
+
+
+class Metrics:
+    """The proxy's collectors, in a registry of their own (one per app)."""
+
+    def __init__(self, triggers: Iterable[str]) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._triggers = frozenset(triggers)
+        r = self.registry
+        self.requests = Counter(
+            "trigger_proxy_requests",
+            "Requests by route, trigger and outcome (the contract's code, or ok/replayed).",
+            ["route", "trigger", "outcome"],
+            registry=r,
+        )
+        self.upstream_seconds = Histogram(
+            "trigger_proxy_upstream_seconds",
+            "Time to Nector's answer for calls that got one.",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.upstream_responses = Counter(
+            "trigger_proxy_upstream_responses",
+            "Calls to Nector by answer: a status class, or the fault (upstream_error, ...).",
+            ["result"],
+            registry=r,
+        )
+        self.decisions = Counter(
+            "trigger_proxy_limit_decisions",
+            "Rate-limit and idempotency decisions of the limit store.",
+            ["decision"],
+            registry=r,
+        )
+        self.session_refusals = Counter(
+            "trigger_proxy_session_refusals",
+            "Requests refused at the session check, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.session_keys = Counter(
+            "trigger_proxy_session_key_verified",
+            "Sessions verified, by the position of the verifying secret in "
+            "TRIGGER_PROXY_SESSION_SECRETS (0 = oldest).",
+            ["key_index"],
+            registry=r,
+        )
+
+    def observe(self, record: AccessRecord) -> None:
+        trigger = record.trigger if record.trigger in self._triggers else UNKNOWN
+        if record.replayed:
+            outcome = "replayed"
+        elif record.code is not None:
+            outcome = record.code
+        else:
+            outcome = "ok" if record.status < 400 else f"upstream_{record.status}"
+        self.requests.labels(record.route, trigger, outcome).inc()
+        if record.code in _SESSION_CODES and record.customer is None:
+            self.session_refusals.labels(record.code).inc()
+        if record.key_index is not None:
+            self.session_keys.labels(str(record.key_index)).inc()
+        if record.decision is not None:
+            self.decisions.labels(record.decision).inc()
+        if record.upstream_status is not None:
+            self.upstream_responses.labels(_status_class(record.upstream_status)).inc()
+            if record.upstream_ms is not None:
+                self.upstream_seconds.observe(record.upstream_ms / 1000)
+        elif record.upstream_fault is not None:
+            self.upstream_responses.labels(record.upstream_fault).inc()
+
+    def render(self) -> bytes:
+        """The text exposition: this process's registry, or every worker's in multiprocess
+        mode."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            return generate_latest(multiprocess_registry())
+        return generate_latest(self.registry)
+
+
+def multiprocess_registry() -> CollectorRegistry:
+    """A registry that sums every worker's samples from ``PROMETHEUS_MULTIPROC_DIR``."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # untyped upstream
+    return registry

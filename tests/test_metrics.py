@@ -1,0 +1,164 @@
+"""/metrics after a mixed run: the counters match what was sent, and nothing from a request
+or a secret becomes a label."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import (
+    ALL_SECRETS,
+    CUSTOMER,
+    OLD_SESSION_SECRET,
+    SPIN,
+    Harness,
+    make_settings,
+    open_harness,
+    token,
+)
+from tests.servers import ProxyProcess, StandInServer, proxy_config, stand_in_for
+
+
+def samples(text: str) -> dict[str, float]:
+    found = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            found[name] = float(value)
+    return found
+
+
+def value(found: dict[str, float], name: str, **labels: str) -> float:
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for key, number in found.items():
+        metric, _, rest = key.partition("{")
+        got = ",".join(sorted(rest.rstrip("}").split(","))) if rest else ""
+        if metric == name and got == wanted:
+            return number
+    return 0.0
+
+
+async def test_counters_match_a_mixed_run(harness: Harness) -> None:
+    for _ in range(4):  # the spin trigger allows 3 a minute
+        await harness.spin()
+    await harness.spin(token(secret=OLD_SESSION_SECRET, customer_id="customer-0002"))
+    await harness.spin(headers={"authorization": "Bearer forged"})
+    await harness.post("/v1/triggers/spin-wheel")
+    await harness.spin(token("customer-0003"), headers={"idempotency-key": "a"})
+    await harness.spin(token("customer-0003"), headers={"idempotency-key": "a"})
+    await harness.spin(body={"trace": {}})
+    for i in range(50):  # made-up triggers and paths must not become label values
+        await harness.post(f"/v1/triggers/made-up-{i}", tok=token())
+        await harness.client.get(f"/made-up-{i}")
+    response = await harness.client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    found = samples(response.text)
+    route = "/v1/triggers/{trigger}"
+    assert (
+        value(
+            found, "trigger_proxy_requests_total", route=route, trigger="spin-wheel", outcome="ok"
+        )
+        == 5
+    )
+    assert (
+        value(
+            found,
+            "trigger_proxy_requests_total",
+            route=route,
+            trigger="spin-wheel",
+            outcome="rate_limited",
+        )
+        == 1
+    )
+    assert (
+        value(
+            found,
+            "trigger_proxy_requests_total",
+            route=route,
+            trigger="spin-wheel",
+            outcome="replayed",
+        )
+        == 1
+    )
+    assert value(found, "trigger_proxy_requests_total", route=route, trigger="spin-wheel",
+                 outcome="forbidden_field") == 1  # fmt: skip
+    assert value(found, "trigger_proxy_requests_total", route=route, trigger="unknown",
+                 outcome="trigger_not_allowed") == 50  # fmt: skip
+    assert (
+        value(
+            found,
+            "trigger_proxy_requests_total",
+            route="unknown",
+            trigger="unknown",
+            outcome="not_found",
+        )
+        == 50
+    )
+    assert value(found, "trigger_proxy_session_refusals_total", reason="invalid_session") == 1
+    assert value(found, "trigger_proxy_session_refusals_total", reason="missing_session") == 1
+    # 4 spins, 2 with the idempotency key, 1 with a forbidden field, 50 made-up triggers
+    assert value(found, "trigger_proxy_session_key_verified_total", key_index="1") == 57
+    assert value(found, "trigger_proxy_session_key_verified_total", key_index="0") == 1
+    assert value(found, "trigger_proxy_limit_decisions_total", decision="admitted") == 5
+    assert value(found, "trigger_proxy_limit_decisions_total", decision="rate_limited") == 1
+    assert value(found, "trigger_proxy_limit_decisions_total", decision="replay") == 1
+    assert value(found, "trigger_proxy_upstream_responses_total", result="2xx") == 5
+    assert value(found, "trigger_proxy_upstream_seconds_count") == 5
+    assert "made-up" not in response.text
+    assert CUSTOMER not in response.text
+    for secret in ALL_SECRETS:
+        assert secret not in response.text
+
+
+async def test_upstream_faults_are_counted_by_code() -> None:
+    async with open_harness() as h:
+        h.upstream.answer = lambda request: httpx.Response(500)
+        await h.spin()
+        found = samples((await h.client.get("/metrics")).text)
+        assert value(found, "trigger_proxy_upstream_responses_total", result="upstream_error") == 1
+
+
+async def test_metrics_can_move_to_an_admin_port() -> None:
+    async with open_harness(make_settings(server={"metrics_port": 9999})) as h:
+        assert (await h.client.get("/metrics")).status_code == 404
+
+
+@pytest.mark.parametrize("workers", [2])
+def test_metrics_sum_every_worker(tmp_path: Path, workers: int) -> None:
+    """Several uvicorn workers (which need Redis) report through prometheus-client's
+    multiprocess mode: the admin port serves the sum over workers."""
+    from tests.conftest import need
+    from tests.redis_util import SHARED_REDIS, free_port, redis_available
+
+    need(redis_available(SHARED_REDIS), f"no Redis at {SHARED_REDIS}")
+    admin = free_port()
+    with StandInServer(stand_in_for(SPIN)) as nector:
+        config = proxy_config(
+            nector.url,
+            server={"workers": workers, "metrics_port": admin},
+            limits={"storage_url": "redis://127.0.0.1:6379/6", "per_customer": "1000/minute"},
+        )
+        import redis
+
+        redis.Redis.from_url("redis://127.0.0.1:6379/6").flushdb()
+        with ProxyProcess(tmp_path, config) as proxy:
+            n = 30
+            with httpx.Client() as client:  # new connections, so the kernel spreads them
+                for i in range(n):
+                    r = httpx.post(f"{proxy.base_url}/v1/triggers/spin-wheel",
+                                   headers={"authorization": f"Bearer {token(f'customer-{i:04}')}"})  # fmt: skip
+                    assert r.status_code == 200
+                text = client.get(f"http://127.0.0.1:{admin}/metrics").text
+            total = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("trigger_proxy_requests_total{")
+                and 'outcome="ok"' in line
+                and 'route="/v1/triggers/{trigger}"' in line
+            )
+            assert total == n
+            assert re.search(r'key_index="1"', text)
