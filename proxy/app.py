@@ -5,6 +5,7 @@ upstream client and limit store. ``create_app`` is the factory that wires everyt
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator
 from importlib import resources
@@ -39,6 +40,7 @@ _ROUTES = {
     "/healthz": "GET",
     "/readyz": "GET",
     "/metrics": "GET",
+    "/openapi.json": "GET",
     CLIENT_JS_PATH: "GET",
 }
 
@@ -66,7 +68,9 @@ class App:
         self._given_store = store
         self._cors = CorsPolicy(settings.cors)
         self._trusted = TrustedPeers(settings.server.forwarded_allow_ips)
-        self._client_js = resources.files("proxy").joinpath("static/trigger-proxy.js").read_bytes()
+        static = resources.files("proxy").joinpath("static")
+        self._client_js = static.joinpath("trigger-proxy.js").read_bytes()
+        self._openapi = _openapi(static.joinpath("openapi.json").read_text(), settings)
         self._gateway: Gateway | None = None
         self._store: LimitStore | None = None
         labels = [t.name or t.id for t in settings.triggers]
@@ -164,6 +168,8 @@ class App:
             raise MethodNotAllowed(headers={"allow": allowed})
         if path == CLIENT_JS_PATH:
             return Answer(200, self._client_js, _JS_HEADERS)
+        if path == "/openapi.json":
+            return Answer(200, self._openapi)
         if path == "/healthz":
             return Answer(200, b'{"status":"ok"}')
         if path == "/metrics":
@@ -194,6 +200,15 @@ _JS_HEADERS = {
     "content-type": "text/javascript; charset=utf-8",
     "cache-control": "public, max-age=300",
 }
+
+
+def _openapi(text: str, settings: Settings) -> bytes:
+    """The OpenAPI document with this deployment's own values filled in."""
+    spec = json.loads(text)
+    mint = spec["paths"]["/v1/sessions"]["post"]["requestBody"]["content"]["application/json"]
+    mint["schema"]["properties"]["ttl_seconds"]["maximum"] = settings.sessions.max_age_seconds
+    spec["components"]["securitySchemes"]["sessionCookie"]["name"] = settings.sessions.cookie_name
+    return json.dumps(spec).encode()
 
 
 def _route_label(path: str) -> str:

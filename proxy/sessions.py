@@ -61,9 +61,11 @@ class Session:
 
 
 def _string(claims: Mapping[str, Any], key: str, low: int, high: int) -> str | None:
-    value = claims.get(key)
-    if value is None:
+    # A claim that is present must be of its type: null is not "absent" (Nector, too,
+    # checks types strictly).
+    if key not in claims:
         return None
+    value = claims[key]
     if not isinstance(value, str) or not low <= len(value) <= high:
         raise ClaimError(f"{key} must be a string of {low}-{high} characters")
     return value
@@ -77,15 +79,18 @@ def _check_uuid(key: str, value: str) -> str:
     return value
 
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+# Spelled out rather than \s, which means different things in Python and in the JSON Schema
+# regex dialect the OpenAPI document uses.
+_EMAIL = re.compile(r"^[^@ \t\r\n]+@[^@ \t\r\n]+$")
 _COUNTRY = re.compile(r"^[a-z]{3}$")
 _MOBILE = re.compile(r"^\+?[0-9]{4,15}$")
 _DOB = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-def _metadetail(value: object) -> dict[str, str] | None:
-    if value is None:
+def _metadetail(claims: Mapping[str, Any]) -> dict[str, str] | None:
+    if "metadetail" not in claims:
         return None
+    value = claims["metadetail"]
     if not isinstance(value, Mapping):
         raise ClaimError("metadetail must be an object")
     unknown = set(value) - _METADETAIL
@@ -129,10 +134,10 @@ def parse_claims(claims: object, *, key_index: int = 0) -> Session:
     if (customer_id is None) == (lead_id is None):
         raise ClaimError("exactly one of customer_id or lead_id is required")
     source = claims.get("source")
-    if source is not None and source not in SOURCES:
+    if "source" in claims and source not in SOURCES:
         raise ClaimError("source must be one of web, mobile, unix")
     exp = claims.get("exp")
-    if exp is not None and (isinstance(exp, bool) or not isinstance(exp, int)):
+    if "exp" in claims and (isinstance(exp, bool) or not isinstance(exp, int)):
         raise ClaimError("exp must be an integer (unix seconds)")
     field, subject = (
         ("customer_id", customer_id) if customer_id is not None else ("lead_id", lead_id)
@@ -145,7 +150,7 @@ def parse_claims(claims: object, *, key_index: int = 0) -> Session:
         subject=subject,
         name=_string(claims, "name", 1, 128),
         referral_code=_string(claims, "referral_code", 1, 128),
-        metadetail=_metadetail(claims.get("metadetail")),
+        metadetail=_metadetail(claims),
         source=source,
         expires_at=exp,
         key_index=key_index,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -186,3 +187,22 @@ def need(available: bool, reason: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"{reason} (CI=true: a missing dependency is a failure, not a skip)")
     pytest.skip(reason)
+
+
+# --- what the suites tried -----------------------------------------------------------------
+
+TRIED: dict[str, Counter[str]] = defaultdict(Counter)
+
+
+def tried(suite: str, what: str) -> None:
+    """Count one input, fault or answer under ``suite``, for the summary at the end of the run."""
+    TRIED[suite][what] += 1
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not TRIED:
+        return
+    terminalreporter.section("what the suites tried")
+    for suite in sorted(TRIED):
+        counts = ", ".join(f"{what} x{n}" for what, n in sorted(TRIED[suite].items()))
+        terminalreporter.write_line(f"{suite}: {counts}")
