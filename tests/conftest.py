@@ -152,11 +152,14 @@ async def open_harness(
     upstream: Upstream | None = None,
     store: LimitStore | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    real_transport: bool = False,
 ) -> AsyncIterator[Harness]:
+    """The app over ASGI; Nector is ``upstream`` (a MockTransport) unless ``transport`` is
+    given, or the product's own default transport with ``real_transport``."""
     upstream = upstream or Upstream()
     app = create_app(
         settings or make_settings(),
-        transport=transport or upstream.transport(),
+        transport=None if real_transport else transport or upstream.transport(),
         store=MemoryStore() if store is None else store,
     )
     asgi = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))

@@ -106,3 +106,10 @@ def test_mint_refuses_a_bad_customer(capsys: pytest.CaptureFixture[str]) -> None
     code = main(["mint", "--config", EXAMPLE, "--customer-id", "short"], ENVIRON)
     assert code == 2
     assert "customer_id" in capsys.readouterr().err
+
+
+def test_serve_refuses_several_workers_on_memory_storage() -> None:
+    result = run("serve", "--config", EXAMPLE, "--workers", "2", env=ENVIRON)
+    assert result.returncode == 2
+    assert result.stderr.startswith("trigger-proxy: configuration error: --workers:")
+    assert "redis://" in result.stderr
