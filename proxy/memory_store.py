@@ -1,16 +1,21 @@
 """The in-process limit store (``memory://``): one process only, bounded.
 
 Every decision runs without an ``await`` between its read and its write, so on one event loop
-it is atomic. Expired entries are swept at most once a second from a heap ordered by expiry.
-The store holds at most ``max_keys`` live entries; at the bound a request that would add one is
-refused with ``StorageUnavailable`` rather than evicting anything: dropping a window would hand a
-customer fresh quota, dropping an idempotency record could pay a retry twice.
+it is atomic. The store holds at most ``max_keys`` live entries; at the bound a request that
+would add one is refused with ``StorageUnavailable`` rather than evicting anything: dropping a
+window would hand a customer fresh quota, dropping an idempotency record could pay a retry twice.
+
+It is built to stay small with a million customers: a window is a bare list of times (its
+length is in its key), an idempotency record three slots, and expiry is tracked in per-second
+buckets of keys (one pointer per key) swept at most once a second; a key still alive when its
+bucket comes due is moved to the bucket of its new expiry.
 """
 
 from __future__ import annotations
 
 import bisect
 import heapq
+import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -22,42 +27,33 @@ from .ratelimit import (
     StoredAnswer,
     Window,
     WindowState,
+    window_seconds,
 )
 
 SWEEP_INTERVAL = 1.0
 
 
-class _Log:
-    """Accepted requests' times in one window, oldest first, at most ``limit`` of them."""
-
-    __slots__ = ("seconds", "stamps")
-
-    def __init__(self, seconds: int) -> None:
-        self.seconds = seconds
-        self.stamps: list[float] = []
-
-    def expires_at(self) -> float:
-        return self.stamps[-1] + self.seconds if self.stamps else 0.0
-
-
 class _Record:
-    __slots__ = ("answer", "deadline", "expires_at", "fingerprint")
+    """An idempotency record. ``state`` is the in-flight deadline (a float) until the answer
+    is stored, then the answer's encoded bytes."""
 
-    def __init__(self, fingerprint: str, deadline: float, expires_at: float) -> None:
+    __slots__ = ("expires_at", "fingerprint", "state")
+
+    def __init__(self, fingerprint: bytes, deadline: float, expires_at: float) -> None:
         self.fingerprint = fingerprint
-        self.deadline = deadline
+        self.state: float | bytes = deadline
         self.expires_at = expires_at
-        self.answer: StoredAnswer | None = None
 
 
-def _state(log: _Log | None, limit: int, seconds: int, now: float) -> tuple[int, float, float]:
+def _state(
+    stamps: list[float] | None, limit: int, seconds: int, now: float
+) -> tuple[int, float, float]:
     """(requests counted in the window, seconds until the window has room, oldest counted).
 
-    O(log n): the log is sorted, so the window's start is found by bisection.
+    ``stamps`` is sorted, so the window's start is found by bisection: O(log n).
     """
-    if log is None:
+    if not stamps:
         return 0, 0.0, now
-    stamps = log.stamps
     first = bisect.bisect_right(stamps, now - seconds)
     count = len(stamps) - first
     if count == 0:
@@ -70,9 +66,10 @@ class MemoryStore:
     def __init__(self, *, max_keys: int = 1_000_000, clock: Callable[[], float] = time.time):
         self._max_keys = max_keys
         self._clock = clock
-        self._logs: dict[str, _Log] = {}
+        self._logs: dict[str, list[float]] = {}  # accepted times, oldest first, <= limit
         self._records: dict[str, _Record] = {}
-        self._expiry: list[tuple[float, str]] = []
+        self._due: dict[int, list[str]] = {}  # whole second -> keys that may expire by then
+        self._due_seconds: list[int] = []  # a heap of the keys of _due
         self._next_sweep = 0.0
 
     def __len__(self) -> int:
@@ -108,7 +105,11 @@ class MemoryStore:
         for w in spend:
             self._spend(w, now)
         if claim is not None:
-            self._reserve(claim, now)
+            expires_at = now + claim.ttl_seconds
+            fingerprint = bytes.fromhex(claim.fingerprint)  # half the size of the hex text
+            deadline = now + claim.in_flight_seconds
+            self._records[claim.key] = _Record(fingerprint, deadline, expires_at)
+            self._schedule(claim.key, expires_at)
         shown = tuple(
             WindowState(w.limit - c - 1, oldest + w.seconds - now)
             for w, (c, _, oldest) in zip(windows, states, strict=True)
@@ -117,11 +118,11 @@ class MemoryStore:
 
     async def finish(self, claim: IdempotencyClaim, answer: StoredAnswer) -> None:
         record = self._records.get(claim.key)
-        if record is None or record.fingerprint != claim.fingerprint:
+        if record is None or record.fingerprint != bytes.fromhex(claim.fingerprint):
             return
-        record.answer = answer
+        record.state = answer.encode()
+        # The reservation's bucket comes due first; the sweep then moves the key along.
         record.expires_at = self._clock() + claim.ttl_seconds
-        heapq.heappush(self._expiry, (record.expires_at, claim.key))
 
     async def ping(self) -> None:
         return None
@@ -130,12 +131,11 @@ class MemoryStore:
         return None
 
     def _spend(self, w: Window, now: float) -> None:
-        log = self._logs.get(w.key)
-        if log is None:
-            log = self._logs[w.key] = _Log(w.seconds)
-            # One heap entry per key, not per request: the sweep re-schedules a live key.
-            heapq.heappush(self._expiry, (now + w.seconds, w.key))
-        stamps = log.stamps
+        stamps = self._logs.get(w.key)
+        if stamps is None:
+            self._logs[w.key] = [now]
+            self._schedule(w.key, now + w.seconds)
+            return
         stamps.append(now)
         # Keep at most `limit` entries; drop expired ones only once they are half the list, so
         # the cost of deleting from the front stays O(1) per request, amortized.
@@ -146,12 +146,13 @@ class MemoryStore:
         if expired * 2 > len(stamps):
             del stamps[:expired]
 
-    def _reserve(self, claim: IdempotencyClaim, now: float) -> None:
-        expires_at = now + claim.ttl_seconds
-        self._records[claim.key] = _Record(
-            claim.fingerprint, now + claim.in_flight_seconds, expires_at
-        )
-        heapq.heappush(self._expiry, (expires_at, claim.key))
+    def _schedule(self, key: str, at: float) -> None:
+        second = math.ceil(at)
+        keys = self._due.get(second)
+        if keys is None:
+            keys = self._due[second] = []
+            heapq.heappush(self._due_seconds, second)
+        keys.append(key)
 
     def _make_room(self, now: float, new_keys: list[str], claim: IdempotencyClaim | None) -> None:
         needed = len(new_keys) + (claim is not None and claim.key not in self._records)
@@ -165,25 +166,31 @@ class MemoryStore:
         if not force and now < self._next_sweep:
             return
         self._next_sweep = now + SWEEP_INTERVAL
-        heap = self._expiry
-        while heap and heap[0][0] <= now:
-            _, key = heapq.heappop(heap)
-            log = self._logs.get(key)
-            if log is not None:
-                if log.expires_at() <= now:
-                    del self._logs[key]
-                else:
-                    heapq.heappush(heap, (log.expires_at(), key))
-            record = self._records.get(key)
-            if record is not None and record.expires_at <= now:
+        while self._due_seconds and self._due_seconds[0] <= now:
+            for key in self._due.pop(heapq.heappop(self._due_seconds)):
+                self._expire(key, now)
+
+    def _expire(self, key: str, now: float) -> None:
+        stamps = self._logs.get(key)
+        if stamps is not None:
+            expires_at = stamps[-1] + window_seconds(key)
+            if expires_at <= now:
+                del self._logs[key]
+            else:
+                self._schedule(key, expires_at)
+        record = self._records.get(key)
+        if record is not None:
+            if record.expires_at <= now:
                 del self._records[key]
+            else:
+                self._schedule(key, record.expires_at)
 
 
 def _replay(record: _Record, claim: IdempotencyClaim, now: float) -> Decision:
-    if record.fingerprint != claim.fingerprint:
+    if record.fingerprint != bytes.fromhex(claim.fingerprint):
         return Decision(Outcome.KEY_REUSED)
-    if record.answer is not None:
-        return Decision(Outcome.REPLAY, answer=record.answer)
-    if now < record.deadline:
-        return Decision(Outcome.IN_FLIGHT, record.deadline - now)
+    if isinstance(record.state, bytes):
+        return Decision(Outcome.REPLAY, answer=StoredAnswer.decode(record.state))
+    if now < record.state:
+        return Decision(Outcome.IN_FLIGHT, record.state - now)
     return Decision(Outcome.LOST)

@@ -203,9 +203,9 @@ async def test_retry_after_rounds_up() -> None:
 async def test_memory_store_forgets_expired_windows() -> None:
     clock = Clock()
     store = MemoryStore(clock=clock)
-    window = Window("c:x", 1, 60)
+    window = Window("c:60:x", 1, 60)
     for i in range(1000):
-        await store.admit([Window(f"c:{i}", 1, 60)], None, None)
+        await store.admit([Window(f"c:60:{i}", 1, 60)], None, None)
     assert len(store) == 1000
     clock.now += 61
     await store.admit([window], None, None)

@@ -1,0 +1,138 @@
+"""The benchmark's closed-loop scenarios, driven by an aiohttp client (they count answers, which
+wrk cannot do cheaply):
+
+- memory: RSS of one worker after 100,000 distinct customers each with its own idempotency key,
+  then after a flood of 100,000 distinct forged tokens (it must stay flat);
+- flash crowd: 10,000 customers spin once, as fast as the client can send, against a 50/minute
+  budget: exactly 50 reach the upstream, every other answer is 503 upstream_busy with
+  Retry-After, no error and no timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import statistics
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench.run import ENV, Lab, proxy_config
+from proxy.sessions import mint_token
+
+JSON = {"Content-Type": "application/json"}
+
+
+async def _drive(
+    url: str, headers: list[dict[str, str]], concurrency: int
+) -> tuple[Counter[int], list[float], Counter[str]]:
+    statuses: Counter[int] = Counter()
+    codes: Counter[str] = Counter()
+    latencies: list[float] = []
+    queue = iter(headers)
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def worker() -> None:
+            for h in queue:
+                started = time.perf_counter()
+                async with session.post(url, data=b"{}", headers=h | JSON) as response:
+                    body = await response.json(content_type=None)
+                    latencies.append(time.perf_counter() - started)
+                    statuses[response.status] += 1
+                    if response.status >= 400:
+                        retry = response.headers.get("Retry-After")
+                        codes[
+                            f"{body['error']['code']} (Retry-After {'set' if retry else 'MISSING'})"
+                        ] += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return statuses, latencies, codes
+
+
+def _percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))] * 1000
+
+
+def _tokens(prefix: str, n: int) -> list[str]:
+    secret = [ENV["TRIGGER_PROXY_SESSION_SECRETS"]]
+    return [mint_token(secret, {"customer_id": f"{prefix}-{i:06}"}) for i in range(n)]
+
+
+async def _upstream_count(lab: Lab) -> int:
+    async with aiohttp.ClientSession() as s, s.get(lab.upstream.url + "/count") as r:
+        return int(await r.text())
+
+
+async def memory_run(customers: int = 100_000, forged: int = 100_000) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        lab = Lab(Path(tmp), with_redis=False)
+        proxy = lab.proxy("proxy-memory", "memory://")
+        lab.start()
+        try:
+            url = proxy.url + "/v1/triggers/spin-wheel"
+            await _drive(url, [{"Authorization": f"Bearer {t}"} for t in _tokens("warm", 100)], 16)
+            baseline = proxy.rss_mb()
+            headers = [
+                {"Authorization": f"Bearer {t}", "Idempotency-Key": f"key-{i}"}
+                for i, t in enumerate(_tokens("rss", customers))
+            ]
+            statuses, _, _ = await _drive(url, headers, 64)
+            after_customers = proxy.rss_mb()
+            flood = [
+                {
+                    "Authorization": f"Bearer {secrets.token_urlsafe(30)}.{secrets.token_urlsafe(4)}.x"
+                }
+                for _ in range(forged)
+            ]
+            flood_statuses, _, _ = await _drive(url, flood, 64)
+            after_flood = proxy.rss_mb()
+        finally:
+            lab.stop()
+    return {
+        "RSS after start and warm-up (MB)": round(baseline, 1),
+        f"RSS after {customers} customers with {customers} idempotency keys (MB, target < 120)": round(
+            after_customers, 1
+        ),
+        f"RSS after {forged} forged tokens (MB, flat)": round(after_flood, 1),
+        "answers to the customers": dict(statuses),
+        "answers to the forged tokens": dict(flood_statuses),
+    }
+
+
+async def flash_crowd(customers: int = 10_000, budget: str = "50/minute") -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        lab = Lab(Path(tmp), with_redis=False)
+        config = proxy_config("UPSTREAM", "memory://").replace(
+            'upstream = "1000000/second"', f'upstream = "{budget}"'
+        )
+        proxy = lab.proxy("proxy-flash", "memory://")
+        Path(tmp, "proxy-flash.toml").write_text(
+            config.replace("UPSTREAM", lab.upstream.url + "/api/v2/merchant/activities")
+        )
+        lab.start()
+        try:
+            headers = [{"Authorization": f"Bearer {t}"} for t in _tokens("crowd", customers)]
+            started = time.perf_counter()
+            statuses, latencies, codes = await _drive(
+                proxy.url + "/v1/triggers/spin-wheel", headers, 200
+            )
+            elapsed = time.perf_counter() - started
+            reached = await _upstream_count(lab)
+        finally:
+            lab.stop()
+    return {
+        "customers": customers,
+        "seconds": round(elapsed, 2),
+        "reached the upstream (must equal the budget)": reached,
+        "answers": dict(statuses),
+        "refusals": dict(codes),
+        "p50 ms": round(statistics.median(latencies) * 1000, 1),
+        "p99 ms": round(_percentile(latencies, 0.99), 1),
+    }
