@@ -161,7 +161,7 @@ def run_wrk(server: Server, s: Scenario, seconds: float, tokens: dict[str, Path]
 # --- the servers -------------------------------------------------------------------------
 
 
-def proxy_config(upstream_url: str, storage: str) -> str:
+def proxy_config(upstream_url: str, storage: str, budget: str = "1000000/second") -> str:
     return f"""
 [upstream]
 url = "{upstream_url}"
@@ -171,7 +171,7 @@ max_connections = 100
 [limits]
 storage_url = "{storage}"
 per_customer = "100000/minute"
-upstream = "1000000/second"
+upstream = "{budget}"
 per_ip_invalid_session = "10000000/second"
 
 [logging]
@@ -272,9 +272,10 @@ class Lab:
         ]
         return self._add(name, pinned(0, argv), env)
 
-    def proxy(self, name: str, storage: str) -> Server:
+    def proxy(self, name: str, storage: str, budget: str = "1000000/second") -> Server:
         config = self.workdir / f"{name}.toml"
-        config.write_text(proxy_config(self.upstream.url + "/api/v2/merchant/activities", storage))
+        upstream = self.upstream.url + "/api/v2/merchant/activities"
+        config.write_text(proxy_config(upstream, storage, budget))
         argv = [
             sys.executable,
             "-m",

@@ -4,6 +4,7 @@ upstream client and limit store. ``create_app`` is the factory that wires everyt
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import time
@@ -23,6 +24,7 @@ from .errors import (
 )
 from .gateway import Answer, Gateway
 from .logs import LOG, AccessRecord, log_access
+from .logs import flush as flush_logs
 from .memory_store import MemoryStore
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
@@ -43,6 +45,13 @@ _ROUTES = {
     "/openapi.json": "GET",
     CLIENT_JS_PATH: "GET",
 }
+
+
+async def _flush_logs_periodically(interval: float = 0.2) -> None:
+    """Batched log lines are written at least this often, even when no request comes."""
+    while True:
+        await asyncio.sleep(interval)
+        flush_logs()
 
 
 def open_store(settings: LimitSettings) -> LimitStore:
@@ -94,12 +103,15 @@ class App:
         )
         self._store = store
         self._gateway = Gateway(self.settings, store=store, upstream=upstream)
+        flusher = asyncio.create_task(_flush_logs_periodically())
         try:
             yield
         finally:
             self._gateway = None
+            flusher.cancel()
             await upstream.aclose()
             await store.aclose()
+            flush_logs()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":

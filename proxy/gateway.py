@@ -207,11 +207,8 @@ class Gateway:
             raise RateLimited(decision.retry_after, "too many failed session checks")
 
     def _idempotency(
-        self, request: Request, session: Session, trigger: Trigger, source: str, body: bytes
-    ) -> IdempotencyClaim | None:
-        header = request.headers.get("idempotency-key")
-        if header is None:
-            return None
+        self, header: str, session: Session, trigger: Trigger, source: str, body: bytes
+    ) -> IdempotencyClaim:
         if not 1 <= len(header) <= 255 or not header.isascii() or not header.isprintable():
             raise InvalidBody("Idempotency-Key must be 1-255 printable ASCII characters")
         return idempotency_claim(
@@ -232,8 +229,13 @@ class Gateway:
         source: str,
         record: AccessRecord,
     ) -> Answer:
-        body = upstream_body(trigger, session)
-        claim = self._idempotency(request, session, trigger, source, body)
+        # Built only when needed: for an Idempotency-Key's fingerprint, or once admitted.
+        body = None
+        key = request.headers.get("idempotency-key")
+        claim = None
+        if key is not None:
+            body = upstream_body(trigger, session)
+            claim = self._idempotency(key, session, trigger, source, body)
         windows = customer_windows(trigger.id, session.scope, trigger.rates)
         decision = await self._store.admit(windows, self._budget, claim)
         outcome = decision.outcome
@@ -257,6 +259,8 @@ class Gateway:
         if outcome is Outcome.LOST:
             raise UpstreamError("the first request with this Idempotency-Key did not finish")
         headers = quota_headers(windows, decision.windows)
+        if body is None:
+            body = upstream_body(trigger, session)
         answer = await self._forward(body, source, request.request_id, record)
         if claim is not None:
             # Stored whatever it is, 502 and 504 included: the call began, so it must never

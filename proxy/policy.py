@@ -108,7 +108,7 @@ def _refuse_constant(name: str) -> Any:
 
 def parse_object(raw: bytes) -> dict[str, Any]:
     """Parse a request body: empty means ``{}``; anything else must be one JSON object."""
-    if not raw.strip():
+    if raw == b"{}" or not raw.strip():
         return {}
     try:
         value = json.loads(

@@ -14,6 +14,7 @@ replicas; one Lua script, so one round trip, per decision).
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import math
 from collections.abc import Sequence
@@ -99,11 +100,13 @@ def _digest(*parts: str) -> str:
     return hashlib.blake2b("\x00".join(parts).encode(), digest_size=12).hexdigest()
 
 
-def customer_windows(trigger_id: str, scope: str, rates: Sequence[Rate]) -> list[Window]:
+@functools.lru_cache(maxsize=16384)
+def customer_windows(trigger_id: str, scope: str, rates: tuple[Rate, ...]) -> tuple[Window, ...]:
     """The windows of one customer on one trigger, keyed by the trigger's id (never its alias
-    or the route), so every way of calling a trigger shares one quota."""
+    or the route), so every way of calling a trigger shares one quota. Cached: a customer's
+    requests come in runs, and the keys are a hash."""
     subject = _digest(trigger_id, scope)
-    return [Window(f"c:{r.seconds}:{subject}", r.limit, r.seconds) for r in rates]
+    return tuple(Window(f"c:{r.seconds}:{subject}", r.limit, r.seconds) for r in rates)
 
 
 def budget_window(rate: Rate) -> Window:

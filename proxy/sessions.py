@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous import BadSignature, TimestampSigner, URLSafeTimedSerializer
 from itsdangerous.encoding import want_bytes
 
 from .errors import ExpiredSession, InvalidSession
@@ -29,6 +29,7 @@ from .settings import SOURCES
 
 SALT = "trigger-proxy.session"
 MAX_TOKEN_LENGTH = 4096
+VERIFIED_CACHE_SIZE = 10_000  # remembered verified tokens: a few megabytes at most
 _CLAIMS = frozenset(
     {"customer_id", "lead_id", "name", "referral_code", "metadetail", "source", "exp"}
 )
@@ -204,6 +205,7 @@ class SessionVerifier:
             raise ValueError("at least one secret is required")
         self._max_age = max_age_seconds
         self._clock = clock
+        self._verified: dict[str, tuple[Session, int]] = {}
         # Built once: itsdangerous's loads() makes new signer objects on every call. Newest
         # first, so the secret that signs today's tokens is tried first.
         self._signers = []
@@ -212,24 +214,41 @@ class SessionVerifier:
             self._signers.append((index, signer, _serializer(secret, clock)))
 
     def verify(self, token: str) -> Session:
-        """Return the session, or raise ``InvalidSession`` / ``ExpiredSession``."""
+        """Return the session, or raise ``InvalidSession`` / ``ExpiredSession``.
+
+        A token that verified once is remembered (a bounded map, oldest out first): an app or
+        widget sends the same token many times, and so does a flood of over-quota or replayed
+        requests. Its age and ``exp`` are checked again on every use. Forged tokens are never
+        remembered, so each one costs its signature check.
+        """
         if not token or len(token) > MAX_TOKEN_LENGTH:
             raise InvalidSession()
+        known = self._verified.get(token)
+        if known is None:
+            known = self._verify_signature(token)
+            if len(self._verified) >= VERIFIED_CACHE_SIZE:
+                del self._verified[next(iter(self._verified))]
+            self._verified[token] = known
+        session, signed_at = known
+        now = int(self._clock())
+        # The same rule as itsdangerous's max_age, and exp on top of it.
+        if now - signed_at > self._max_age or now < signed_at:
+            raise ExpiredSession()
+        if session.expires_at is not None and session.expires_at <= now:
+            raise ExpiredSession()
+        return session
+
+    def _verify_signature(self, token: str) -> tuple[Session, int]:
         for index, signer, serializer in self._signers:
             try:
-                payload = signer.unsign(token, max_age=self._max_age)
-            except SignatureExpired as exc:
-                # The signature is good (expiry is checked after it) but the token is too old.
-                raise ExpiredSession() from exc
+                payload, signed = signer.unsign(token, return_timestamp=True)
             except BadSignature:
                 continue
             try:
                 session = parse_claims(serializer.load_payload(payload), key_index=index)
             except (BadSignature, ClaimError) as exc:  # BadPayload is a BadSignature
                 raise InvalidSession() from exc
-            if session.expires_at is not None and session.expires_at <= self._clock():
-                raise ExpiredSession()
-            return session
+            return session, int(signed.timestamp())
         raise InvalidSession()
 
 

@@ -192,3 +192,33 @@ def test_the_documented_format_reproduces_every_vector() -> None:
             VECTORS["secret"], VECTORS["salt"], VECTORS["timestamp"], vector["claims"]
         )
         assert token == vector["token"]
+
+
+def test_a_remembered_token_still_expires_by_age_and_by_exp() -> None:
+    clock = Clock()
+    check = verifier(clock)
+    aged = mint_token([NEW], {"customer_id": "customer-1"}, clock=clock)
+    short = mint_token([NEW], {"customer_id": "customer-2"}, ttl_seconds=60, clock=clock)
+    check.verify(aged)
+    check.verify(short)
+    clock.now = T0 + 60
+    with pytest.raises(ExpiredSession):
+        check.verify(short)
+    check.verify(aged)
+    clock.now = T0 + 3601
+    with pytest.raises(ExpiredSession):
+        check.verify(aged)
+
+
+def test_forged_tokens_are_never_remembered_and_the_memory_is_bounded() -> None:
+    from proxy.sessions import VERIFIED_CACHE_SIZE
+
+    clock = Clock()
+    check = verifier(clock)
+    for i in range(200):
+        with pytest.raises(InvalidSession):
+            check.verify(f"forged-{i}.aVW5AA.signature")
+    assert check._verified == {}
+    for i in range(VERIFIED_CACHE_SIZE + 50):
+        check.verify(mint_token([NEW], {"customer_id": f"customer-{i:05}"}, clock=clock))
+    assert len(check._verified) == VERIFIED_CACHE_SIZE
