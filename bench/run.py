@@ -161,12 +161,15 @@ def run_wrk(server: Server, s: Scenario, seconds: float, tokens: dict[str, Path]
 # --- the servers -------------------------------------------------------------------------
 
 
-def proxy_config(upstream_url: str, storage: str, budget: str = "1000000/second") -> str:
+def proxy_config(
+    upstream_url: str, storage: str, budget: str = "1000000/second", transport: str = "aiohttp"
+) -> str:
     return f"""
 [upstream]
 url = "{upstream_url}"
 timeout_seconds = 10.0
 max_connections = 100
+transport = "{transport}"
 
 [limits]
 storage_url = "{storage}"
@@ -272,10 +275,12 @@ class Lab:
         ]
         return self._add(name, pinned(0, argv), env)
 
-    def proxy(self, name: str, storage: str, budget: str = "1000000/second") -> Server:
+    def proxy(
+        self, name: str, storage: str, budget: str = "1000000/second", transport: str = "aiohttp"
+    ) -> Server:
         config = self.workdir / f"{name}.toml"
         upstream = self.upstream.url + "/api/v2/merchant/activities"
-        config.write_text(proxy_config(upstream, storage, budget))
+        config.write_text(proxy_config(upstream, storage, budget, transport))
         argv = [
             sys.executable,
             "-m",
@@ -366,6 +371,11 @@ def run_groups(args: argparse.Namespace) -> dict[str, Any]:
             scenarios += [Scenario(f"direct to upstream c{c}", "upstream", c) for c in (1, 32)]
             scenarios += [Scenario(f"minimal aiohttp proxy c{c}", "forwarder", c) for c in (1, 32)]
             scenarios += forward_scenarios("memory")
+            lab.proxy("proxy-httpx", "memory://", transport="httpx")
+            scenarios += [
+                Scenario(f"forward c{c} (memory, httpx pool)", "proxy-httpx", c, tokens="customers")
+                for c in (1, 32)
+            ]
         if "storage" in groups:
             if lab.redis_url is None:
                 raise SystemExit("the storage group needs redis-server")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import secrets
+import string
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
@@ -21,7 +22,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
 
-_REQUEST_ID_CHARS = frozenset("0123456789abcdefABCDEF-_.:")
+# A trusted peer's X-Request-ID is kept if it is short and of these characters only: safe to
+# put in JSON, logs and a header as it is.
+_REQUEST_ID_CHARS = frozenset(string.ascii_letters + string.digits + "-_.:")
 # Request ids: a random per-process prefix and a counter, 32 hex characters like a UUID's, unique
 # across replicas without a random draw (a syscall) per request.
 _ID_PREFIX = secrets.token_hex(10)

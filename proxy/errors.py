@@ -52,8 +52,8 @@ class ProxyError(Exception):
         super().__init__(self.message)
 
     def body(self, request_id: str) -> bytes:
-        # The code is a fixed identifier and the request id is hex (ours) or checked against a
-        # hex-like alphabet (a trusted peer's), so only the message needs JSON escaping.
+        # The code is a fixed identifier and the request id is ours or a trusted peer's checked
+        # against a safe alphabet (asgi.Request), so only the message needs JSON escaping.
         message = json.dumps(self.message)
         return (
             f'{{"error":{{"code":"{self.code}","message":{message},"request_id":"{request_id}"}}}}'

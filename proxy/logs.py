@@ -49,7 +49,7 @@ class CustomerHasher:
 
     def __init__(self, secret: str) -> None:
         self._key = hashlib.sha256(b"trigger-proxy.log-subject\x00" + secret.encode()).digest()
-        self._cached = functools.lru_cache(maxsize=16384)(self._hash)
+        self._cached = functools.lru_cache(maxsize=4096)(self._hash)
 
     def __call__(self, scope: str) -> str:
         return self._cached(scope)

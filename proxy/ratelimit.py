@@ -100,7 +100,7 @@ def _digest(*parts: str) -> str:
     return hashlib.blake2b("\x00".join(parts).encode(), digest_size=12).hexdigest()
 
 
-@functools.lru_cache(maxsize=16384)
+@functools.lru_cache(maxsize=4096)
 def customer_windows(trigger_id: str, scope: str, rates: tuple[Rate, ...]) -> tuple[Window, ...]:
     """The windows of one customer on one trigger, keyed by the trigger's id (never its alias
     or the route), so every way of calling a trigger shares one quota. Cached: a customer's

@@ -38,16 +38,17 @@ class UpstreamAnswer:
 
 
 def default_transport(settings: UpstreamSettings) -> httpx.AsyncBaseTransport:
+    """The transport named by ``upstream.transport``: aiohttp's (the default) or httpx's own."""
+    limits = httpx.Limits(
+        max_connections=settings.max_connections,
+        max_keepalive_connections=settings.max_connections,
+        keepalive_expiry=30,
+    )
+    if settings.transport == "httpx":
+        return httpx.AsyncHTTPTransport(limits=limits, trust_env=False, retries=0)
     from httpx_aiohttp import AiohttpTransport
 
-    return AiohttpTransport(
-        trust_env=False,
-        limits=httpx.Limits(
-            max_connections=settings.max_connections,
-            max_keepalive_connections=settings.max_connections,
-            keepalive_expiry=30,
-        ),
-    )
+    return AiohttpTransport(trust_env=False, limits=limits)
 
 
 class UpstreamClient:

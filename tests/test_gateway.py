@@ -614,3 +614,51 @@ async def test_mint_route_is_404_without_a_mint_key() -> None:
     async with open_harness(make_settings(environ)) as h:
         response = await h.post("/v1/sessions", tok="anything", body={"customer_id": "customer-x1"})
         assert (response.status_code, error_code(response)) == (404, "not_found")
+
+
+# --- trusted peers ----------------------------------------------------------------------------
+
+
+async def forged_session_codes(h: Harness, forwarded_for: list[str]) -> list[int]:
+    codes = []
+    for address in forwarded_for:
+        response = await h.post(
+            "/v1/triggers/spin-wheel",
+            headers={"authorization": "Bearer forged", "x-forwarded-for": address},
+        )
+        codes.append(response.status_code)
+    return codes
+
+
+async def test_x_forwarded_for_from_an_untrusted_peer_is_ignored() -> None:
+    """A client cannot dodge the per-address limit by inventing X-Forwarded-For values."""
+    settings = make_settings(limits={"per_ip_invalid_session": "3/minute"})
+    async with open_harness(settings) as h:
+        addresses = ["198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4"]
+        assert await forged_session_codes(h, addresses) == [401, 401, 401, 429]
+
+
+async def test_x_forwarded_for_from_a_trusted_peer_names_the_client() -> None:
+    settings = make_settings(
+        limits={"per_ip_invalid_session": "3/minute"},
+        server={"forwarded_allow_ips": ["203.0.113.0/24"]},  # the harness's peer address
+    )
+    async with open_harness(settings) as h:
+        # The right-most address that is not a trusted proxy is the client.
+        many = ["198.51.100.1, 203.0.113.9"] * 4
+        assert await forged_session_codes(h, many) == [401, 401, 401, 429]
+        assert await forged_session_codes(h, ["198.51.100.2"]) == [401]
+
+
+async def test_x_request_id_is_taken_only_from_a_trusted_peer() -> None:
+    untrusted = make_settings()
+    trusted = make_settings(server={"forwarded_allow_ips": ["203.0.113.7"]})
+    for settings, expected in ((untrusted, False), (trusted, True)):
+        async with open_harness(settings) as h:
+            response = await h.spin(headers={"x-request-id": "lb-abc-123"})
+            sent = h.upstream.requests[0].headers["x-request-id"]
+            assert (response.headers["x-request-id"] == "lb-abc-123") is expected
+            assert sent == response.headers["x-request-id"]
+    async with open_harness(trusted) as h:
+        odd = await h.spin(headers={"x-request-id": "<script>"})
+        assert odd.headers["x-request-id"] != "<script>"

@@ -142,6 +142,9 @@ def test_sigterm_lets_an_in_flight_reward_finish(tmp_path: Path) -> None:
             time.sleep(0.01)
         assert nector.stand_in.calls, "the reward never reached the stand-in"
         proxy.terminate()  # while the upstream call is in flight
+        time.sleep(0.3)
+        with pytest.raises(httpx.ConnectError):  # no new connections during the grace
+            httpx.get(f"{proxy.base_url}/healthz", timeout=1)
         worker.join(15)
         assert result["r"].status_code == 200
         # uvicorn finishes its graceful shutdown, then re-raises the signal it captured.
