@@ -433,6 +433,12 @@ def ratios(t: dict[str, dict[str, Any]]) -> dict[str, float]:
             f"{kind} (memory)",
             "minimal 429 app (floor)",
         )
+    for c in (1, 32):
+        ratio(
+            f"forward c{c}: aiohttp transport / httpx's pool (throughput)",
+            f"forward c{c} (memory)",
+            f"forward c{c} (memory, httpx pool)",
+        )
     ratio(
         "forward c32 / minimal aiohttp proxy c32 (throughput, target >= 0.5)",
         "forward c32 (memory)",

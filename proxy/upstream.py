@@ -1,8 +1,9 @@
-"""Forwarding to Nector: one ``httpx.AsyncClient``, faults mapped to the contract.
+"""Forwarding to Nector over httpx's transport API, faults mapped to the contract.
 
-The client API is httpx; the default transport is aiohttp's (``httpx_aiohttp``), because
-httpx's own connection pool costs 0.7-1.6 ms of CPU per request (encode/httpx#3215) against
-~0.2 ms for aiohttp (README, design notes). Tests pass ``httpx.MockTransport``.
+The default transport is aiohttp's (``httpx_aiohttp``), because httpx's own connection pool
+costs 0.7-1.6 ms of CPU per request (encode/httpx#3215) against ~0.2 ms for aiohttp (README,
+design notes; ``upstream.transport = "httpx"`` selects httpx's for comparison). Tests pass
+``httpx.MockTransport``.
 
 The total deadline is enforced here with ``asyncio.timeout`` and the transport's own timeouts
 are set just beyond it, so "timed out" has one meaning: our deadline passed (504). Any other
@@ -52,7 +53,16 @@ def default_transport(settings: UpstreamSettings) -> httpx.AsyncBaseTransport:
 
 
 class UpstreamClient:
-    """Sends reward calls to Nector with the server's credentials."""
+    """Sends reward calls to Nector with the server's credentials.
+
+    It speaks httpx's transport API directly (``httpx.Request`` in, ``httpx.Response`` out,
+    ``handle_async_request`` on the transport the lifespan owns) rather than through
+    ``httpx.AsyncClient``. The client's layers (request building through Python-level header
+    mappings, auth and redirect wrappers, a cookie jar updated from every answer) cost about as
+    much CPU as the whole aiohttp transport, and the cookie jar would send a cookie Nector set
+    for one customer's call on every later call, for everyone. Nothing of it is needed here:
+    one method, one URL, fixed headers, no redirects, no cookies.
+    """
 
     def __init__(
         self,
@@ -62,37 +72,37 @@ class UpstreamClient:
         workspace_id: Secret,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._url = settings.url
+        self._url = httpx.URL(settings.url)
         self._timeout = settings.timeout_seconds
         self._max_bytes = settings.max_response_bytes
         self._secrets = [api_key.reveal(), workspace_id.reveal()]
-        transport_timeout = settings.timeout_seconds + 1.0
-        self._client = httpx.AsyncClient(
-            transport=transport or default_transport(settings),
-            timeout=httpx.Timeout(transport_timeout),
-            follow_redirects=False,
-            trust_env=False,
-            headers={
-                "x-apikey": api_key.reveal(),
-                "x-workspaceid": workspace_id.reveal(),
-                "content-type": "application/json",
-                "accept": "application/json",
-                "user-agent": "trigger-proxy",
-            },
-        )
+        self._transport = transport or default_transport(settings)
+        # The transport's own timeouts sit just beyond the proxy's deadline (see the module
+        # docstring), so only the proxy's asyncio.timeout decides "timed out".
+        beyond = settings.timeout_seconds + 1.0
+        self._extensions = {
+            "timeout": {"connect": beyond, "read": beyond, "write": beyond, "pool": beyond}
+        }
+        self._headers: list[tuple[bytes, bytes]] = [
+            (b"host", self._url.netloc),
+            (b"x-apikey", api_key.reveal().encode()),
+            (b"x-workspaceid", workspace_id.reveal().encode()),
+            (b"content-type", b"application/json"),
+            (b"accept", b"application/json"),
+            (b"user-agent", b"trigger-proxy"),
+        ]
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._transport.aclose()
 
     async def send(self, body: bytes, *, source: str, request_id: str) -> UpstreamAnswer:
         """POST ``body`` to Nector; return its status and scrubbed JSON body, or raise an
         ``UpstreamFailure``."""
         loop = asyncio.get_running_loop()
         started = loop.time()
-        headers = {"x-source": source, "x-request-id": request_id}
         try:
             async with asyncio.timeout(self._timeout):
-                status, raw, retry_after = await self._post(body, headers)
+                status, raw, retry_after = await self._post(body, source, request_id)
         except TimeoutError as exc:
             raise UpstreamTimeout() from exc
         except httpx.HTTPError as exc:
@@ -106,9 +116,22 @@ class UpstreamClient:
             raise UpstreamError()
         return UpstreamAnswer(status, self._relayable(raw), elapsed)
 
-    async def _post(self, body: bytes, headers: dict[str, str]) -> tuple[int, bytes, float]:
-        request = self._client.build_request("POST", self._url, content=body, headers=headers)
-        response = await self._client.send(request, stream=True)
+    async def _post(self, body: bytes, source: str, request_id: str) -> tuple[int, bytes, float]:
+        headers = [
+            *self._headers,
+            (b"content-length", str(len(body)).encode()),
+            (b"x-source", source.encode()),
+            (b"x-request-id", request_id.encode()),
+        ]
+        request = httpx.Request(
+            "POST",
+            self._url,
+            headers=headers,
+            stream=httpx.ByteStream(body),
+            extensions=self._extensions,
+        )
+        request.read()  # the body is in memory already: make it readable as .content
+        response = await self._transport.handle_async_request(request)
         try:
             status = response.status_code
             retry_after = _retry_after(response.headers.get("retry-after"))
