@@ -33,6 +33,7 @@ from .errors import (
     UpstreamError,
 )
 from .logs import LOG, AccessRecord, CustomerHasher, log_audit
+from .memory_store import MemoryStore
 from .policy import (
     Trigger,
     TriggerPolicy,
@@ -81,6 +82,10 @@ class Gateway:
         secrets = [s.reveal() for s in settings.secrets.session_secrets]
         self._settings = settings
         self._store = store
+        # Failed session checks are counted per client address in this process, even when
+        # the limit store is Redis: the limit is coarse by design, and a flood of forged
+        # tokens then costs the shared store nothing. Bounded: past it, nothing is counted.
+        self._failures = MemoryStore(max_keys=100_000)
         self._upstream = upstream
         self._verifier = SessionVerifier(secrets, settings.sessions.max_age_seconds)
         self._secrets = secrets
@@ -200,7 +205,7 @@ class Gateway:
         """A coarse per-client-IP limit on requests that fail their session checks."""
         window = client_window(request.client_ip, self._settings.limits.per_ip_invalid_session)
         try:
-            decision = await self._store.admit([window], None, None)
+            decision = await self._failures.admit([window], None, None)
         except ProxyError:
             return  # the request is refused anyway; its own answer is the truer one
         if decision.outcome is Outcome.RATE_LIMITED:

@@ -57,37 +57,16 @@ async def test_counters_match_a_mixed_run(harness: Harness) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     found = samples(response.text)
-    route = "/v1/triggers/{trigger}"
-    assert (
-        value(
-            found, "trigger_proxy_requests_total", route=route, trigger="spin-wheel", outcome="ok"
-        )
-        == 5
-    )
-    assert (
-        value(
-            found,
-            "trigger_proxy_requests_total",
-            route=route,
-            trigger="spin-wheel",
-            outcome="rate_limited",
-        )
-        == 1
-    )
-    assert (
-        value(
-            found,
-            "trigger_proxy_requests_total",
-            route=route,
-            trigger="spin-wheel",
-            outcome="replayed",
-        )
-        == 1
-    )
-    assert value(found, "trigger_proxy_requests_total", route=route, trigger="spin-wheel",
-                 outcome="forbidden_field") == 1  # fmt: skip
-    assert value(found, "trigger_proxy_requests_total", route=route, trigger="unknown",
-                 outcome="trigger_not_allowed") == 50  # fmt: skip
+
+    def requests(outcome: str, trigger: str = "spin-wheel") -> float:
+        labels = {"route": "/v1/triggers/{trigger}", "trigger": trigger, "outcome": outcome}
+        return value(found, "trigger_proxy_requests_total", **labels)
+
+    assert requests("ok") == 5
+    assert requests("rate_limited") == 1
+    assert requests("replayed") == 1
+    assert requests("forbidden_field") == 1
+    assert requests("trigger_not_allowed", trigger="unknown") == 50
     assert (
         value(
             found,
