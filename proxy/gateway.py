@@ -98,10 +98,6 @@ class Gateway:
         mint_key = settings.secrets.mint_key
         self._mint_key = mint_key.reveal().encode() if mint_key else None
 
-    @property
-    def policy(self) -> TriggerPolicy:
-        return self._policy
-
     # --- routes -------------------------------------------------------------------------
 
     async def trigger(

@@ -73,10 +73,6 @@ class TriggerPolicy:
             if t.name:
                 self._by_ref[t.name] = trigger
 
-    @property
-    def triggers(self) -> list[Trigger]:
-        return list(self._by_id.values())
-
     def by_ref(self, ref: str) -> Trigger:
         """The trigger named by ``ref`` in a URL: its id or its alias."""
         trigger = self._by_ref.get(ref) or self._by_id.get(ref.lower())
