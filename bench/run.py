@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -521,8 +521,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=2))
     print_report(report)
 
-
-Runner = Callable[[], None]
 
 if __name__ == "__main__":
     main()

@@ -13,7 +13,16 @@ from importlib import resources
 
 import httpx
 
-from .asgi import Headers, Receive, Request, Scope, Send, TrustedPeers, send_response
+from .asgi import (
+    Headers,
+    Receive,
+    Request,
+    Scope,
+    Send,
+    TrustedPeers,
+    encode_headers,
+    send_response,
+)
 from .cors import CorsPolicy
 from .errors import (
     MethodNotAllowed,
@@ -81,7 +90,6 @@ class App:
         self._client_js = static.joinpath("trigger-proxy.js").read_bytes()
         self._openapi = _openapi(static.joinpath("openapi.json").read_text(), settings)
         self._gateway: Gateway | None = None
-        self._store: LimitStore | None = None
         labels = [t.name or t.id for t in settings.triggers]
         self.metrics = Metrics(labels)
         self._metrics_here = settings.server.metrics_port == 0
@@ -101,7 +109,6 @@ class App:
             workspace_id=secrets.workspace_id,
             transport=self._transport,
         )
-        self._store = store
         self._gateway = Gateway(self.settings, store=store, upstream=upstream)
         flusher = asyncio.create_task(_flush_logs_periodically())
         try:
@@ -153,7 +160,7 @@ class App:
         headers: Headers = [
             (b"x-request-id", request.request_id.encode()),
             *extra,
-            *((k.encode(), v.encode()) for k, v in answer.headers.items()),
+            *encode_headers(answer.headers),
         ]
         if not any(name == b"content-type" for name, _ in headers):
             headers.append(_JSON)
@@ -169,13 +176,11 @@ class App:
         allowed = "POST" if path.startswith(TRIGGER_PREFIX) else _ROUTES.get(path)
         if allowed is None:
             raise NotFound()
-        is_preflight = method == "OPTIONS" and "access-control-request-method" in request.headers
-        if is_preflight and origin is not None:
-            if not origin_ok:
-                raise OriginNotAllowed()
-            return self._preflight(allowed)
         if origin is not None and not origin_ok:
             raise OriginNotAllowed()
+        preflight = method == "OPTIONS" and "access-control-request-method" in request.headers
+        if preflight and origin is not None:
+            return self._preflight(allowed)
         if method == "HEAD" and allowed == "GET":
             method = "GET"  # the server sends the head of the GET answer and no body
         if method != allowed:
@@ -191,10 +196,10 @@ class App:
                 raise NotFound()  # served on the admin port instead
             return Answer(200, self.metrics.render(), {"content-type": METRICS_CONTENT_TYPE})
         gateway = self._gateway
-        if gateway is None or self._store is None:
+        if gateway is None:
             raise StorageUnavailable("the proxy is not started")
         if path == "/readyz":
-            await self._store.ping()
+            await gateway.ping()
             return Answer(200, b'{"status":"ready"}')
         if path == DROPIN_PATH:
             return await gateway.dropin(request, record, origin_ok)

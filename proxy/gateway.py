@@ -98,6 +98,10 @@ class Gateway:
         mint_key = settings.secrets.mint_key
         self._mint_key = mint_key.reveal().encode() if mint_key else None
 
+    async def ping(self) -> None:
+        """Raise ``StorageUnavailable`` unless the limit store answers."""
+        await self._store.ping()
+
     # --- routes -------------------------------------------------------------------------
 
     async def trigger(

@@ -106,9 +106,8 @@ class MemoryStore:
             self._spend(w, now)
         if claim is not None:
             expires_at = now + claim.ttl_seconds
-            fingerprint = bytes.fromhex(claim.fingerprint)  # half the size of the hex text
             deadline = now + claim.in_flight_seconds
-            self._records[claim.key] = _Record(fingerprint, deadline, expires_at)
+            self._records[claim.key] = _Record(claim.fingerprint, deadline, expires_at)
             self._schedule(claim.key, expires_at)
         shown = tuple(
             WindowState(w.limit - c - 1, oldest + w.seconds - now)
@@ -118,7 +117,7 @@ class MemoryStore:
 
     async def finish(self, claim: IdempotencyClaim, answer: StoredAnswer) -> None:
         record = self._records.get(claim.key)
-        if record is None or record.fingerprint != bytes.fromhex(claim.fingerprint):
+        if record is None or record.fingerprint != claim.fingerprint:
             return
         record.state = answer.encode()
         # The reservation's bucket comes due first; the sweep then moves the key along.
@@ -187,7 +186,7 @@ class MemoryStore:
 
 
 def _replay(record: _Record, claim: IdempotencyClaim, now: float) -> Decision:
-    if record.fingerprint != bytes.fromhex(claim.fingerprint):
+    if record.fingerprint != claim.fingerprint:
         return Decision(Outcome.KEY_REUSED)
     if isinstance(record.state, bytes):
         return Decision(Outcome.REPLAY, answer=StoredAnswer.decode(record.state))

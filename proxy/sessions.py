@@ -208,10 +208,12 @@ class SessionVerifier:
         self._verified: dict[str, tuple[Session, int]] = {}
         # Built once: itsdangerous's loads() makes new signer objects on every call. Newest
         # first, so the secret that signs today's tokens is tried first.
-        self._signers = []
-        for index, secret in reversed(list(enumerate(secrets))):
-            signer = _ClockedSigner(secret, salt=SALT, **_signer_kwargs(clock))
-            self._signers.append((index, signer, _serializer(secret, clock)))
+        self._signers = [
+            (index, _ClockedSigner(secret, salt=SALT, **_signer_kwargs(clock)))
+            for index, secret in reversed(list(enumerate(secrets)))
+        ]
+        # Decoding a verified payload (base64, zlib, JSON) does not depend on the secret.
+        self._payloads = _serializer(secrets[-1], clock)
 
     def verify(self, token: str) -> Session:
         """Return the session, or raise ``InvalidSession`` / ``ExpiredSession``.
@@ -239,13 +241,13 @@ class SessionVerifier:
         return session
 
     def _verify_signature(self, token: str) -> tuple[Session, int]:
-        for index, signer, serializer in self._signers:
+        for index, signer in self._signers:
             try:
                 payload, signed = signer.unsign(token, return_timestamp=True)
             except BadSignature:
                 continue
             try:
-                session = parse_claims(serializer.load_payload(payload), key_index=index)
+                session = parse_claims(self._payloads.load_payload(payload), key_index=index)
             except (BadSignature, ClaimError) as exc:  # BadPayload is a BadSignature
                 raise InvalidSession() from exc
             return session, int(signed.timestamp())

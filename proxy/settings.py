@@ -174,11 +174,6 @@ class Secrets:
     session_secrets: tuple[Secret, ...]
     mint_key: Secret | None
 
-    def values(self) -> list[str]:
-        """Every secret value, for scrubbing."""
-        found = [self.api_key, self.workspace_id, self.mint_key, *self.session_secrets]
-        return [s.reveal() for s in found if s is not None]
-
 
 @dataclass(frozen=True, slots=True)
 class Settings:

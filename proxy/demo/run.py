@@ -49,7 +49,6 @@ class Demo:
     proxy: App
     stand_in: NectorStandIn
     site: Starlette
-    session_secret: str
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -126,7 +125,7 @@ def build_demo(port: int, upstream_port: int) -> Demo:
         return response
 
     site = Starlette(routes=[Route("/", index), Route("/demo/login", login, methods=["POST"])])
-    return Demo(settings, create_app(settings), stand_in, site, session_secret)
+    return Demo(settings, create_app(settings), stand_in, site)
 
 
 def _bind(port: int) -> socket.socket:
