@@ -177,7 +177,11 @@ class Gateway:
     async def _session(self, request: Request, record: AccessRecord, origin_ok: bool) -> Session:
         try:
             session = self._verify(request, origin_ok)
+        except OriginNotAllowed as exc:  # a cookie session without an allowed Origin
+            record.session_refusal = exc.code
+            raise
         except (MissingSession, InvalidSession) as exc:
+            record.session_refusal = exc.code
             if isinstance(exc, InvalidSession) and not isinstance(exc, ExpiredSession):
                 log_audit("invalid_session", record, request.client_ip)
             await self._limit_client(request)

@@ -34,6 +34,7 @@ class AccessRecord:
     trigger: str | None = None
     source: str | None = None
     customer: str | None = None
+    session_refusal: str | None = None  # the code, when the session check refused it
     key_index: int | None = None
     decision: str | None = None  # the limit store's decision, when one was made
     upstream_status: int | None = None

@@ -21,9 +21,6 @@ from .logs import AccessRecord
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 UNKNOWN = "unknown"
-_SESSION_CODES = frozenset(
-    {"missing_session", "invalid_session", "expired_session", "origin_not_allowed"}
-)
 
 
 def _status_class(status: int | None) -> str:
@@ -84,8 +81,8 @@ class Metrics:
         else:
             outcome = "ok" if record.status < 400 else f"upstream_{record.status}"
         self.requests.labels(record.route, trigger, outcome).inc()
-        if record.code in _SESSION_CODES and record.customer is None:
-            self.session_refusals.labels(record.code).inc()
+        if record.session_refusal is not None:
+            self.session_refusals.labels(record.session_refusal).inc()
         if record.key_index is not None:
             self.session_keys.labels(str(record.key_index)).inc()
         if record.decision is not None:

@@ -93,6 +93,20 @@ async def test_counters_match_a_mixed_run(harness: Harness) -> None:
         assert secret not in response.text
 
 
+async def test_only_the_session_check_counts_session_refusals(harness: Harness) -> None:
+    # Refused by the CORS check before any session is read: not a session refusal.
+    await harness.spin(headers={"origin": "https://evil.example"})
+    # A cookie session without an allowed Origin: refused at the session check.
+    harness.client.cookies.set("trigger_session", token())
+    await harness.post("/v1/triggers/spin-wheel")
+    found = samples((await harness.client.get("/metrics")).text)
+    assert value(found, "trigger_proxy_session_refusals_total", reason="origin_not_allowed") == 1
+    route = "/v1/triggers/{trigger}"
+    refused = value(found, "trigger_proxy_requests_total", route=route, trigger="unknown",
+                    outcome="origin_not_allowed")  # fmt: skip
+    assert refused == 2
+
+
 async def test_upstream_faults_are_counted_by_code() -> None:
     async with open_harness() as h:
         h.upstream.answer = lambda request: httpx.Response(500)
