@@ -5,7 +5,6 @@ succeeds, and no connection or task is left behind."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import json
 from collections.abc import AsyncIterator
@@ -170,8 +169,7 @@ async def test_each_fault_maps_to_the_contract_and_leaves_nothing_behind(
 async def test_a_refused_connection_is_502_and_the_next_request_succeeds(
     rig: tuple[Harness, FaultyUpstream],
 ) -> None:
-    h, upstream = rig
-    port = upstream.port
+    h, _ = rig
     dead = free_port()
     # The upstream URL is fixed at start: a second app points at a port nobody listens on.
     settings = make_settings(
@@ -180,7 +178,6 @@ async def test_a_refused_connection_is_502_and_the_next_request_succeeds(
     async with open_harness(settings, real_transport=True) as down:
         refused = await down.spin()
         assert (refused.status_code, error_code(refused)) == (502, "upstream_error")
-    assert port == upstream.port
     assert (await h.spin(token("customer-after-2"))).status_code == 200
     tried("faults", "refused connection -> 502 upstream_error")
 
@@ -193,7 +190,6 @@ async def test_many_faults_in_a_row_leak_no_connections(
         upstream.mode = ["close-mid-body", "garbage", "500", "close-before-answer"][i % 4]
         await h.spin(token(f"customer-storm-{i:02}"))
     upstream.mode = "ok"
-    with contextlib.suppress(Exception):
-        await h.spin(token("customer-storm-ok"))
+    assert (await h.spin(token("customer-storm-ok"))).status_code == 200
     await settle()
     assert len(upstream.open) <= 1

@@ -28,7 +28,7 @@ from tests.conftest import (
     open_harness,
     token,
 )
-from tests.redis_util import SHARED_REDIS, redis_available
+from tests.redis_util import SHARED_REDIS, free_port, redis_available
 
 
 class Clock:
@@ -413,14 +413,26 @@ async def test_checkin_unaffected_by_spin_keys(h: Harness) -> None:
 # --- failed sessions per client address --------------------------------------------------------
 
 
-async def test_failed_session_checks_are_limited_per_client_address(store_kind: str) -> None:
-    async with harness_for(store_kind, limits={"per_ip_invalid_session": "5/minute"}) as h:
-        codes = [
-            (
-                await h.post("/v1/triggers/spin-wheel", headers={"authorization": "Bearer forged"})
-            ).status_code
-            for _ in range(7)
-        ]
-        assert codes == [401] * 5 + [429] * 2
+async def forged(h: Harness, n: int) -> list[int]:
+    forged_session = {"authorization": "Bearer forged"}
+    return [
+        (await h.post("/v1/triggers/spin-wheel", headers=forged_session)).status_code
+        for _ in range(n)
+    ]
+
+
+async def test_failed_session_checks_are_limited_per_client_address() -> None:
+    async with harness_for("memory", limits={"per_ip_invalid_session": "5/minute"}) as h:
+        assert await forged(h, 7) == [401] * 5 + [429] * 2
         # Valid sessions from the same address are unaffected.
         assert (await h.spin()).status_code == 200
+
+
+async def test_failed_session_checks_never_touch_the_shared_store() -> None:
+    """They are counted in the process: with the Redis store unreachable, forged tokens still
+    get 401 and then 429, while rewards fail closed."""
+    down = RedisStore(f"redis://127.0.0.1:{free_port()}/0", timeout_seconds=0.2)
+    settings = make_settings(limits={"per_ip_invalid_session": "3/minute"})
+    async with open_harness(settings, store=down) as h:
+        assert await forged(h, 4) == [401, 401, 401, 429]
+        assert error_code(await h.spin()) == "storage_unavailable"

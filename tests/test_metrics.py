@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.conftest import (
     ALL_SECRETS,
@@ -120,8 +119,7 @@ async def test_metrics_can_move_to_an_admin_port() -> None:
         assert (await h.client.get("/metrics")).status_code == 404
 
 
-@pytest.mark.parametrize("workers", [2])
-def test_metrics_sum_every_worker(tmp_path: Path, workers: int) -> None:
+def test_metrics_sum_every_worker(tmp_path: Path) -> None:
     """Several uvicorn workers (which need Redis) report through prometheus-client's
     multiprocess mode: the admin port serves the sum over workers."""
     from tests.conftest import need
@@ -132,7 +130,7 @@ def test_metrics_sum_every_worker(tmp_path: Path, workers: int) -> None:
     with StandInServer(stand_in_for(SPIN)) as nector:
         config = proxy_config(
             nector.url,
-            server={"workers": workers, "metrics_port": admin},
+            server={"workers": 2, "metrics_port": admin},
             limits={"storage_url": "redis://127.0.0.1:6379/6", "per_customer": "1000/minute"},
         )
         import redis
