@@ -1,6 +1,6 @@
 """trigger-proxy's benchmark: every figure is a ratio measured side by side in one run.
 
-    python -m bench                  # the full run (about 5 minutes)
+    python -m bench                  # the full run (about 10 minutes)
     python -m bench --quick          # one short round, to see it work
     python -m bench --only forward   # one group: refuse, forward, storage, memory, flash
 
@@ -361,6 +361,10 @@ def run_groups(args: argparse.Namespace) -> dict[str, Any]:
         if "refuse" in groups:
             lab.uvicorn("floor", "bench.minimal:floor")
             scenarios.append(Scenario("minimal 429 app (floor)", "floor", 32, expect=429))
+            # The proxy's own plumbing (parse, route, error, access line, metrics), no session.
+            scenarios.append(
+                Scenario("404 unknown path (memory)", "proxy-memory", 32, path="/nope", expect=404)
+            )
             scenarios += refusal_scenarios("memory")
         if "forward" in groups:
             lab.uvicorn(
@@ -427,7 +431,13 @@ def ratios(t: dict[str, dict[str, Any]]) -> dict[str, float]:
         if a in t and b in t and t[b][key]:
             out[name] = round(t[a][key] / t[b][key], 2)
 
-    for kind in ("401 forged token", "403 unknown trigger", "429 over quota", "idempotent replay"):
+    for kind in (
+        "404 unknown path",
+        "401 forged token",
+        "403 unknown trigger",
+        "429 over quota",
+        "idempotent replay",
+    ):
         ratio(
             f"{kind} / floor (throughput, target >= 0.8)",
             f"{kind} (memory)",

@@ -7,7 +7,7 @@
 local path = os.getenv("BENCH_PATH") or "/v1/triggers/spin-wheel"
 local idempotency = os.getenv("BENCH_IDEMPOTENCY")
 local file = os.getenv("BENCH_TOKENS")
-local codes = {200, 401, 403, 409, 422, 429, 502, 503, 504}
+local codes = {200, 400, 401, 403, 404, 409, 413, 415, 422, 429, 502, 503, 504}
 local threads = {}
 
 function setup(thread)
