@@ -14,7 +14,9 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 ACCESS = logging.getLogger("trigger_proxy.access")
@@ -59,30 +61,81 @@ class CustomerHasher:
         return hmac.new(self._key, scope.encode(), hashlib.sha256).hexdigest()[:16]
 
 
+def _line_encoder() -> Callable[[dict[str, Any]], str]:
+    """A compact JSON encoder for flat log lines.
+
+    json.dumps() (and JSONEncoder.encode) build a new C encoder on every call, which costs as
+    much as the encoding itself; this one is built once. It skips the circular-reference check,
+    which a flat dict of strings and numbers does not need.
+    """
+    if c_make_encoder is None:  # no _json accelerator: the pure-Python encoder
+        return json.JSONEncoder(separators=(",", ":"), default=str).encode
+    encode = c_make_encoder(None, str, encode_basestring_ascii, None, ":", ",", False, False, True)
+    return lambda line: "".join(encode(line, 0))
+
+
 class JsonFormatter(logging.Formatter):
+    _encode = staticmethod(_line_encoder())
+
     def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "ts": round(record.created, 3),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
         fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
+        exc_type = record.exc_info[0] if record.exc_info else None
+        return self.line(
+            record.created,
+            record.levelname,
+            record.name,
+            record.getMessage(),
+            fields if isinstance(fields, dict) else None,
+            exc_type.__name__ if exc_type is not None else None,
+        )
+
+    def line(
+        self,
+        created: float,
+        level: str,
+        logger: str,
+        message: str,
+        fields: dict[str, Any] | None,
+        exc_type: str | None = None,
+    ) -> str:
+        line: dict[str, Any] = {
+            "ts": round(created, 3),
+            "level": level.lower(),
+            "logger": logger,
+            "msg": message,
+        }
+        if fields:
             line.update(fields)
-        if record.exc_info and record.exc_info[0] is not None:
-            line["exc_type"] = record.exc_info[0].__name__
-        return json.dumps(line, separators=(",", ":"), default=str)
+        if exc_type is not None:
+            line["exc_type"] = exc_type
+        return self._encode(line)
 
 
 class PlainFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         fields = getattr(record, "fields", None)
-        stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+        return self.line(
+            record.created,
+            record.levelname,
+            record.name,
+            record.getMessage(),
+            fields if isinstance(fields, dict) else None,
+        )
+
+    def line(
+        self,
+        created: float,
+        level: str,
+        logger: str,
+        message: str,
+        fields: dict[str, Any] | None,
+        exc_type: str | None = None,
+    ) -> str:
+        stamp = time.strftime("%H:%M:%S", time.localtime(created))
         extra = ""
-        if isinstance(fields, dict):
+        if fields:
             extra = " " + " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
-        return f"{stamp} {record.levelname:<7} {record.getMessage()}{extra}"
+        return f"{stamp} {level:<7} {message}{extra}"
 
 
 class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -107,6 +160,9 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         except Exception:
             self.handleError(record)
             return
+        self.write_line(line)
+
+    def write_line(self, line: str) -> None:
         self._pending.append(line)
         if (
             len(self._pending) >= self.max_lines
@@ -126,11 +182,19 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
 def configure(level: str, fmt: str) -> None:
     """Route the proxy's loggers to stderr in the chosen format. Tracebacks are never printed:
     an exception's text may hold data from a request."""
+    global _direct
+    formatter = JsonFormatter() if fmt == "json" else PlainFormatter()
     handler = BatchingStreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else PlainFormatter())
+    handler.setFormatter(formatter)
     LOG.handlers[:] = [handler]
     LOG.setLevel(level.upper())
     LOG.propagate = False
+    _direct = (handler, formatter)
+
+
+# Set by configure(): the proxy's own handler and formatter, which request lines reach without
+# a LogRecord. Unset (tests, an embedding app's own logging), lines go through logging.
+_direct: tuple[BatchingStreamHandler, JsonFormatter | PlainFormatter] | None = None
 
 
 def flush() -> None:
@@ -163,9 +227,16 @@ def log_audit(event: str, record: AccessRecord, client_ip: str) -> None:
 
 
 def _emit(logger: logging.Logger, level: int, message: str, fields: dict[str, Any]) -> None:
-    """Log without ``Logger.findCaller``'s stack walk, which costs as much as the formatting
-    on a request path; these lines name their source in ``logger`` already."""
-    if logger.isEnabledFor(level):
-        record = logger.makeRecord(logger.name, level, "", 0, message, (), None)
-        record.fields = fields
-        logger.handle(record)
+    """Log one request line. Once configure() has run, the line is formatted and queued on the
+    proxy's handler directly: a LogRecord (and Logger.findCaller's stack walk) cost more than
+    the rest of a refusal, and these lines name their source in ``logger`` already."""
+    if not logger.isEnabledFor(level):
+        return
+    if _direct is not None:
+        handler, formatter = _direct
+        name = logging.getLevelName(level)
+        handler.write_line(formatter.line(time.time(), name, logger.name, message, fields))
+        return
+    record = logger.makeRecord(logger.name, level, "", 0, message, (), None)
+    record.fields = fields
+    logger.handle(record)

@@ -12,8 +12,10 @@ and ``exp`` (unix seconds). Any other key makes the token invalid.
 
 from __future__ import annotations
 
+import base64
 import datetime
 import hashlib
+import hmac
 import re
 import time
 import uuid
@@ -208,10 +210,11 @@ class SessionVerifier:
         self._verified: dict[str, tuple[Session, int]] = {}
         # Built once: itsdangerous's loads() makes new signer objects on every call. Newest
         # first, so the secret that signs today's tokens is tried first.
-        self._signers = [
-            (index, _ClockedSigner(secret, salt=SALT, **_signer_kwargs(clock)))
+        self._signers = {
+            index: _ClockedSigner(secret, salt=SALT, **_signer_kwargs(clock))
             for index, secret in reversed(list(enumerate(secrets)))
-        ]
+        }
+        self._keys = [(index, signer.derive_key()) for index, signer in self._signers.items()]
         # Decoding a verified payload (base64, zlib, JSON) does not depend on the secret.
         self._payloads = _serializer(secrets[-1], clock)
 
@@ -241,17 +244,34 @@ class SessionVerifier:
         return session
 
     def _verify_signature(self, token: str) -> tuple[Session, int]:
-        for index, signer in self._signers:
-            try:
-                payload, signed = signer.unsign(token, return_timestamp=True)
-            except BadSignature:
-                continue
-            try:
-                session = parse_claims(self._payloads.load_payload(payload), key_index=index)
-            except (BadSignature, ClaimError) as exc:  # BadPayload is a BadSignature
-                raise InvalidSession() from exc
-            return session, int(signed.timestamp())
-        raise InvalidSession()
+        index = self._signing_key(token)
+        if index is None:
+            raise InvalidSession()
+        signer = self._signers[index]
+        try:
+            # itsdangerous decides: the check above only turns forged tokens away sooner.
+            payload, signed = signer.unsign(token, return_timestamp=True)
+            session = parse_claims(self._payloads.load_payload(payload), key_index=index)
+        except (BadSignature, ClaimError) as exc:  # BadPayload is a BadSignature
+            raise InvalidSession() from exc
+        return session, int(signed.timestamp())
+
+    def _signing_key(self, token: str) -> int | None:
+        """The position of the secret whose signature the token carries, or None.
+
+        The same HMAC as itsdangerous's (with its derived keys) in one call per secret,
+        compared with the token's signature as it is written: itsdangerous spends about five
+        times as long to refuse a forged token, and forged tokens are the flood to absorb.
+        """
+        value, sep, signature = token.rpartition(".")
+        if not sep or not token.isascii():
+            return None
+        data, given = value.encode(), signature.encode()
+        for index, key in self._keys:
+            expected = base64.urlsafe_b64encode(hmac.digest(key, data, "sha1")).rstrip(b"=")
+            if hmac.compare_digest(expected, given):
+                return index
+        return None
 
 
 def mint_token(

@@ -222,3 +222,38 @@ def test_forged_tokens_are_never_remembered_and_the_memory_is_bounded() -> None:
     for i in range(VERIFIED_CACHE_SIZE + 50):
         check.verify(mint_token([NEW], {"customer_id": f"customer-{i:05}"}, clock=clock))
     assert len(check._verified) == VERIFIED_CACHE_SIZE
+
+
+def test_the_quick_signature_check_agrees_with_itsdangerous() -> None:
+    """Forged tokens are refused by one HMAC per secret before itsdangerous is asked; that
+    check must never refuse a token itsdangerous accepts, nor pick another secret."""
+    from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+    clock = Clock()
+    check = verifier(clock)
+    claims = {"customer_id": "customer-1"}
+    tokens = {
+        "old": (mint_token([OLD], claims, clock=clock), 0),
+        "new": (mint_token([OLD, NEW], claims, clock=clock), 1),
+        "other secret": (mint_token(["x" * 40], claims, clock=clock), None),
+        "other salt": (URLSafeTimedSerializer(NEW, salt="other").dumps(claims), None),
+    }
+    new = tokens["new"][0]
+    for i in range(1, 28):  # every character of the signature, changed
+        changed = new[:-i] + ("A" if new[-i] != "A" else "B") + new[len(new) - i + 1 :]
+        tokens[f"signature char -{i}"] = (changed, None)
+    for name, (tok, index) in tokens.items():
+        assert check._signing_key(tok) == index, name
+        accepted = []
+        for position, secret in enumerate([OLD, NEW]):
+            try:
+                URLSafeTimedSerializer(secret, salt=SALT).loads(tok)
+                accepted.append(position)
+            except BadSignature:
+                pass
+        if index is not None:
+            assert index in accepted, name
+        elif accepted:
+            # Only a signature spelled in non-canonical base64 (the same bytes, other unused
+            # bits in its last character) passes itsdangerous and not the quick check.
+            assert name == "signature char -1", name
