@@ -56,11 +56,13 @@ _ROUTES = {
 }
 
 
-async def _flush_logs_periodically(interval: float = 0.2) -> None:
-    """Batched log lines are written at least this often, even when no request comes."""
+async def _flush_periodically(metrics: Metrics, interval: float = 0.2) -> None:
+    """Batched log lines and counted requests go out at least this often, even when no request
+    comes (other workers' scrapes read the counts from disk in multiprocess mode)."""
     while True:
         await asyncio.sleep(interval)
         flush_logs()
+        metrics.flush()
 
 
 def open_store(settings: LimitSettings) -> LimitStore:
@@ -110,7 +112,7 @@ class App:
             transport=self._transport,
         )
         self._gateway = Gateway(self.settings, store=store, upstream=upstream)
-        flusher = asyncio.create_task(_flush_logs_periodically())
+        flusher = asyncio.create_task(_flush_periodically(self.metrics))
         try:
             yield
         finally:
@@ -119,6 +121,7 @@ class App:
             await upstream.aclose()
             await store.aclose()
             flush_logs()
+            self.metrics.flush()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -157,12 +160,10 @@ class App:
             record.code = failure.code
             answer = Answer(500, failure.body(request.request_id))
         record.status = answer.status
-        headers: Headers = [
-            (b"x-request-id", request.request_id.encode()),
-            *extra,
-            *encode_headers(answer.headers),
-        ]
-        if not any(name == b"content-type" for name, _ in headers):
+        headers: Headers = [(b"x-request-id", request.request_id.encode()), *extra]
+        if answer.headers:
+            headers += encode_headers(answer.headers)
+        if "content-type" not in answer.headers:
             headers.append(_JSON)
         await send_response(send, answer.status, answer.body, headers)
         record.duration_ms = round((time.perf_counter() - started) * 1000, 3)

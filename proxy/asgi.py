@@ -66,11 +66,12 @@ class Request:
         self.receive = receive
         self.method: str = scope["method"]
         self.path: str = scope["path"]
-        headers: dict[str, str] = {}
-        for name, value in scope["headers"]:
-            key = name.decode("latin-1").lower()
-            if key not in headers:  # the first occurrence wins
-                headers[key] = value.decode("latin-1")
+        # Built from the last header back, so that the first occurrence of a repeated header
+        # wins.
+        headers = {
+            name.decode("latin-1").lower(): value.decode("latin-1")
+            for name, value in reversed(scope["headers"])
+        }
         self.headers = headers
         client = scope.get("client")
         peer = client[0] if client else None

@@ -33,7 +33,6 @@ from .errors import (
     UpstreamError,
 )
 from .logs import LOG, AccessRecord, CustomerHasher, log_audit
-from .memory_store import MemoryStore
 from .policy import (
     Trigger,
     TriggerPolicy,
@@ -44,12 +43,12 @@ from .policy import (
     upstream_body,
 )
 from .ratelimit import (
+    FailureLimit,
     IdempotencyClaim,
     LimitStore,
     Outcome,
     StoredAnswer,
     budget_window,
-    client_window,
     customer_windows,
     idempotency_claim,
     quota_headers,
@@ -84,8 +83,8 @@ class Gateway:
         self._store = store
         # Failed session checks are counted per client address in this process, even when
         # the limit store is Redis: the limit is coarse by design, and a flood of forged
-        # tokens then costs the shared store nothing. Bounded: past it, nothing is counted.
-        self._failures = MemoryStore(max_keys=100_000)
+        # tokens then costs the shared store nothing.
+        self._failures = FailureLimit(settings.limits.per_ip_invalid_session)
         self._upstream = upstream
         self._verifier = SessionVerifier(secrets, settings.sessions.max_age_seconds)
         self._secrets = secrets
@@ -109,7 +108,7 @@ class Gateway:
     ) -> Answer:
         """``POST /v1/triggers/{ref}``: the body may be empty or ``{}``."""
         raw = await self._read_json_body(request)
-        session = await self._session(request, record, origin_ok)
+        session = self._session(request, record, origin_ok)
         trigger = self._policy.by_ref(ref)
         record.trigger = trigger.label
         source = resolve_source(request.headers.get("x-source"), session, trigger)
@@ -124,7 +123,7 @@ class Gateway:
     async def dropin(self, request: Request, record: AccessRecord, origin_ok: bool) -> Answer:
         """``POST /api/v2/merchant/activities``: Nector's own body shape."""
         raw = await self._read_json_body(request)
-        session = await self._session(request, record, origin_ok)
+        session = self._session(request, record, origin_ok)
         body = parse_object(raw)  # the trigger is named in the body
         if "trigger_id" not in body:
             raise InvalidBody("trigger_id is required")
@@ -174,7 +173,7 @@ class Gateway:
                 raise UnsupportedMediaType()
         return raw
 
-    async def _session(self, request: Request, record: AccessRecord, origin_ok: bool) -> Session:
+    def _session(self, request: Request, record: AccessRecord, origin_ok: bool) -> Session:
         try:
             session = self._verify(request, origin_ok)
         except OriginNotAllowed as exc:  # a cookie session without an allowed Origin
@@ -184,7 +183,7 @@ class Gateway:
             record.session_refusal = exc.code
             if isinstance(exc, InvalidSession) and not isinstance(exc, ExpiredSession):
                 log_audit("invalid_session", record, request.client_ip)
-            await self._limit_client(request)
+            self._limit_client(request)
             raise
         record.customer = self._hash_customer(session.scope)
         record.key_index = session.key_index
@@ -205,15 +204,11 @@ class Gateway:
             raise OriginNotAllowed("a cookie session needs an allowed Origin")
         return self._verifier.verify(cookie)
 
-    async def _limit_client(self, request: Request) -> None:
+    def _limit_client(self, request: Request) -> None:
         """A coarse per-client-IP limit on requests that fail their session checks."""
-        window = client_window(request.client_ip, self._settings.limits.per_ip_invalid_session)
-        try:
-            decision = await self._failures.admit([window], None, None)
-        except ProxyError:
-            return  # the request is refused anyway; its own answer is the truer one
-        if decision.outcome is Outcome.RATE_LIMITED:
-            raise RateLimited(decision.retry_after, "too many failed session checks")
+        wait = self._failures.hit(request.client_ip)
+        if wait > 0:
+            raise RateLimited(wait, "too many failed session checks")
 
     def _idempotency(
         self, header: str, session: Session, trigger: Trigger, source: str, body: bytes

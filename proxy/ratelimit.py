@@ -13,13 +13,15 @@ replicas; one Lua script, so one round trip, per decision).
 
 from __future__ import annotations
 
+import collections
 import enum
 import functools
 import hashlib
 import math
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from .settings import Rate
 
@@ -65,14 +67,14 @@ class Outcome(enum.Enum):
     LOST = "lost"  # the key's first call never finished (its process died)
 
 
-@dataclass(frozen=True, slots=True)
-class WindowState:
+# Decisions and window states are made on every request: tuples, which cost a third of a
+# frozen dataclass to build.
+class WindowState(NamedTuple):
     remaining: int
     reset: float  # seconds until one more request fits
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     outcome: Outcome
     retry_after: float = 0.0
     windows: tuple[WindowState, ...] = ()  # the customer windows, in the order asked
@@ -113,8 +115,54 @@ def budget_window(rate: Rate) -> Window:
     return Window(f"b:{rate.seconds}", rate.limit, rate.seconds)
 
 
-def client_window(client_ip: str, rate: Rate) -> Window:
-    return Window(f"ip:{rate.seconds}:{client_ip}", rate.limit, rate.seconds)
+class FailureLimit:
+    """A per-address limit on failed session checks, kept in the process.
+
+    An exact moving window like the stores' (the times of the counted failures, at most
+    ``limit`` of them, oldest first), without their generality: a flood of forged tokens costs
+    a dict lookup and a deque append each, and never reaches a shared store. Bounded: at
+    ``max_addresses`` it forgets addresses whose windows have emptied (at most once a second);
+    if none have, a new address is not counted.
+    """
+
+    def __init__(
+        self, rate: Rate, *, max_addresses: int = 100_000, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._limit = rate.limit
+        self._seconds = rate.seconds
+        self._max = max_addresses
+        self._clock = clock
+        self._times: dict[str, collections.deque[float]] = {}
+        self._next_sweep = 0.0
+
+    def __len__(self) -> int:
+        return len(self._times)
+
+    def hit(self, address: str) -> float:
+        """Count one failure from ``address``: 0.0 if it is within the limit, else the seconds
+        until one more would be (the failure is then not counted)."""
+        now = self._clock()
+        times = self._times.get(address)
+        if times is None:
+            if len(self._times) >= self._max and not self._sweep(now):
+                return 0.0
+            times = self._times[address] = collections.deque()
+        start = now - self._seconds
+        while times and times[0] <= start:
+            times.popleft()
+        if len(times) >= self._limit:
+            return times[0] - start
+        times.append(now)
+        return 0.0
+
+    def _sweep(self, now: float) -> bool:
+        """Drop the addresses with nothing left in their window; True if any room was made."""
+        if now >= self._next_sweep:
+            self._next_sweep = now + 1.0
+            start = now - self._seconds
+            for address in [a for a, t in self._times.items() if not t or t[-1] <= start]:
+                del self._times[address]
+        return len(self._times) < self._max
 
 
 def window_seconds(key: str) -> int:
@@ -148,19 +196,26 @@ def _window_name(seconds: int) -> str:
     return f"{seconds}s"
 
 
+@functools.lru_cache(maxsize=256)
+def _policy(rates: tuple[tuple[int, int], ...]) -> str:
+    return ", ".join(f'"{_window_name(s)}";q={limit};w={s}' for limit, s in rates)
+
+
 def quota_headers(windows: Sequence[Window], states: Sequence[WindowState]) -> dict[str, str]:
     """Rate-limit headers for the most restrictive window: the legacy RateLimit-Limit,
     -Remaining and -Reset, and the IETF draft's RateLimit and RateLimit-Policy fields."""
     if not windows or len(windows) != len(states):
         return {}
-    i = min(range(len(windows)), key=lambda i: (states[i].remaining, -states[i].reset))
-    window, state = windows[i], states[i]
+    if len(windows) == 1:
+        window, state = windows[0], states[0]
+    else:
+        i = min(range(len(windows)), key=lambda i: (states[i].remaining, -states[i].reset))
+        window, state = windows[i], states[i]
     reset = max(0, math.ceil(state.reset))
-    policy = ", ".join(f'"{_window_name(w.seconds)}";q={w.limit};w={w.seconds}' for w in windows)
     return {
         "ratelimit-limit": str(window.limit),
         "ratelimit-remaining": str(state.remaining),
         "ratelimit-reset": str(reset),
-        "ratelimit-policy": policy,
+        "ratelimit-policy": _policy(tuple((w.limit, w.seconds) for w in windows)),
         "ratelimit": f'"{_window_name(window.seconds)}";r={state.remaining};t={reset}',
     }

@@ -23,8 +23,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from itsdangerous import BadSignature, TimestampSigner, URLSafeTimedSerializer
-from itsdangerous.encoding import want_bytes
+from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous.encoding import base64_decode
 
 from .errors import ExpiredSession, InvalidSession
 from .settings import SOURCES
@@ -166,29 +166,17 @@ class _ClockedSigner(TimestampSigner):
     def __init__(self, *args: Any, clock: Clock = time.time, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._clock = clock
-        self._derived: dict[bytes, bytes] = {}
 
     def get_timestamp(self) -> int:
         return int(self._clock())
 
-    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
-        # The same derivation as itsdangerous's, computed once per secret instead of per token.
-        key = self.secret_key if secret_key is None else want_bytes(secret_key)
-        derived = self._derived.get(key)
-        if derived is None:
-            derived = self._derived[key] = super().derive_key(key)
-        return derived
-
-
-def _signer_kwargs(clock: Clock) -> dict[str, Any]:
-    # hashlib.sha1 itself, not itsdangerous's lazy wrapper around it: the same HMAC-SHA1, but
-    # hmac takes OpenSSL's fast path only for a hashlib constructor.
-    return {"clock": clock, "digest_method": hashlib.sha1}
-
 
 def _serializer(secret: str, clock: Clock) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(
-        secret, salt=SALT, signer=_ClockedSigner, signer_kwargs=_signer_kwargs(clock)
+        secret,
+        salt=SALT,
+        signer=_ClockedSigner,
+        signer_kwargs={"clock": clock, "digest_method": hashlib.sha1},
     )
 
 
@@ -208,13 +196,13 @@ class SessionVerifier:
         self._max_age = max_age_seconds
         self._clock = clock
         self._verified: dict[str, tuple[Session, int]] = {}
-        # Built once: itsdangerous's loads() makes new signer objects on every call. Newest
-        # first, so the secret that signs today's tokens is tried first.
-        self._signers = {
-            index: _ClockedSigner(secret, salt=SALT, **_signer_kwargs(clock))
+        # The HMAC keys itsdangerous derives from each secret and the salt, derived once (its
+        # loads() makes new signers, and derives again, on every call). Newest first, so the
+        # secret that signs today's tokens is tried first.
+        self._keys = [
+            (index, TimestampSigner(secret, salt=SALT, digest_method=hashlib.sha1).derive_key())
             for index, secret in reversed(list(enumerate(secrets)))
-        }
-        self._keys = [(index, signer.derive_key()) for index, signer in self._signers.items()]
+        ]
         # Decoding a verified payload (base64, zlib, JSON) does not depend on the secret.
         self._payloads = _serializer(secrets[-1], clock)
 
@@ -247,20 +235,25 @@ class SessionVerifier:
         index = self._signing_key(token)
         if index is None:
             raise InvalidSession()
-        signer = self._signers[index]
+        # Signed by the secret at ``index``: what is left is itsdangerous's own decoding of
+        # the timestamp and the payload (its unsign() would compute the same HMAC again).
+        payload, sep, stamp = token.rpartition(".")[0].rpartition(".")
         try:
-            # itsdangerous decides: the check above only turns forged tokens away sooner.
-            payload, signed = signer.unsign(token, return_timestamp=True)
-            session = parse_claims(self._payloads.load_payload(payload), key_index=index)
-        except (BadSignature, ClaimError) as exc:  # BadPayload is a BadSignature
+            stamp_bytes = base64_decode(stamp)
+            if not sep or len(stamp_bytes) > 8:  # as TimestampSigner.unsign refuses them
+                raise InvalidSession()
+            claims = self._payloads.load_payload(payload.encode())
+            session = parse_claims(claims, key_index=index)
+        except (BadData, ClaimError) as exc:  # BadPayload is a BadData
             raise InvalidSession() from exc
-        return session, int(signed.timestamp())
+        return session, int.from_bytes(stamp_bytes, "big")
 
     def _signing_key(self, token: str) -> int | None:
         """The position of the secret whose signature the token carries, or None.
 
-        The same HMAC as itsdangerous's (with its derived keys) in one call per secret,
-        compared with the token's signature as it is written: itsdangerous spends about five
+        itsdangerous's signature (HMAC-SHA1 with the key its signer derives from the secret and
+        the salt, base64url without padding) in one call per secret, compared in constant time
+        with the token's signature as it is written. Its Signer.unsign() spends about five
         times as long to refuse a forged token, and forged tokens are the flood to absorb.
         """
         value, sep, signature = token.rpartition(".")

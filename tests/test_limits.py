@@ -15,8 +15,9 @@ import httpx
 import pytest
 
 from proxy.memory_store import MemoryStore
-from proxy.ratelimit import Window
+from proxy.ratelimit import FailureLimit, Window
 from proxy.redis_store import RedisStore
+from proxy.settings import Rate
 from tests.conftest import (
     CHECKIN,
     SPIN,
@@ -436,3 +437,46 @@ async def test_failed_session_checks_never_touch_the_shared_store() -> None:
     async with open_harness(settings, store=down) as h:
         assert await forged(h, 4) == [401, 401, 401, 429]
         assert error_code(await h.spin()) == "storage_unavailable"
+
+
+class FakeClock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_failure_limit_is_an_exact_moving_window() -> None:
+    clock = FakeClock()
+    limit = FailureLimit(Rate(3, 60), clock=clock)
+    for t in (0, 10, 20):
+        clock.now = 1000 + t
+        assert limit.hit("198.51.100.1") == 0
+    clock.now = 1030
+    assert limit.hit("198.51.100.1") == 30  # the failure at 1000 leaves the window at 1060
+    assert limit.hit("198.51.100.2") == 0  # another address has its own window
+    clock.now = 1059.5
+    assert limit.hit("198.51.100.1") == pytest.approx(0.5)
+    clock.now = 1060
+    assert limit.hit("198.51.100.1") == 0  # refused failures were not counted
+    assert limit.hit("198.51.100.1") == 10
+
+
+def test_the_failure_limit_holds_a_bounded_number_of_addresses() -> None:
+    clock = FakeClock()
+    limit = FailureLimit(Rate(2, 60), max_addresses=3, clock=clock)
+    for i in range(3):
+        limit.hit(f"10.0.0.{i}")
+    # Full, and nobody's window has emptied: a new address is not counted, old ones still are.
+    for _ in range(5):
+        assert limit.hit("10.0.0.9") == 0
+    assert len(limit) == 3
+    limit.hit("10.0.0.0")
+    assert limit.hit("10.0.0.0") > 0
+    # Once the windows empty, a sweep (at most once a second) makes room.
+    clock.now += 61
+    assert limit.hit("10.0.0.9") == 0
+    assert limit.hit("10.0.0.9") == 0
+    assert limit.hit("10.0.0.9") > 0
+    assert len(limit) == 1

@@ -3,7 +3,9 @@ or a secret becomes a label."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from pathlib import Path
 
 import httpx
@@ -114,6 +116,20 @@ async def test_upstream_faults_are_counted_by_code() -> None:
         assert value(found, "trigger_proxy_upstream_responses_total", result="upstream_error") == 1
 
 
+async def test_counts_reach_the_collectors_without_a_scrape() -> None:
+    """Requests are tallied on the request path and added to the collectors every 0.2 s, so a
+    scrape elsewhere (the admin port's thread, another worker) lags by at most that."""
+    async with open_harness() as h:
+        await h.spin()
+        await h.spin(headers={"authorization": "Bearer forged"})
+        registry = h.app.metrics.registry
+        labels = {"route": "/v1/triggers/{trigger}", "trigger": "spin-wheel", "outcome": "ok"}
+        await asyncio.sleep(0.5)
+        assert registry.get_sample_value("trigger_proxy_requests_total", labels) == 1
+        refused = {"reason": "invalid_session"}
+        assert registry.get_sample_value("trigger_proxy_session_refusals_total", refused) == 1
+
+
 async def test_metrics_can_move_to_an_admin_port() -> None:
     async with open_harness(make_settings(server={"metrics_port": 9999})) as h:
         assert (await h.client.get("/metrics")).status_code == 404
@@ -143,13 +159,19 @@ def test_metrics_sum_every_worker(tmp_path: Path) -> None:
                     auth = {"authorization": "Bearer " + token(f"customer-{i:04}")}
                     r = httpx.post(f"{proxy.base_url}/v1/triggers/spin-wheel", headers=auth)
                     assert r.status_code == 200
-                text = client.get(f"http://127.0.0.1:{admin}/metrics").text
-            total = sum(
-                float(line.rsplit(" ", 1)[1])
-                for line in text.splitlines()
-                if line.startswith("trigger_proxy_requests_total{")
-                and 'outcome="ok"' in line
-                and 'route="/v1/triggers/{trigger}"' in line
-            )
+                # Each worker adds its counts to the shared files every 0.2 s.
+                deadline = time.monotonic() + 5
+                while True:
+                    text = client.get(f"http://127.0.0.1:{admin}/metrics").text
+                    total = sum(
+                        float(line.rsplit(" ", 1)[1])
+                        for line in text.splitlines()
+                        if line.startswith("trigger_proxy_requests_total{")
+                        and 'outcome="ok"' in line
+                        and 'route="/v1/triggers/{trigger}"' in line
+                    )
+                    if total == n or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.1)
             assert total == n
             assert re.search(r'key_index="1"', text)

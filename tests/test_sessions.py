@@ -257,3 +257,21 @@ def test_the_quick_signature_check_agrees_with_itsdangerous() -> None:
             # Only a signature spelled in non-canonical base64 (the same bytes, other unused
             # bits in its last character) passes itsdangerous and not the quick check.
             assert name == "signature char -1", name
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"eyJjdXN0b21lcl9pZCI6ImN1c3RvbWVyLTEifQ",  # no timestamp
+        b"eyJjdXN0b21lcl9pZCI6ImN1c3RvbWVyLTEifQ.*not-base64*",
+        b"bm90IGpzb24.aVW5AA",  # not JSON
+        b"WzEsMl0.aVW5AA",  # JSON, not an object
+        b".eyJjdXN0b21lcl9pZCI6ImN1c3RvbWVyLTEifQ.aVW5AA",  # "compressed", not zlib
+    ],
+)
+def test_a_correctly_signed_malformed_token_is_invalid(value: bytes) -> None:
+    from itsdangerous import Signer
+
+    tok = Signer(NEW, salt=SALT, digest_method=hashlib.sha1).sign(value).decode()
+    with pytest.raises(InvalidSession):
+        verifier(Clock()).verify(tok)
