@@ -29,6 +29,7 @@ from .settings import Secret, UpstreamSettings
 REDACTED = "[redacted]"
 DEFAULT_RETRY_AFTER = 60
 MAX_RETRY_AFTER = 3600
+KEEPALIVE_SECONDS = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,13 +44,27 @@ def default_transport(settings: UpstreamSettings) -> httpx.AsyncBaseTransport:
     limits = httpx.Limits(
         max_connections=settings.max_connections,
         max_keepalive_connections=settings.max_connections,
-        keepalive_expiry=30,
+        keepalive_expiry=KEEPALIVE_SECONDS,
     )
     if settings.transport == "httpx":
         return httpx.AsyncHTTPTransport(limits=limits, trust_env=False, retries=0)
+    import aiohttp
     from httpx_aiohttp import AiohttpTransport
 
-    return AiohttpTransport(trust_env=False, limits=limits)
+    def session() -> aiohttp.ClientSession:
+        # Called on the first request, inside the running loop. What httpx-aiohttp would
+        # build, but without a cookie jar: aiohttp's default jar would send a cookie Nector
+        # set on one customer's call with the next customer's.
+        connector = aiohttp.TCPConnector(
+            limit=settings.max_connections,
+            keepalive_timeout=KEEPALIVE_SECONDS,
+            ssl=httpx.create_ssl_context(trust_env=False),
+        )
+        return aiohttp.ClientSession(
+            connector=connector, trust_env=False, cookie_jar=aiohttp.DummyCookieJar()
+        )
+
+    return AiohttpTransport(trust_env=False, limits=limits, client=session)
 
 
 class UpstreamClient:

@@ -33,6 +33,7 @@ class FaultyUpstream:
         self.mode = "ok"
         self.hung_up = 0  # connections the proxy closed while we stalled
         self.open: set[asyncio.StreamWriter] = set()
+        self.heads: list[bytes] = []  # the request heads received
         self.port = free_port()
 
     @property
@@ -44,6 +45,7 @@ class FaultyUpstream:
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
+                self.heads.append(head)
                 length = next(
                     (int(line.split(b":")[1]) for line in head.lower().split(b"\r\n")
                      if line.startswith(b"content-length:")), 0)  # fmt: skip
@@ -61,6 +63,8 @@ class FaultyUpstream:
         mode = self.mode
         if mode == "ok":
             w.write(http("200 OK", OK_BODY, "content-type: application/json"))
+        elif mode == "set-cookie":
+            w.write(http("200 OK", OK_BODY, "set-cookie: nector_session=customer-a; Path=/"))
         elif mode in ("hang", "slow"):
             # Stall, watching for the proxy to hang up (EOF): that is what must happen.
             try:
@@ -193,3 +197,24 @@ async def test_many_faults_in_a_row_leak_no_connections(
     assert (await h.spin(token("customer-storm-ok"))).status_code == 200
     await settle()
     assert len(upstream.open) <= 1
+
+
+async def test_a_cookie_nector_sets_is_never_sent_back() -> None:
+    """One customer's call must not carry a cookie Nector set on another's. The host is a name
+    (localhost, bound to 127.0.0.1 here), since cookie jars ignore cookies from IP addresses."""
+    upstream = FaultyUpstream()
+    server = await asyncio.start_server(upstream.handle, "127.0.0.1", upstream.port)
+    settings = make_settings(
+        upstream={"url": f"http://localhost:{upstream.port}/api/v2/merchant/activities"},
+        limits={"per_customer": "1000/minute", "upstream": "1000/minute"},
+    )
+    async with server, open_harness(settings, store=MemoryStore(), real_transport=True) as h:
+        upstream.mode = "set-cookie"
+        assert (await h.spin(token("customer-a1"))).status_code == 200
+        upstream.mode = "ok"
+        assert (await h.spin(token("customer-b1"))).status_code == 200
+        server.close()
+        for writer in list(upstream.open):
+            writer.close()
+    assert len(upstream.heads) == 2
+    assert all(b"cookie" not in head.lower() for head in upstream.heads)
