@@ -1,0 +1,117 @@
+"""The refusal paths stay lean: a ratio against the benchmark's floor, never a time.
+
+Speed is measured by ``python -m bench`` (bench/README.md). This test guards it between runs
+with a count that does not depend on the machine or its load: the Python and C function calls
+one request makes inside the app, set against those of ``bench.minimal:floor`` (the minimal
+Starlette app answering a fixed JSON 429). A change that puts real work back on a refusal (a
+LogRecord per line, a deep copy, a signature checked twice, a new object per header) shows up
+here as a ratio over budget. The budgets sit about a fifth above today's counts, so a
+library's small changes do not fail them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from typing import Any
+
+import pytest
+
+from bench.minimal import floor
+from proxy import logs
+from proxy.app import App
+from tests.conftest import make_settings, open_harness, token, tried
+
+Message = MutableMapping[str, Any]
+ASGI = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
+JSON = (b"content-type", b"application/json")
+
+# Calls per request / calls of the floor's request. Today: 404 1.2, 401 2.3, 403 1.7,
+# 429 2.5, replay 2.5.
+BUDGETS = {"404": 1.5, "401": 2.8, "403": 2.1, "429": 3.0, "replay": 2.9}
+
+
+async def request(app: ASGI, path: str, headers: list[tuple[bytes, bytes]]) -> int:
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "headers": headers,
+        "client": ("198.51.100.7", 40000),
+        "query_string": b"",
+    }
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return int(sent[0]["status"])
+
+
+async def calls(app: ASGI, path: str, headers: list[tuple[bytes, bytes]], status: int) -> int:
+    """Function calls (Python and C) made while the app answers one request."""
+    assert await request(app, path, headers) == status  # warm: caches, first-call paths
+    count = 0
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        nonlocal count
+        if event in ("call", "c_call"):
+            count += 1
+
+    sys.setprofile(profile)
+    try:
+        answered = await request(app, path, headers)
+    finally:
+        sys.setprofile(None)
+    assert answered == status
+    return count
+
+
+def bearer(tok: str) -> tuple[bytes, bytes]:
+    return (b"authorization", f"Bearer {tok}".encode())
+
+
+@pytest.fixture
+def production_logging() -> Iterator[None]:
+    """Logs as ``serve`` sets them up (JSON access lines at info), written to nowhere."""
+    saved = (logs.LOG.handlers[:], logs.LOG.level, logs.LOG.propagate, logs._direct)
+    logs.configure("info", "json")
+    logs.LOG.handlers[0].setStream(open(os.devnull, "w"))  # noqa: SIM115  # closed below
+    try:
+        yield
+    finally:
+        logs.LOG.handlers[0].stream.close()
+        logs.LOG.handlers[:], logs.LOG.level, logs.LOG.propagate, logs._direct = saved
+
+
+@pytest.mark.usefixtures("production_logging")
+async def test_refusals_stay_within_their_budgets_against_the_floor() -> None:
+    settings = make_settings(limits={"per_ip_invalid_session": "1000000/minute"})
+    async with open_harness(settings) as h:
+        app: App = h.app
+        base = await calls(floor, "/v1/triggers/spin-wheel", [JSON], 429)
+        spent = token("customer-hot-1")  # spin-wheel allows 3 a minute
+        for _ in range(3):
+            assert await request(app, "/v1/triggers/spin-wheel", [JSON, bearer(spent)]) == 200
+        replayed = token("customer-hot-2")
+        key = (b"idempotency-key", b"hot-path-key")
+        assert await request(app, "/v1/triggers/spin-wheel", [JSON, bearer(replayed), key]) == 200
+        cases = {
+            "404": ("/nope", [JSON], 404),
+            "401": ("/v1/triggers/spin-wheel", [JSON, bearer("forged.token.signature")], 401),
+            "403": ("/v1/triggers/not-listed", [JSON, bearer(spent)], 403),
+            "429": ("/v1/triggers/spin-wheel", [JSON, bearer(spent)], 429),
+            "replay": ("/v1/triggers/spin-wheel", [JSON, bearer(replayed), key], 200),
+        }
+        ratios = {}
+        for name, (path, headers, status) in cases.items():
+            ratios[name] = round(await calls(app, path, headers, status) / base, 2)
+        assert len(h.upstream.requests) == 4  # only the setup's calls were forwarded
+    tried("hot path", f"floor {base} calls; ratios {ratios}")
+    over = {k: v for k, v in ratios.items() if v > BUDGETS[k]}
+    assert not over, f"over budget: {over} (budgets {BUDGETS})"
