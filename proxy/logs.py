@@ -1,8 +1,8 @@
 """Structured logs: one access line per request, audit lines for tamper attempts.
 
 No line holds a secret, a token or a raw customer id: customers appear as a keyed hash
-(HMAC with a key derived from the signing secret), which lets an operator follow one customer
-across lines without the log revealing who it is.
+(BLAKE2b, keyed from the signing secret), which lets an operator follow one customer across
+lines without the log revealing who it is.
 """
 
 from __future__ import annotations

@@ -8,12 +8,20 @@ state, in-flight deadline, answer.
 
 Any Redis failure is ``StorageUnavailable`` (fail closed); redis-py reconnects on the next
 command, so the proxy recovers by itself when Redis is back.
+
+A customer over quota is remembered in the process until its full window frees
+(``RefusedUntil``): a window only fills between now and then (no replica can admit this customer
+on this trigger meanwhile, and counted requests leave only by age), so asking Redis again
+before that moment can only give the same 429. Customers spinning past their quota, the bulk of
+what the proxy refuses, then cost no round trip. A request with an Idempotency-Key still asks
+Redis, which may hold its answer to replay.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis.asyncio as redis
@@ -113,6 +121,45 @@ return 0
 """
 
 _US = 1_000_000
+# How many over-quota customers a process remembers, and how much sooner than the window frees
+# it stops answering for Redis (covering the time the reply took to arrive).
+REFUSALS_REMEMBERED = 10_000
+REFUSAL_MARGIN_SECONDS = 0.05
+
+
+class RefusedUntil:
+    """Customers (by their first window's key) refused for quota, and until when."""
+
+    def __init__(
+        self, *, size: int = REFUSALS_REMEMBERED, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._size = size
+        self._clock = clock
+        # key -> (when the full window frees, the windows' remaining counts and reset times)
+        self._known: dict[str, tuple[float, tuple[tuple[int, float], ...]]] = {}
+
+    def get(self, key: str) -> Decision | None:
+        known = self._known.get(key)
+        if known is None:
+            return None
+        now = self._clock()
+        frees_at, windows = known
+        if now >= frees_at - REFUSAL_MARGIN_SECONDS:
+            del self._known[key]
+            return None
+        # Retry-After and the resets count from the unadjusted moment: never early.
+        states = tuple(WindowState(left, max(0.0, at - now)) for left, at in windows)
+        return Decision(Outcome.RATE_LIMITED, frees_at - now, states)
+
+    def remember(self, key: str, decision: Decision) -> None:
+        now = self._clock()
+        if len(self._known) >= self._size:
+            for stale in [k for k, (at, _) in self._known.items() if at <= now]:
+                del self._known[stale]
+            if len(self._known) >= self._size:
+                del self._known[next(iter(self._known))]  # the oldest remembered
+        windows = tuple((state.remaining, now + state.reset) for state in decision.windows)
+        self._known[key] = (now + decision.retry_after, windows)
 
 
 class RedisStore:
@@ -140,10 +187,15 @@ class RedisStore:
         self._redis: redis.Redis = redis.Redis(connection_pool=pool)
         self._admit = self._redis.register_script(ADMIT)
         self._finish = self._redis.register_script(FINISH)
+        self._refused = RefusedUntil()
 
     async def admit(
         self, windows: Sequence[Window], budget: Window | None, claim: IdempotencyClaim | None
     ) -> Decision:
+        if claim is None and windows:
+            known = self._refused.get(windows[0].key)
+            if known is not None:
+                return known
         every = [*windows, budget] if budget is not None else list(windows)
         keys = [self._prefix + (claim.key if claim else "")]
         keys += [self._prefix + w.key for w in every]
@@ -164,7 +216,9 @@ class RedisStore:
         if code == 0:
             return Decision(Outcome.ADMITTED, windows=_states(reply[1:]))
         if code == 1:
-            return Decision(Outcome.RATE_LIMITED, int(reply[1]) / _US, _states(reply[2:]))
+            decision = Decision(Outcome.RATE_LIMITED, int(reply[1]) / _US, _states(reply[2:]))
+            self._refused.remember(windows[0].key, decision)
+            return decision
         if code == 2:
             return Decision(Outcome.BUDGET_SPENT, int(reply[1]) / _US)
         if code == 3:

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -480,3 +481,61 @@ def test_the_failure_limit_holds_a_bounded_number_of_addresses() -> None:
     assert limit.hit("10.0.0.9") == 0
     assert limit.hit("10.0.0.9") > 0
     assert len(limit) == 1
+
+
+# --- over-quota customers remembered by the Redis store ---------------------------------------
+
+
+def test_a_remembered_refusal_lasts_until_the_window_frees_and_never_answers_early() -> None:
+    from proxy.ratelimit import Decision, Outcome, WindowState
+    from proxy.redis_store import REFUSAL_MARGIN_SECONDS, RefusedUntil
+
+    clock = FakeClock(100.0)
+    refused = RefusedUntil(size=2, clock=clock)
+    full = WindowState(0, 30.0)
+    other = WindowState(5, 2.0)
+    refused.remember("a", Decision(Outcome.RATE_LIMITED, 30.0, (full, other)))
+    clock.now = 110.0
+    known = refused.get("a")
+    assert known is not None
+    assert known.outcome is Outcome.RATE_LIMITED
+    assert known.retry_after == 20.0  # counted from when the window frees, not sooner
+    assert known.windows == (WindowState(0, 20.0), WindowState(5, 0.0))
+    clock.now = 130.0 - REFUSAL_MARGIN_SECONDS  # from just before then, Redis is asked again
+    assert refused.get("a") is None
+    assert refused.get("unknown") is None
+    # Bounded: the oldest remembered goes first once the expired ones are gone.
+    for key in ("b", "c", "d"):
+        refused.remember(key, Decision(Outcome.RATE_LIMITED, 30.0, (full,)))
+    assert refused.get("b") is None
+    assert refused.get("c") is not None
+    assert refused.get("d") is not None
+
+
+async def test_an_over_quota_customer_costs_no_redis_round_trip_until_the_window_frees() -> None:
+    store = shared_redis_store()
+    calls = 0
+    ask = store._call
+
+    async def counted(*args: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return await ask(*args)
+
+    store._call = counted  # type: ignore[method-assign]
+    settings = make_settings(
+        triggers=[{"id": SPIN, "name": "spin-wheel", "per_customer": "2/second"}]
+    )
+    async with open_harness(settings, store=store) as h:
+        assert [(await h.spin()).status_code for _ in range(2)] == [200, 200]
+        asked = calls
+        refusals = [await h.spin() for _ in range(5)]
+        assert [r.status_code for r in refusals] == [429] * 5
+        assert all(r.headers["retry-after"] == "1" for r in refusals)
+        assert calls == asked + 1  # the first refusal asked Redis; the rest were remembered
+        # A request with an Idempotency-Key still asks Redis (it may have an answer to replay).
+        assert (await h.spin(headers={"idempotency-key": "k1"})).status_code == 429
+        assert calls == asked + 2
+        await asyncio.sleep(1.1)  # the window frees: Redis decides again, and admits
+        assert (await h.spin()).status_code == 200
+        assert len(h.upstream.requests) == 3
