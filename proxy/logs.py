@@ -68,8 +68,9 @@ def _line_encoder() -> Callable[[dict[str, Any]], str]:
     return lambda line: "".join(encode(line, 0))
 
 
-class JsonFormatter(logging.Formatter):
-    _encode = staticmethod(_line_encoder())
+class LineFormatter(logging.Formatter):
+    """Formats a record, or the same parts given directly (``line``: the request path's
+    lines skip the LogRecord, see ``_emit``)."""
 
     def format(self, record: logging.LogRecord) -> str:
         fields = getattr(record, "fields", None)
@@ -82,6 +83,21 @@ class JsonFormatter(logging.Formatter):
             fields if isinstance(fields, dict) else None,
             exc_type.__name__ if exc_type is not None else None,
         )
+
+    def line(
+        self,
+        created: float,
+        level: str,
+        logger: str,
+        message: str,
+        fields: dict[str, Any] | None,
+        exc_type: str | None = None,
+    ) -> str:
+        raise NotImplementedError
+
+
+class JsonFormatter(LineFormatter):
+    _encode = staticmethod(_line_encoder())
 
     def line(
         self,
@@ -105,17 +121,7 @@ class JsonFormatter(logging.Formatter):
         return self._encode(line)
 
 
-class PlainFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        fields = getattr(record, "fields", None)
-        return self.line(
-            record.created,
-            record.levelname,
-            record.name,
-            record.getMessage(),
-            fields if isinstance(fields, dict) else None,
-        )
-
+class PlainFormatter(LineFormatter):
     def line(
         self,
         created: float,
@@ -177,7 +183,7 @@ def configure(level: str, fmt: str) -> None:
     """Route the proxy's loggers to stderr in the chosen format. Tracebacks are never printed:
     an exception's text may hold data from a request."""
     global _direct
-    formatter = JsonFormatter() if fmt == "json" else PlainFormatter()
+    formatter: LineFormatter = JsonFormatter() if fmt == "json" else PlainFormatter()
     handler = BatchingStreamHandler(sys.stderr)
     handler.setFormatter(formatter)
     LOG.handlers[:] = [handler]
@@ -188,7 +194,7 @@ def configure(level: str, fmt: str) -> None:
 
 # Set by configure(): the proxy's own handler and formatter, which request lines reach without
 # a LogRecord. Unset (tests, an embedding app's own logging), lines go through logging.
-_direct: tuple[BatchingStreamHandler, JsonFormatter | PlainFormatter] | None = None
+_direct: tuple[BatchingStreamHandler, LineFormatter] | None = None
 
 
 def flush() -> None:
