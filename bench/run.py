@@ -226,12 +226,17 @@ def make_tokens(directory: Path) -> dict[str, Path]:
 class Lab:
     """The servers of one run; started once, loaded one at a time."""
 
-    def __init__(self, workdir: Path, with_redis: bool) -> None:
+    def __init__(self, workdir: Path, with_redis: bool, *, nginx: bool = False) -> None:
         self.workdir = workdir
         self.servers: dict[str, Server] = {}
-        self.upstream = self._add(
-            "upstream", pinned(1, [sys.executable, "-m", "bench.fast_upstream", "--port", "{port}"])
-        )
+        if nginx:
+            port = free_port()
+            self.upstream = self._add("upstream", pinned(1, self._nginx_argv(port)), port=port)
+        else:
+            self.upstream = self._add(
+                "upstream",
+                pinned(1, [sys.executable, "-m", "bench.fast_upstream", "--port", "{port}"]),
+            )
         self.redis_url: str | None = None
         if with_redis and shutil.which("redis-server"):
             port = free_port()
@@ -255,8 +260,32 @@ class Lab:
             )
             self.redis_url = f"redis://127.0.0.1:{port}/0"
 
-    def _add(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Server:
-        port = free_port()
+    def _nginx_argv(self, port: int) -> list[str]:
+        """nginx answering fast_upstream's fixed body: one worker, no master, no access log,
+        everything it writes kept in the run's directory."""
+        from bench.fast_upstream import BODY
+
+        d = self.workdir
+        temp = " ".join(
+            f"{kind}_temp_path {d}/nginx-{kind};"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        config = d / "nginx.conf"
+        config.write_text(
+            f"daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid;\n"
+            f"error_log {d}/nginx-error.log error;\n"
+            "events { worker_connections 4096; }\n"
+            f"http {{ access_log off; keepalive_requests 10000000; {temp}\n"
+            f"  server {{ listen 127.0.0.1:{port};\n"
+            f"    location / {{ default_type application/json; return 200 '{BODY.decode()}'; }}\n"
+            "  }\n}\n"
+        )
+        return ["nginx", "-p", str(d), "-c", str(config)]
+
+    def _add(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None, port: int = 0
+    ) -> Server:
+        port = port or free_port()
         server = Server(name, [a.replace("{port}", str(port)) for a in argv], port, env or {})
         self.servers[name] = server
         return server
@@ -356,7 +385,12 @@ def run_groups(args: argparse.Namespace) -> dict[str, Any]:
     want_redis = bool(groups & {"storage"}) or args.redis
     scenarios: list[Scenario] = []
     with tempfile.TemporaryDirectory() as tmp:
-        lab = Lab(Path(tmp), want_redis)
+        nginx = args.upstream == "nginx" or (
+            args.upstream == "auto" and bool(shutil.which("nginx"))
+        )
+        lab = Lab(Path(tmp), want_redis, nginx=nginx)
+        upstream_kind = "nginx" if nginx else "bench/fast_upstream.py"
+        print(f"upstream: {upstream_kind}", file=sys.stderr)
         tokens = make_tokens(Path(tmp))
         if "refuse" in groups:
             lab.uvicorn("floor", "bench.minimal:floor")
@@ -421,7 +455,7 @@ def run_groups(args: argparse.Namespace) -> dict[str, Any]:
         }
         for name, v in samples.items()
     }
-    return {"scenarios": table, "ratios": ratios(table)}
+    return {"upstream": upstream_kind, "scenarios": table, "ratios": ratios(table)}
 
 
 def ratios(t: dict[str, dict[str, Any]]) -> dict[str, float]:
@@ -480,6 +514,7 @@ def ratios(t: dict[str, dict[str, Any]]) -> dict[str, float]:
 def print_report(report: dict[str, Any]) -> None:
     rows = report.get("scenarios", {})
     if rows:
+        print(f"upstream: {report['upstream']}")
         print(f"{'scenario':<34} {'req/s':>8} {'p50 µs':>8} {'p99 µs':>8} {'CPU µs/req':>11}")
         for name, r in rows.items():
             cpu = r["cpu_us_per_request"]
@@ -503,6 +538,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--only", help="comma-separated groups: refuse, forward, storage, memory, flash"
     )
     parser.add_argument("--redis", action="store_true", help="start a private redis-server")
+    parser.add_argument(
+        "--upstream",
+        choices=("auto", "nginx", "stand-in"),
+        default="auto",
+        help="the fast upstream for the wrk groups: nginx when installed (auto), or "
+        "bench/fast_upstream.py; the memory and flash groups always use the latter, which "
+        "counts what reaches it",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.seconds = 1, 2.0
