@@ -69,8 +69,17 @@ def _line_encoder() -> Callable[[dict[str, Any]], str]:
 
 
 class LineFormatter(logging.Formatter):
-    """Formats a record, or the same parts given directly (``line``: the request path's
-    lines skip the LogRecord, see ``_emit``)."""
+    """One line a record: compact JSON, or plain text for people (the demo).
+
+    ``line`` takes the parts of a record directly, so that the request path's lines can skip
+    the LogRecord (see ``_emit``).
+    """
+
+    _encode = staticmethod(_line_encoder())
+
+    def __init__(self, *, json_lines: bool) -> None:
+        super().__init__()
+        self._json = json_lines
 
     def format(self, record: logging.LogRecord) -> str:
         fields = getattr(record, "fields", None)
@@ -93,21 +102,12 @@ class LineFormatter(logging.Formatter):
         fields: dict[str, Any] | None,
         exc_type: str | None = None,
     ) -> str:
-        raise NotImplementedError
-
-
-class JsonFormatter(LineFormatter):
-    _encode = staticmethod(_line_encoder())
-
-    def line(
-        self,
-        created: float,
-        level: str,
-        logger: str,
-        message: str,
-        fields: dict[str, Any] | None,
-        exc_type: str | None = None,
-    ) -> str:
+        if not self._json:
+            stamp = time.strftime("%H:%M:%S", time.localtime(created))
+            extra = ""
+            if fields:
+                extra = " " + " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+            return f"{stamp} {level:<7} {message}{extra}"
         line: dict[str, Any] = {
             "ts": round(created, 3),
             "level": level.lower(),
@@ -119,23 +119,6 @@ class JsonFormatter(LineFormatter):
         if exc_type is not None:
             line["exc_type"] = exc_type
         return self._encode(line)
-
-
-class PlainFormatter(LineFormatter):
-    def line(
-        self,
-        created: float,
-        level: str,
-        logger: str,
-        message: str,
-        fields: dict[str, Any] | None,
-        exc_type: str | None = None,
-    ) -> str:
-        stamp = time.strftime("%H:%M:%S", time.localtime(created))
-        extra = ""
-        if fields:
-            extra = " " + " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
-        return f"{stamp} {level:<7} {message}{extra}"
 
 
 class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -183,7 +166,7 @@ def configure(level: str, fmt: str) -> None:
     """Route the proxy's loggers to stderr in the chosen format. Tracebacks are never printed:
     an exception's text may hold data from a request."""
     global _direct
-    formatter: LineFormatter = JsonFormatter() if fmt == "json" else PlainFormatter()
+    formatter = LineFormatter(json_lines=fmt == "json")
     handler = BatchingStreamHandler(sys.stderr)
     handler.setFormatter(formatter)
     LOG.handlers[:] = [handler]

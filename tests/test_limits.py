@@ -440,16 +440,9 @@ async def test_failed_session_checks_never_touch_the_shared_store() -> None:
         assert error_code(await h.spin()) == "storage_unavailable"
 
 
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_the_failure_limit_is_an_exact_moving_window() -> None:
-    clock = FakeClock()
+    clock = Clock()
+    clock.now = 1000.0
     limit = FailureLimit(Rate(3, 60), clock=clock)
     for t in (0, 10, 20):
         clock.now = 1000 + t
@@ -465,7 +458,7 @@ def test_the_failure_limit_is_an_exact_moving_window() -> None:
 
 
 def test_the_failure_limit_holds_a_bounded_number_of_addresses() -> None:
-    clock = FakeClock()
+    clock = Clock()
     limit = FailureLimit(Rate(2, 60), max_addresses=3, clock=clock)
     for i in range(3):
         limit.hit(f"10.0.0.{i}")
@@ -490,7 +483,8 @@ def test_a_remembered_refusal_lasts_until_the_window_frees_and_never_answers_ear
     from proxy.ratelimit import Decision, Outcome, WindowState
     from proxy.redis_store import REFUSAL_MARGIN_SECONDS, RefusedUntil
 
-    clock = FakeClock(100.0)
+    clock = Clock()
+    clock.now = 100.0
     refused = RefusedUntil(size=2, clock=clock)
     full = WindowState(0, 30.0)
     other = WindowState(5, 2.0)
