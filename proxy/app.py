@@ -14,13 +14,11 @@ from importlib import resources
 import httpx
 
 from .asgi import (
-    Headers,
     Receive,
     Request,
     Scope,
     Send,
     TrustedPeers,
-    encode_headers,
     send_response,
 )
 from .cors import CorsPolicy
@@ -44,7 +42,6 @@ from .upstream import UpstreamClient
 TRIGGER_PREFIX = "/v1/triggers/"
 DROPIN_PATH = "/api/v2/merchant/activities"
 CLIENT_JS_PATH = "/client/trigger-proxy.js"
-_JSON = (b"content-type", b"application/json")
 _ROUTES = {
     DROPIN_PATH: "POST",
     "/v1/sessions": "POST",
@@ -148,7 +145,6 @@ class App:
         record = AccessRecord(request.request_id, request.method, _route_label(request.path))
         origin = request.headers.get("origin")
         origin_ok = origin is not None and self._cors.allows(origin)
-        extra: Headers = self._cors.response_headers(origin) if origin_ok and origin else []
         try:
             answer = await self._route(request, record, origin, origin_ok)
         except ProxyError as exc:
@@ -160,11 +156,13 @@ class App:
             record.code = failure.code
             answer = Answer(500, failure.body(request.request_id))
         record.status = answer.status
-        headers: Headers = [(b"x-request-id", request.request_id.encode()), *extra]
-        if answer.headers:
-            headers += encode_headers(answer.headers)
-        if "content-type" not in answer.headers:
-            headers.append(_JSON)
+        headers = [
+            (b"x-request-id", request.request_id.encode()),
+            (b"content-type", answer.content_type),
+            *answer.headers,
+        ]
+        if origin_ok and origin:
+            headers += self._cors.response_headers(origin)
         await send_response(send, answer.status, answer.body, headers)
         record.duration_ms = round((time.perf_counter() - started) * 1000, 3)
         log_access(record)
@@ -185,9 +183,9 @@ class App:
         if method == "HEAD" and allowed == "GET":
             method = "GET"  # the server sends the head of the GET answer and no body
         if method != allowed:
-            raise MethodNotAllowed(headers={"allow": allowed})
+            raise MethodNotAllowed(headers=[(b"allow", allowed.encode())])
         if path == CLIENT_JS_PATH:
-            return Answer(200, self._client_js, _JS_HEADERS)
+            return Answer(200, self._client_js, [_JS_CACHE], _JS_TYPE)
         if path == "/openapi.json":
             return Answer(200, self._openapi)
         if path == "/healthz":
@@ -195,7 +193,7 @@ class App:
         if path == "/metrics":
             if not self._metrics_here:
                 raise NotFound()  # served on the admin port instead
-            return Answer(200, self.metrics.render(), {"content-type": METRICS_CONTENT_TYPE})
+            return Answer(200, self.metrics.render(), content_type=METRICS_CONTENT_TYPE)
         gateway = self._gateway
         if gateway is None:
             raise StorageUnavailable("the proxy is not started")
@@ -216,10 +214,8 @@ class App:
         return Answer(204, b"", self._cors.preflight_headers(f"{allowed}, OPTIONS"))
 
 
-_JS_HEADERS = {
-    "content-type": "text/javascript; charset=utf-8",
-    "cache-control": "public, max-age=300",
-}
+_JS_TYPE = b"text/javascript; charset=utf-8"
+_JS_CACHE = (b"cache-control", b"public, max-age=300")
 
 
 def _openapi(text: str, settings: Settings) -> bytes:

@@ -14,13 +14,12 @@ import string
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-from .errors import BodyTooLarge, InvalidBody
+from .errors import BodyTooLarge, Headers, InvalidBody
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-Headers = list[tuple[bytes, bytes]]
 
 # A trusted peer's X-Request-ID is kept if it is short and of these characters only: safe to
 # put in JSON, logs and a header as it is.
@@ -129,10 +128,6 @@ def _forwarded_client(header: str | None, trusted: TrustedPeers) -> str | None:
 
 
 async def send_response(send: Send, status: int, body: bytes, headers: Headers) -> None:
-    headers.append((b"content-length", str(len(body)).encode()))
+    headers.append((b"content-length", b"%d" % len(body)))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-def encode_headers(headers: dict[str, str]) -> Headers:
-    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]

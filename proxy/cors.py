@@ -7,10 +7,10 @@ only line, since a cookie-carried session must never be usable from another site
 
 from __future__ import annotations
 
-from .asgi import Headers
+from .errors import Headers
 from .settings import CorsSettings
 
-ALLOW_HEADERS = "authorization, content-type, x-source, idempotency-key"
+ALLOW_HEADERS = b"authorization, content-type, x-source, idempotency-key"
 EXPOSE_HEADERS = (
     b"retry-after, ratelimit, ratelimit-policy, ratelimit-limit, ratelimit-remaining, "
     b"ratelimit-reset, x-request-id, idempotent-replayed"
@@ -36,9 +36,9 @@ class CorsPolicy:
             headers.append((b"access-control-allow-credentials", b"true"))
         return headers
 
-    def preflight_headers(self, methods: str) -> dict[str, str]:
-        return {
-            "access-control-allow-methods": methods,
-            "access-control-allow-headers": ALLOW_HEADERS,
-            "access-control-max-age": "600",
-        }
+    def preflight_headers(self, methods: str) -> Headers:
+        return [
+            (b"access-control-allow-methods", methods.encode()),
+            (b"access-control-allow-headers", ALLOW_HEADERS),
+            (b"access-control-max-age", b"600"),
+        ]

@@ -36,7 +36,12 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+
+Headers = list[tuple[bytes, bytes]]
+
+# The start of each refusal's body, up to its request id, for refusals that carry their class's
+# own message (nearly all of them): built once per class, not per request.
+_PREFIXES: dict[type[ProxyError], bytes] = {}
 
 
 class ProxyError(Exception):
@@ -44,34 +49,36 @@ class ProxyError(Exception):
     code = "internal_error"
     message = "internal error"
 
-    def __init__(
-        self, message: str | None = None, *, headers: Mapping[str, str] | None = None
-    ) -> None:
-        self.message = message or type(self).message
-        self.headers: dict[str, str] = dict(headers or {})
+    def __init__(self, message: str | None = None, *, headers: Headers | None = None) -> None:
+        if message is not None:
+            self.message = message
+        self.headers: Headers = headers or []
         super().__init__(self.message)
 
     def body(self, request_id: str) -> bytes:
         # The code is a fixed identifier and the request id is ours or a trusted peer's checked
         # against a safe alphabet (asgi.Request), so only the message needs JSON escaping.
-        message = json.dumps(self.message)
-        return (
-            f'{{"error":{{"code":"{self.code}","message":{message},"request_id":"{request_id}"}}}}'
-        ).encode()
+        cls = type(self)
+        prefix = _PREFIXES.get(cls) if self.message is cls.message else None
+        if prefix is None:
+            prefix = (
+                f'{{"error":{{"code":"{self.code}","message":{json.dumps(self.message)},'
+                '"request_id":"'
+            ).encode()
+            if self.message is cls.message:
+                _PREFIXES[cls] = prefix
+        return prefix + request_id.encode() + b'"}}'
 
 
 class _RetryLater(ProxyError):
     """A refusal that carries Retry-After: whole seconds, rounded up, never early."""
 
     def __init__(
-        self,
-        retry_after: float,
-        message: str | None = None,
-        *,
-        headers: Mapping[str, str] | None = None,
+        self, retry_after: float, message: str | None = None, *, headers: Headers | None = None
     ) -> None:
         self.retry_after = max(1, math.ceil(retry_after))
-        super().__init__(message, headers={**(headers or {}), "retry-after": str(self.retry_after)})
+        retry = (b"retry-after", b"%d" % self.retry_after)
+        super().__init__(message, headers=[*headers, retry] if headers else [retry])
 
 
 class InvalidJSON(ProxyError):

@@ -17,6 +17,7 @@ from .asgi import Request
 from .errors import (
     ExpiredSession,
     ForbiddenField,
+    Headers,
     IdempotencyInFlight,
     IdempotencyKeyReused,
     IdentityMismatch,
@@ -59,13 +60,15 @@ from .upstream import UpstreamClient
 
 # An unfinished first call is taken as lost this long after the upstream deadline.
 IN_FLIGHT_MARGIN_SECONDS = 5.0
+_REPLAYED = (b"idempotent-replayed", b"true")
 
 
 @dataclass(slots=True)
 class Answer:
     status: int
     body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: Headers = field(default_factory=list)  # beside x-request-id and content-type
+    content_type: bytes = b"application/json"
 
 
 class Gateway:
@@ -161,7 +164,7 @@ class Gateway:
         except ClaimError as exc:
             raise InvalidBody(str(exc)) from exc
         data = {"token": token, "expires_at": now + ttl}
-        return Answer(200, json.dumps(data).encode(), {"cache-control": "no-store"})
+        return Answer(200, json.dumps(data).encode(), [(b"cache-control", b"no-store")])
 
     # --- steps --------------------------------------------------------------------------
 
@@ -243,16 +246,15 @@ class Gateway:
         windows = customer_windows(trigger.id, session.scope, trigger.rates)
         decision = await self._store.admit(windows, self._budget, claim)
         outcome = decision.outcome
-        record.decision = outcome.value
+        record.decision = outcome
         if outcome is Outcome.REPLAY:
             assert decision.answer is not None
             record.replayed = True
-            return Answer(
-                decision.answer.status, decision.answer.body, {"idempotent-replayed": "true"}
-            )
+            return Answer(decision.answer.status, decision.answer.body, [_REPLAYED])
         if outcome is Outcome.RATE_LIMITED:
             raise RateLimited(
-                decision.retry_after, headers=quota_headers(windows, decision.windows)
+                decision.retry_after,
+                headers=quota_headers(windows, decision.windows, trigger.policy),
             )
         if outcome is Outcome.BUDGET_SPENT:
             raise UpstreamBusy(decision.retry_after)
@@ -262,7 +264,7 @@ class Gateway:
             raise IdempotencyKeyReused()
         if outcome is Outcome.LOST:
             raise UpstreamError("the first request with this Idempotency-Key did not finish")
-        headers = quota_headers(windows, decision.windows)
+        headers = quota_headers(windows, decision.windows, trigger.policy)
         if body is None:
             body = upstream_body(trigger, session)
         answer = await self._forward(body, source, request.request_id, record)
@@ -270,7 +272,7 @@ class Gateway:
             # Stored whatever it is, 502 and 504 included: the call began, so it must never
             # be sent again for this key.
             await self._store.finish(claim, StoredAnswer(answer.status, answer.body))
-        answer.headers.update(headers)
+        answer.headers += headers
         return answer
 
     async def _forward(

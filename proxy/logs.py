@@ -7,13 +7,13 @@ lines without the log revealing who it is.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
@@ -22,13 +22,13 @@ AUDIT = logging.getLogger("trigger_proxy.audit")
 LOG = logging.getLogger("trigger_proxy")
 
 
-@dataclass(slots=True)
 class AccessRecord:
-    """What one request did; filled in as the request goes and logged once at the end."""
+    """What one request did; filled in as the request goes and logged once at the end.
 
-    request_id: str
-    method: str
-    route: str
+    Only what was set is in the instance's ``__dict__`` (the rest reads the class's defaults),
+    so the access line is that dict as it is: no per-field copy and no None to skip.
+    """
+
     status: int = 0
     code: str | None = None
     trigger: str | None = None
@@ -43,16 +43,28 @@ class AccessRecord:
     replayed: bool = False
     duration_ms: float = 0.0
 
+    def __init__(self, request_id: str, method: str, route: str) -> None:
+        self.request_id = request_id
+        self.method = method
+        self.route = route
+
 
 class CustomerHasher:
     """The customer as logs show it: a keyed hash (BLAKE2b with a key derived from the signing
-    secret), so lines can be joined per customer but not read back to the id."""
+    secret), so lines can be joined per customer but not read back to the id. The last few
+    thousand are remembered: a customer's requests come in runs."""
 
     def __init__(self, secret: str) -> None:
-        self._key = hashlib.sha256(b"trigger-proxy.log-subject\x00" + secret.encode()).digest()
+        key = hashlib.sha256(b"trigger-proxy.log-subject\x00" + secret.encode()).digest()
+
+        @functools.lru_cache(maxsize=8192)
+        def digest(scope: str) -> str:
+            return hashlib.blake2b(scope.encode(), digest_size=8, key=key).hexdigest()
+
+        self._digest = digest
 
     def __call__(self, scope: str) -> str:
-        return hashlib.blake2b(scope.encode(), digest_size=8, key=self._key).hexdigest()
+        return self._digest(scope)
 
 
 def _line_encoder() -> Callable[[dict[str, Any]], str]:
@@ -86,7 +98,7 @@ class LineFormatter(logging.Formatter):
         exc_type = record.exc_info[0] if record.exc_info else None
         return self.line(
             record.created,
-            record.levelname,
+            record.levelname.lower(),
             record.name,
             record.getMessage(),
             fields if isinstance(fields, dict) else None,
@@ -107,10 +119,10 @@ class LineFormatter(logging.Formatter):
             extra = ""
             if fields:
                 extra = " " + " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
-            return f"{stamp} {level:<7} {message}{extra}"
+            return f"{stamp} {level.upper():<7} {message}{extra}"
         line: dict[str, Any] = {
             "ts": round(created, 3),
-            "level": level.lower(),
+            "level": level,
             "logger": logger,
             "msg": message,
         }
@@ -186,15 +198,8 @@ def flush() -> None:
         handler.flush()
 
 
-_FIELDS = AccessRecord.__slots__
-
-
 def log_access(record: AccessRecord) -> None:
-    if ACCESS.isEnabledFor(logging.INFO):
-        # Not dataclasses.asdict: it deep-copies every value, which cost more than the
-        # rest of a refusal.
-        fields = {name: value for name in _FIELDS if (value := getattr(record, name)) is not None}
-        _emit(ACCESS, logging.INFO, "request", fields)
+    _emit(ACCESS, logging.INFO, "request", vars(record))
 
 
 def log_audit(event: str, record: AccessRecord, client_ip: str) -> None:
@@ -209,17 +214,21 @@ def log_audit(event: str, record: AccessRecord, client_ip: str) -> None:
     _emit(AUDIT, logging.WARNING, "tamper attempt refused", fields)
 
 
+_LEVEL_NAMES = {logging.INFO: "info", logging.WARNING: "warning"}
+
+
 def _emit(logger: logging.Logger, level: int, message: str, fields: dict[str, Any]) -> None:
     """Log one request line. Once configure() has run, the line is formatted and queued on the
     proxy's handler directly: a LogRecord (and Logger.findCaller's stack walk) cost more than
-    the rest of a refusal, and these lines name their source in ``logger`` already."""
+    the rest of a refusal, and these lines name their source in ``logger`` already.
+    ``fields`` is copied, never kept."""
     if not logger.isEnabledFor(level):
         return
     if _direct is not None:
         handler, formatter = _direct
-        name = logging.getLevelName(level)
+        name = _LEVEL_NAMES[level]
         handler.write_line(formatter.line(time.time(), name, logger.name, message, fields))
         return
     record = logger.makeRecord(logger.name, level, "", 0, message, (), None)
-    record.fields = fields
+    record.fields = dict(fields)
     logger.handle(record)

@@ -23,6 +23,7 @@ from .errors import (
     SourceNotAllowed,
     TriggerNotAllowed,
 )
+from .ratelimit import rate_policy
 from .sessions import Session
 from .settings import SOURCES, Rate, TriggerSettings
 
@@ -38,6 +39,7 @@ class Trigger:
     sources: frozenset[str]
     rates: tuple[Rate, ...]
     trace: Mapping[str, Any] | None
+    policy: bytes  # the RateLimit-Policy field of its rates
 
 
 def _trace(t: TriggerSettings) -> dict[str, Any] | None:
@@ -61,12 +63,14 @@ class TriggerPolicy:
         self._by_id: dict[str, Trigger] = {}
         self._by_ref: dict[str, Trigger] = {}
         for t in triggers:
+            rates = t.per_customer or default_rates
             trigger = Trigger(
                 id=t.id,
                 label=t.name or t.id,
                 sources=t.sources,
-                rates=t.per_customer or default_rates,
+                rates=rates,
                 trace=_trace(t),
+                policy=rate_policy(rates),
             )
             self._by_id[t.id] = trigger
             self._by_ref[t.id] = trigger

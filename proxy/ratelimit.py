@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
+from .errors import Headers
 from .settings import Rate
 
 
@@ -57,7 +58,7 @@ class StoredAnswer:
         return cls(int(status), body)
 
 
-class Outcome(enum.Enum):
+class Outcome(enum.StrEnum):  # a str: logs and labels take it as it is
     ADMITTED = "admitted"
     RATE_LIMITED = "rate_limited"  # a customer window is full
     BUDGET_SPENT = "budget_spent"  # the workspace budget is full
@@ -189,33 +190,41 @@ def idempotency_claim(
     )
 
 
-def _window_name(seconds: int) -> str:
+@functools.lru_cache(maxsize=64)
+def window_name(seconds: int) -> bytes:
+    """A window's name in the RateLimit fields: "1m", "1d", "90s"."""
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+            return f"{seconds // size}{unit}".encode()
+    return f"{seconds}s".encode()
 
 
-@functools.lru_cache(maxsize=256)
-def _policy(rates: tuple[tuple[int, int], ...]) -> str:
-    return ", ".join(f'"{_window_name(s)}";q={limit};w={s}' for limit, s in rates)
+def rate_policy(rates: Sequence[Rate]) -> bytes:
+    """The RateLimit-Policy field of a set of windows; computed once per trigger."""
+    return b", ".join(
+        b'"%b";q=%d;w=%d' % (window_name(r.seconds), r.limit, r.seconds) for r in rates
+    )
 
 
-def quota_headers(windows: Sequence[Window], states: Sequence[WindowState]) -> dict[str, str]:
+def quota_headers(
+    windows: Sequence[Window], states: Sequence[WindowState], policy: bytes
+) -> Headers:
     """Rate-limit headers for the most restrictive window: the legacy RateLimit-Limit,
-    -Remaining and -Reset, and the IETF draft's RateLimit and RateLimit-Policy fields."""
+    -Remaining and -Reset, and the IETF draft's RateLimit and RateLimit-Policy fields.
+    ``policy`` is ``rate_policy`` of the windows' rates."""
     if not windows or len(windows) != len(states):
-        return {}
+        return []
     if len(windows) == 1:
         window, state = windows[0], states[0]
     else:
         i = min(range(len(windows)), key=lambda i: (states[i].remaining, -states[i].reset))
         window, state = windows[i], states[i]
     reset = max(0, math.ceil(state.reset))
-    return {
-        "ratelimit-limit": str(window.limit),
-        "ratelimit-remaining": str(state.remaining),
-        "ratelimit-reset": str(reset),
-        "ratelimit-policy": _policy(tuple((w.limit, w.seconds) for w in windows)),
-        "ratelimit": f'"{_window_name(window.seconds)}";r={state.remaining};t={reset}',
-    }
+    remaining = state.remaining
+    return [
+        (b"ratelimit-limit", b"%d" % window.limit),
+        (b"ratelimit-remaining", b"%d" % remaining),
+        (b"ratelimit-reset", b"%d" % reset),
+        (b"ratelimit-policy", policy),
+        (b"ratelimit", b'"%b";r=%d;t=%d' % (window_name(window.seconds), remaining, reset)),
+    ]

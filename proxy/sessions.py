@@ -20,7 +20,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
@@ -56,11 +56,11 @@ class Session:
     source: str | None = None
     expires_at: int | None = None
     key_index: int = 0
+    # A stable string naming the customer, for limit and idempotency keys.
+    scope: str = field(init=False, compare=False, repr=False)
 
-    @property
-    def scope(self) -> str:
-        """A stable string naming the customer, for limit and idempotency keys."""
-        return f"{self.subject_field}:{self.subject}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scope", f"{self.subject_field}:{self.subject}")
 
 
 def _string(claims: Mapping[str, Any], key: str, low: int, high: int) -> str | None:
@@ -195,7 +195,7 @@ class SessionVerifier:
             raise ValueError("at least one secret is required")
         self._max_age = max_age_seconds
         self._clock = clock
-        self._verified: dict[str, tuple[Session, int]] = {}
+        self._verified: dict[str, tuple[Session, int, int]] = {}
         # The HMAC keys itsdangerous derives from each secret and the salt, derived once (its
         # loads() makes new signers, and derives again, on every call). Newest first, so the
         # secret that signs today's tokens is tried first.
@@ -222,16 +222,15 @@ class SessionVerifier:
             if len(self._verified) >= VERIFIED_CACHE_SIZE:
                 del self._verified[next(iter(self._verified))]
             self._verified[token] = known
-        session, signed_at = known
+        session, signed_at, expires = known
         now = int(self._clock())
         # The same rule as itsdangerous's max_age, and exp on top of it.
-        if now - signed_at > self._max_age or now < signed_at:
-            raise ExpiredSession()
-        if session.expires_at is not None and session.expires_at <= now:
+        if now >= expires or now < signed_at:
             raise ExpiredSession()
         return session
 
-    def _verify_signature(self, token: str) -> tuple[Session, int]:
+    def _verify_signature(self, token: str) -> tuple[Session, int, int]:
+        """The session, when it was signed, and the second from which it is expired."""
         index = self._signing_key(token)
         if index is None:
             raise InvalidSession()
@@ -246,7 +245,11 @@ class SessionVerifier:
             session = parse_claims(claims, key_index=index)
         except (BadData, ClaimError) as exc:  # BadPayload is a BadData
             raise InvalidSession() from exc
-        return session, int.from_bytes(stamp_bytes, "big")
+        signed_at = int.from_bytes(stamp_bytes, "big")
+        expires = signed_at + self._max_age + 1  # itsdangerous: expired once age > max_age
+        if session.expires_at is not None:
+            expires = min(expires, session.expires_at)
+        return session, signed_at, expires
 
     def _signing_key(self, token: str) -> int | None:
         """The position of the secret whose signature the token carries, or None.

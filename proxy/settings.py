@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 SOURCES = ("web", "mobile", "unix")
@@ -57,9 +57,9 @@ class Secret:
         return hash(self._value)
 
 
-@dataclass(frozen=True, slots=True)
-class Rate:
-    """At most ``limit`` accepted requests in any interval of ``seconds``."""
+class Rate(NamedTuple):
+    """At most ``limit`` accepted requests in any interval of ``seconds``. A tuple: limit keys
+    are made of rates on every request, and a tuple hashes in C."""
 
     limit: int
     seconds: int
