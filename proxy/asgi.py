@@ -14,7 +14,7 @@ import string
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-from .errors import BodyTooLarge, Headers, InvalidBody
+from .errors import BodyTooLarge, InvalidBody
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -28,10 +28,6 @@ _REQUEST_ID_CHARS = frozenset(string.ascii_letters + string.digits + "-_.:")
 # across replicas without a random draw (a syscall) per request.
 _ID_PREFIX = secrets.token_hex(10)
 _ID_COUNTER = itertools.count()
-
-
-def new_request_id() -> str:
-    return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFFFFFF:012x}"
 
 
 class TrustedPeers:
@@ -57,33 +53,39 @@ class TrustedPeers:
 
 
 class Request:
-    """What the handlers need of an ASGI HTTP scope, parsed once."""
+    """What the handlers need of an ASGI HTTP scope, parsed once.
+
+    ``headers`` maps each header's name to its first value, both as the server gave them:
+    bytes, names lowercased (the ASGI spec's rule, which uvicorn, hypercorn, daphne and
+    httpx's ASGITransport keep). ``header()`` decodes one.
+    """
 
     __slots__ = ("client_ip", "headers", "method", "path", "receive", "request_id")
 
-    def __init__(self, scope: Scope, receive: Receive, trusted: TrustedPeers) -> None:
+    def __init__(self, scope: Scope, receive: Receive, trusted: TrustedPeers | None) -> None:
         self.receive = receive
         self.method: str = scope["method"]
         self.path: str = scope["path"]
         # Built from the last header back, so that the first occurrence of a repeated header
         # wins.
-        headers = {
-            name.decode("latin-1").lower(): value.decode("latin-1")
-            for name, value in reversed(scope["headers"])
-        }
+        headers: dict[bytes, bytes] = dict(reversed(scope["headers"]))
         self.headers = headers
         client = scope.get("client")
         peer = client[0] if client else None
         self.client_ip = peer or "unknown"
-        self.request_id = new_request_id()
-        if trusted and peer in trusted:
-            self.client_ip = _forwarded_client(headers.get("x-forwarded-for"), trusted) or peer
-            given = headers.get("x-request-id", "")
+        self.request_id = f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFFFFFF:012x}"
+        if trusted is not None and peer in trusted:
+            self.client_ip = _forwarded_client(self.header(b"x-forwarded-for"), trusted) or peer
+            given = self.header(b"x-request-id") or ""
             if 0 < len(given) <= 64 and set(given) <= _REQUEST_ID_CHARS:
                 self.request_id = given
 
+    def header(self, name: bytes) -> str | None:
+        value = self.headers.get(name)
+        return None if value is None else value.decode("latin-1")
+
     def cookie(self, name: str) -> str | None:
-        raw = self.headers.get("cookie")
+        raw = self.header(b"cookie")
         if not raw:
             return None
         for part in raw.split(";"):
@@ -95,14 +97,20 @@ class Request:
     async def body(self, limit: int) -> bytes:
         """The whole body, refusing (413) anything over ``limit`` bytes, chunked included,
         before reading more than ``limit`` + one chunk."""
-        length = self.headers.get("content-length")
+        length = self.headers.get(b"content-length")
         if length is not None:
             if not length.isdigit():
                 raise InvalidBody("Content-Length is not a number")
             if int(length) > limit:
                 raise BodyTooLarge()
-        chunks = []
-        size = 0
+        message = await self.receive()
+        body: bytes = message.get("body", b"")
+        if len(body) > limit:
+            raise BodyTooLarge()
+        if not message.get("more_body", False) or message["type"] != "http.request":
+            return body  # the whole body in one message: the usual case
+        chunks = [body]
+        size = len(body)
         while True:
             message = await self.receive()
             if message["type"] == "http.disconnect":
@@ -125,9 +133,3 @@ def _forwarded_client(header: str | None, trusted: TrustedPeers) -> str | None:
         if hop and hop not in trusted:
             return hop
     return None
-
-
-async def send_response(send: Send, status: int, body: bytes, headers: Headers) -> None:
-    headers.append((b"content-length", b"%d" % len(body)))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

@@ -114,13 +114,14 @@ class Gateway:
         session = self._session(request, record, origin_ok)
         trigger = self._policy.by_ref(ref)
         record.trigger = trigger.label
-        source = resolve_source(request.headers.get("x-source"), session, trigger)
+        source = resolve_source(request.header(b"x-source"), session, trigger)
         record.source = source
-        try:
-            check_trigger_body(parse_object(raw))
-        except ForbiddenField:
-            log_audit("forbidden_field", record, request.client_ip)
-            raise
+        if raw and raw != b"{}":  # the usual bodies need no parsing
+            try:
+                check_trigger_body(parse_object(raw))
+            except ForbiddenField:
+                log_audit("forbidden_field", record, request.client_ip)
+                raise
         return await self._reward(request, trigger, session, source, record)
 
     async def dropin(self, request: Request, record: AccessRecord, origin_ok: bool) -> Answer:
@@ -132,7 +133,7 @@ class Gateway:
             raise InvalidBody("trigger_id is required")
         trigger = self._policy.by_id(body["trigger_id"])
         record.trigger = trigger.label
-        source = resolve_source(request.headers.get("x-source"), session, trigger)
+        source = resolve_source(request.header(b"x-source"), session, trigger)
         record.source = source
         try:
             check_dropin_body(body, session)
@@ -146,7 +147,7 @@ class Gateway:
         if self._mint_key is None:
             raise NotFound()
         raw = await self._read_json_body(request)
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        scheme, _, given = (request.header(b"authorization") or "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(
             given.strip().encode("latin-1", "replace"), self._mint_key
         ):
@@ -171,15 +172,31 @@ class Gateway:
     async def _read_json_body(self, request: Request) -> bytes:
         raw = await request.body(self._max_body)
         if raw:
-            media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-            if media != "application/json":
+            media = request.headers.get(b"content-type", b"")
+            if media != b"application/json" and (
+                media.split(b";", 1)[0].strip().lower() != b"application/json"
+            ):
                 raise UnsupportedMediaType()
         return raw
 
     def _session(self, request: Request, record: AccessRecord, origin_ok: bool) -> Session:
+        """The verified session of a bearer token or, from an allowed Origin, of the cookie."""
+        auth = request.headers.get(b"authorization")
         try:
-            session = self._verify(request, origin_ok)
-        except OriginNotAllowed as exc:  # a cookie session without an allowed Origin
+            if auth is not None:
+                scheme, _, token = auth.decode("latin-1").partition(" ")
+                if scheme.lower() != "bearer":
+                    raise InvalidSession("the Authorization header must be 'Bearer <token>'")
+                session = self._verifier.verify(token.strip())
+            else:
+                cookie = request.cookie(self._cookie)
+                if cookie is None:
+                    raise MissingSession()
+                # A cookie rides along on any site's request: only an allowed Origin may use it.
+                if not origin_ok:
+                    raise OriginNotAllowed("a cookie session needs an allowed Origin")
+                session = self._verifier.verify(cookie)
+        except OriginNotAllowed as exc:
             record.session_refusal = exc.code
             raise
         except (MissingSession, InvalidSession) as exc:
@@ -191,21 +208,6 @@ class Gateway:
         record.customer = self._hash_customer(session.scope)
         record.key_index = session.key_index
         return session
-
-    def _verify(self, request: Request, origin_ok: bool) -> Session:
-        auth = request.headers.get("authorization")
-        if auth is not None:
-            scheme, _, token = auth.partition(" ")
-            if scheme.lower() != "bearer":
-                raise InvalidSession("the Authorization header must be 'Bearer <token>'")
-            return self._verifier.verify(token.strip())
-        cookie = request.cookie(self._cookie)
-        if cookie is None:
-            raise MissingSession()
-        # A cookie rides along on any site's request: only an allowed Origin may use it.
-        if not origin_ok:
-            raise OriginNotAllowed("a cookie session needs an allowed Origin")
-        return self._verifier.verify(cookie)
 
     def _limit_client(self, request: Request) -> None:
         """A coarse per-client-IP limit on requests that fail their session checks."""
@@ -238,7 +240,7 @@ class Gateway:
     ) -> Answer:
         # Built only when needed: for an Idempotency-Key's fingerprint, or once admitted.
         body = None
-        key = request.headers.get("idempotency-key")
+        key = request.header(b"idempotency-key")
         claim = None
         if key is not None:
             body = upstream_body(trigger, session)
