@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import logging
 import sys
 import time
-from collections.abc import Callable
-from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
+
+import orjson
 
 ACCESS = logging.getLogger("trigger_proxy.access")
 AUDIT = logging.getLogger("trigger_proxy.audit")
@@ -67,17 +66,10 @@ class CustomerHasher:
         return self._digest(scope)
 
 
-def _line_encoder() -> Callable[[dict[str, Any]], str]:
-    """A compact JSON encoder for flat log lines.
-
-    json.dumps() (and JSONEncoder.encode) build a new C encoder on every call, which costs as
-    much as the encoding itself; this one is built once. It skips the circular-reference check,
-    which a flat dict of strings and numbers does not need.
-    """
-    if c_make_encoder is None:  # no _json accelerator: the pure-Python encoder
-        return json.JSONEncoder(separators=(",", ":"), default=str).encode
-    encode = c_make_encoder(None, str, encode_basestring_ascii, None, ":", ",", False, False, True)
-    return lambda line: "".join(encode(line, 0))
+def _encode_line(line: dict[str, Any]) -> str:
+    # orjson: about a seventh of json.dumps's time for a line, which is paid on every request.
+    # Anything that is not JSON (an exception's fields, say) is written as its str().
+    return orjson.dumps(line, default=str).decode()
 
 
 class LineFormatter(logging.Formatter):
@@ -86,8 +78,6 @@ class LineFormatter(logging.Formatter):
     ``line`` takes the parts of a record directly, so that the request path's lines can skip
     the LogRecord (see ``_emit``).
     """
-
-    _encode = staticmethod(_line_encoder())
 
     def __init__(self, *, json_lines: bool) -> None:
         super().__init__()
@@ -130,7 +120,7 @@ class LineFormatter(logging.Formatter):
             line.update(fields)
         if exc_type is not None:
             line["exc_type"] = exc_type
-        return self._encode(line)
+        return _encode_line(line)
 
 
 class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
