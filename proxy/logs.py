@@ -66,12 +66,6 @@ class CustomerHasher:
         return self._digest(scope)
 
 
-def _encode_line(line: dict[str, Any]) -> str:
-    # orjson: about a seventh of json.dumps's time for a line, which is paid on every request.
-    # Anything that is not JSON (an exception's fields, say) is written as its str().
-    return orjson.dumps(line, default=str).decode()
-
-
 class LineFormatter(logging.Formatter):
     """One line a record: compact JSON, or plain text for people (the demo).
 
@@ -115,12 +109,14 @@ class LineFormatter(logging.Formatter):
             "level": level,
             "logger": logger,
             "msg": message,
+            **(fields or {}),
         }
-        if fields:
-            line.update(fields)
         if exc_type is not None:
             line["exc_type"] = exc_type
-        return _encode_line(line)
+        # orjson: about a seventh of json.dumps's time for a line, which is paid on every
+        # request. Anything that is not JSON (in an exception's fields, say) is written as its
+        # str().
+        return orjson.dumps(line, default=str).decode()
 
 
 class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -79,21 +79,21 @@ class MemoryStore:
         self, windows: Sequence[Window], budget: Window | None, claim: IdempotencyClaim | None
     ) -> Decision:
         now = self._clock()
-        self._sweep(now)
+        if now >= self._next_sweep:
+            self._sweep(now)
         if claim is not None:
             record = self._records.get(claim.key)
             if record is not None and record.expires_at > now:
                 return _replay(record, claim, now)
-        states = []
-        customer_wait = 0.0
-        for w in windows:
-            count, wait, oldest = _state(self._logs.get(w.key), w.limit, w.seconds, now)
-            customer_wait = max(customer_wait, wait)
-            states.append((count, wait, oldest))
+        logs = self._logs
+        states = [_state(logs.get(w.key), w.limit, w.seconds, now) for w in windows]
+        customer_wait = max([wait for _, wait, _ in states], default=0.0)
         if customer_wait > 0:
             shown = tuple(
-                WindowState(max(0, w.limit - c), wait or oldest + w.seconds - now)
-                for w, (c, wait, oldest) in zip(windows, states, strict=True)
+                [
+                    WindowState(max(0, w.limit - c), wait or oldest + w.seconds - now)
+                    for w, (c, wait, oldest) in zip(windows, states, strict=True)
+                ]
             )
             return Decision(Outcome.RATE_LIMITED, customer_wait, shown)
         if budget is not None:
