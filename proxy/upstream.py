@@ -1,14 +1,13 @@
 """Forwarding to Nector over httpx's transport API, faults mapped to the contract.
 
-The default transport is aiohttp's (``httpx_aiohttp``), because httpx's own connection pool
-costs 0.7-1.6 ms of CPU per request (encode/httpx#3215) against ~0.2 ms for aiohttp (README,
-design notes; ``upstream.transport = "httpx"`` selects httpx's for comparison). Tests pass
-``httpx.MockTransport``.
+The default transport is aiohttp's (``transport.AiohttpTransport``), because httpx's own
+connection pool costs 0.7-1.6 ms of CPU per request (encode/httpx#3215) against ~0.2 ms for
+aiohttp (README, design notes; ``upstream.transport = "httpx"`` selects httpx's for
+comparison). Tests pass ``httpx.MockTransport``.
 
 The total deadline is enforced here with ``asyncio.timeout`` and the transport's own timeouts
 are set just beyond it, so "timed out" has one meaning: our deadline passed (504). Any other
-transport failure is "unreachable" (502). This also sidesteps httpx_aiohttp mapping every
-aiohttp connection error, refused connections included, to ``ConnectTimeout``.
+transport failure is "unreachable" (502).
 
 Only the status and the JSON body of Nector's answer are relayed, never its headers, and the
 API key and workspace id are scrubbed from the body.
@@ -43,30 +42,30 @@ class UpstreamAnswer:
 
 def default_transport(settings: UpstreamSettings) -> httpx.AsyncBaseTransport:
     """The transport named by ``upstream.transport``: aiohttp's (the default) or httpx's own."""
-    limits = httpx.Limits(
-        max_connections=settings.max_connections,
-        max_keepalive_connections=settings.max_connections,
-        keepalive_expiry=KEEPALIVE_SECONDS,
-    )
     if settings.transport == "httpx":
+        limits = httpx.Limits(
+            max_connections=settings.max_connections,
+            max_keepalive_connections=settings.max_connections,
+            keepalive_expiry=KEEPALIVE_SECONDS,
+        )
         return httpx.AsyncHTTPTransport(limits=limits, trust_env=False, retries=0)
     import aiohttp
-    from httpx_aiohttp import AiohttpTransport
+
+    from .transport import AiohttpTransport
 
     def session() -> aiohttp.ClientSession:
-        # Called on the first request, inside the running loop. What httpx-aiohttp would
-        # build, but without a cookie jar: aiohttp's default jar would send a cookie Nector
-        # set on one customer's call with the next customer's.
         connector = aiohttp.TCPConnector(
             limit=settings.max_connections,
             keepalive_timeout=KEEPALIVE_SECONDS,
             ssl=httpx.create_ssl_context(trust_env=False),
         )
+        # No cookie jar: aiohttp's default jar would send a cookie Nector set on one
+        # customer's call with the next customer's.
         return aiohttp.ClientSession(
             connector=connector, trust_env=False, cookie_jar=aiohttp.DummyCookieJar()
         )
 
-    return AiohttpTransport(trust_env=False, limits=limits, client=session)
+    return AiohttpTransport(session)
 
 
 class UpstreamClient:
