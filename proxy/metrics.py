@@ -23,6 +23,13 @@ CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 UNKNOWN = "unknown"
 
 
+# What a request's labels are made of: route, trigger, code, replayed, status, session
+# refusal, key index, limit decision, and the upstream's status class or fault.
+_TallyKey = tuple[
+    str, str | None, str | None, bool, int, str | None, int | None, str | None, str | None
+]
+
+
 def _status_class(status: int | None) -> str:
     return f"{status // 100}xx" if status else "none"
 
@@ -35,8 +42,20 @@ class Metrics:
         self._triggers = frozenset(triggers)
         # Requests counted since the last flush, by what their labels are made of.
         self._tally: dict[
-            tuple[str, str | None, str | None, bool, int, str | None, int | None, str | None], int
+            tuple[
+                str,
+                str | None,
+                str | None,
+                bool,
+                int,
+                str | None,
+                int | None,
+                str | None,
+                str | None,
+            ],
+            int,
         ] = {}
+        self._latencies: list[float] = []  # seconds to Nector's answer, since the last flush
         r = self.registry
         self.requests = Counter(
             "trigger_proxy_requests",
@@ -77,9 +96,11 @@ class Metrics:
         )
 
     def observe(self, record: AccessRecord) -> None:
-        """Count one request. On the request path this is one dict update; the collectors are
-        brought up to date by ``flush()`` (the app calls it every 0.2 s and before each
-        scrape), since a labelled Counter costs a lock and a lookup per increment."""
+        """Count one request. On the request path this is one dict update (and, for a call
+        to Nector, a list append); the collectors are brought up to date by ``flush()`` (the
+        app calls it every 0.2 s and before each scrape), since a labelled Counter costs a
+        lock and a lookup per increment."""
+        upstream = record.upstream_status
         key = (
             record.route,
             record.trigger,
@@ -89,21 +110,19 @@ class Metrics:
             record.session_refusal,
             record.key_index,
             record.decision,
+            record.upstream_fault if upstream is None else _status_class(upstream),
         )
         tally = self._tally
         tally[key] = tally.get(key, 0) + 1
-        if record.upstream_status is not None:  # forwarded: rare by design, counted at once
-            self.upstream_responses.labels(_status_class(record.upstream_status)).inc()
-            if record.upstream_ms is not None:
-                self.upstream_seconds.observe(record.upstream_ms / 1000)
-        elif record.upstream_fault is not None:
-            self.upstream_responses.labels(record.upstream_fault).inc()
+        if record.upstream_ms is not None:
+            self._latencies.append(record.upstream_ms / 1000)
 
     def flush(self) -> None:
         """Add the requests counted since the last flush to the collectors."""
         tally, self._tally = self._tally, {}
+        latencies, self._latencies = self._latencies, []
         for key, n in tally.items():
-            route, trigger, code, replayed, status, refusal, key_index, decision = key
+            route, trigger, code, replayed, status, refusal, key_index, decision, upstream = key
             if replayed:
                 outcome = "replayed"
             elif code is not None:
@@ -118,6 +137,10 @@ class Metrics:
                 self.session_keys.labels(str(key_index)).inc(n)
             if decision is not None:
                 self.decisions.labels(decision).inc(n)
+            if upstream is not None:
+                self.upstream_responses.labels(upstream).inc(n)
+        for seconds in latencies:
+            self.upstream_seconds.observe(seconds)
 
     def render(self) -> bytes:
         """The text exposition: this process's registry, or every worker's in multiprocess

@@ -27,8 +27,7 @@ from .errors import Headers
 from .settings import Rate
 
 
-@dataclass(frozen=True, slots=True)
-class Window:
+class Window(NamedTuple):  # built for every customer: a tuple costs a third of a dataclass
     key: str
     limit: int
     seconds: int
