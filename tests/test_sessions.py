@@ -267,11 +267,48 @@ def test_the_quick_signature_check_agrees_with_itsdangerous() -> None:
         b"bm90IGpzb24.aVW5AA",  # not JSON
         b"WzEsMl0.aVW5AA",  # JSON, not an object
         b".eyJjdXN0b21lcl9pZCI6ImN1c3RvbWVyLTEifQ.aVW5AA",  # "compressed", not zlib
+        # compressed claims inflating past MAX_CLAIMS_BYTES (a 96 KB name in 120 bytes)
+        b"."
+        + base64.urlsafe_b64encode(
+            zlib.compress(b'{"customer_id":"customer-1","name":"' + b"x" * 96_000 + b'"}')
+        ).rstrip(b"=")
+        + b".aVW5AA",
+        # a zlib stream cut short
+        b"."
+        + base64.urlsafe_b64encode(zlib.compress(b'{"customer_id":"customer-1"}')[:-6]).rstrip(b"=")
+        + b".aVW5AA",
     ],
 )
 def test_a_correctly_signed_malformed_token_is_invalid(value: bytes) -> None:
+    """The payload is decoded by the proxy itself (sessions._load_payload), as itsdangerous
+    would: whatever that refuses is invalid, however well signed."""
     from itsdangerous import Signer
 
     tok = Signer(NEW, salt=SALT, digest_method=hashlib.sha1).sign(value).decode()
     with pytest.raises(InvalidSession):
         verifier(Clock()).verify(tok)
+
+
+def test_compressed_claims_are_read_as_itsdangerous_writes_them() -> None:
+    clock = Clock()
+    claims = {"customer_id": "c" * 100, "name": "Ada " * 30, "referral_code": "r" * 100}
+    tok = mint_token([NEW], claims, clock=clock)
+    assert tok.startswith(".")  # itsdangerous compressed it
+    session = verifier(clock).verify(tok)
+    assert (session.subject, session.name, session.referral_code) == (
+        claims["customer_id"],
+        claims["name"],
+        claims["referral_code"],
+    )
+
+
+def test_compressed_claims_stop_inflating_at_the_bound() -> None:
+    from proxy.sessions import MAX_CLAIMS_BYTES, _load_payload
+
+    def packed(raw: bytes) -> str:
+        return "." + base64.urlsafe_b64encode(zlib.compress(raw)).rstrip(b"=").decode()
+
+    inside = b'{"customer_id":"customer-1","pad":"' + b"x" * (MAX_CLAIMS_BYTES - 100) + b'"}'
+    assert _load_payload(packed(inside))["customer_id"] == "customer-1"
+    with pytest.raises(ValueError, match="too large"):
+        _load_payload(packed(inside + b" " * 200))
