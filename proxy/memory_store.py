@@ -45,15 +45,23 @@ class _Record:
         self.expires_at = expires_at
 
 
-def _state(
-    stamps: list[float] | None, limit: int, seconds: int, now: float
-) -> tuple[int, float, float]:
+# A window's log: the accepted times, oldest first, at most its limit of them. A window with one
+# time in it (every customer after a first spin, the usual case) holds the bare float: a list
+# would cost another 88 bytes per customer.
+Stamps = float | list[float]
+
+
+def _state(stamps: Stamps | None, limit: int, seconds: int, now: float) -> tuple[int, float, float]:
     """(requests counted in the window, seconds until the window has room, oldest counted).
 
-    ``stamps`` is sorted, so the window's start is found by bisection: O(log n).
+    A list of stamps is sorted, so the window's start is found by bisection: O(log n).
     """
-    if not stamps:
+    if stamps is None:
         return 0, 0.0, now
+    if not isinstance(stamps, list):
+        if stamps <= now - seconds:
+            return 0, 0.0, now
+        return 1, stamps + seconds - now if limit <= 1 else 0.0, stamps
     first = bisect.bisect_right(stamps, now - seconds)
     count = len(stamps) - first
     if count == 0:
@@ -66,7 +74,7 @@ class MemoryStore:
     def __init__(self, *, max_keys: int = 1_000_000, clock: Callable[[], float] = time.time):
         self._max_keys = max_keys
         self._clock = clock
-        self._logs: dict[str, list[float]] = {}  # accepted times, oldest first, <= limit
+        self._logs: dict[str, Stamps] = {}  # accepted times, oldest first, <= limit
         self._records: dict[str, _Record] = {}
         self._due: dict[int, list[str]] = {}  # whole second -> keys that may expire by then
         self._due_seconds: list[int] = []  # a heap of the keys of _due
@@ -130,11 +138,17 @@ class MemoryStore:
         return None
 
     def _spend(self, w: Window, now: float) -> None:
-        stamps = self._logs.get(w.key)
+        logs = self._logs
+        stamps = logs.get(w.key)
         if stamps is None:
-            self._logs[w.key] = [now]
+            logs[w.key] = now
             self._schedule(w.key, now + w.seconds)
             return
+        if not isinstance(stamps, list):
+            if w.limit == 1 or stamps <= now - w.seconds:  # the old time leaves the log
+                logs[w.key] = now
+                return
+            stamps = logs[w.key] = [stamps]
         stamps.append(now)
         # Keep at most `limit` entries; drop expired ones only once they are half the list, so
         # the cost of deleting from the front stays O(1) per request, amortized.
@@ -172,7 +186,8 @@ class MemoryStore:
     def _expire(self, key: str, now: float) -> None:
         stamps = self._logs.get(key)
         if stamps is not None:
-            expires_at = stamps[-1] + window_seconds(key)
+            newest = stamps[-1] if isinstance(stamps, list) else stamps
+            expires_at = newest + window_seconds(key)
             if expires_at <= now:
                 del self._logs[key]
             else:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from typing import Any
@@ -116,8 +117,7 @@ class UpstreamClient:
     async def send(self, body: bytes, *, source: str, request_id: str) -> UpstreamAnswer:
         """POST ``body`` to Nector; return its status and scrubbed JSON body, or raise an
         ``UpstreamFailure``."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
+        started = time.perf_counter()
         try:
             async with asyncio.timeout(self._timeout):
                 status, raw, retry_after = await self._post(body, source, request_id)
@@ -125,7 +125,7 @@ class UpstreamClient:
             raise UpstreamTimeout() from exc
         except httpx.HTTPError as exc:
             raise UpstreamError() from exc
-        elapsed = loop.time() - started
+        elapsed = time.perf_counter() - started
         if status == 429:
             raise UpstreamBusy(retry_after)
         if status in (401, 403):

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from proxy.memory_store import MemoryStore
-from proxy.ratelimit import FailureLimit, Window
+from proxy.ratelimit import FailureLimit, Outcome, Window
 from proxy.redis_store import RedisStore
 from proxy.settings import Rate
 from tests.conftest import (
@@ -211,6 +211,33 @@ async def test_memory_store_forgets_expired_windows() -> None:
     assert len(store) == 1000
     clock.now += 61
     await store.admit([window], None, None)
+    assert len(store) == 1
+
+
+async def test_memory_store_windows_kept_as_one_time_or_a_list_decide_alike() -> None:
+    """A window holding one time keeps it as a bare float (memory per customer); from its
+    second time on it is a list. Both must count, refuse, free and expire at the same moments
+    as the exact moving window."""
+    clock = Clock()
+    store = MemoryStore(clock=clock)
+    one, three = Window("c:60:one", 1, 60), Window("c:60:three", 3, 60)
+    start = clock.now
+    for window in (one, three):
+        assert (await store.admit([window], None, None)).outcome == Outcome.ADMITTED
+    clock.now += 10
+    refused = await store.admit([one], None, None)
+    assert (refused.outcome, refused.retry_after) == (Outcome.RATE_LIMITED, 50)
+    for _ in range(2):  # the second and third times turn the float into a list
+        assert (await store.admit([three], None, None)).outcome == Outcome.ADMITTED
+    refused = await store.admit([three], None, None)
+    assert (refused.outcome, refused.retry_after) == (Outcome.RATE_LIMITED, 50)
+    clock.now = start + 60  # the first time leaves both windows
+    assert (await store.admit([one], None, None)).outcome == Outcome.ADMITTED
+    admitted = await store.admit([three], None, None)
+    assert admitted.outcome == Outcome.ADMITTED
+    assert admitted.windows[0].remaining == 0
+    clock.now += 61
+    await store.admit([Window("c:60:other", 1, 60)], None, None)  # a sweep
     assert len(store) == 1
 
 
