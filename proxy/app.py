@@ -177,7 +177,8 @@ class App:
         self, request: Request, record: AccessRecord, origin: str | None, origin_ok: bool
     ) -> Answer:
         path, method = request.path, request.method
-        allowed = "POST" if path.startswith(TRIGGER_PREFIX) else _ROUTES.get(path)
+        trigger = path.startswith(TRIGGER_PREFIX)
+        allowed = "POST" if trigger else _ROUTES.get(path)
         if allowed is None:
             raise NotFound()
         if origin is not None and not origin_ok:
@@ -189,6 +190,14 @@ class App:
             method = "GET"  # the server sends the head of the GET answer and no body
         if method != allowed:
             raise MethodNotAllowed(headers=[(b"allow", allowed.encode())])
+        gateway = self._gateway
+        if trigger:  # the reward route first: nearly every request takes it
+            ref = path[len(TRIGGER_PREFIX) :]
+            if not ref or "/" in ref:
+                raise NotFound()
+            if gateway is None:
+                raise StorageUnavailable("the proxy is not started")
+            return await gateway.trigger(request, ref, record, origin_ok)
         if path == CLIENT_JS_PATH:
             return Answer(200, self._client_js, [_JS_CACHE], _JS_TYPE)
         if path == "/openapi.json":
@@ -199,7 +208,6 @@ class App:
             if not self._metrics_here:
                 raise NotFound()  # served on the admin port instead
             return Answer(200, self.metrics.render(), content_type=METRICS_CONTENT_TYPE)
-        gateway = self._gateway
         if gateway is None:
             raise StorageUnavailable("the proxy is not started")
         if path == "/readyz":
@@ -207,12 +215,7 @@ class App:
             return Answer(200, b'{"status":"ready"}')
         if path == DROPIN_PATH:
             return await gateway.dropin(request, record, origin_ok)
-        if path == "/v1/sessions":
-            return await gateway.mint(request)
-        ref = path[len(TRIGGER_PREFIX) :]
-        if not ref or "/" in ref:
-            raise NotFound()
-        return await gateway.trigger(request, ref, record, origin_ok)
+        return await gateway.mint(request)  # /v1/sessions, the last route
 
     def _preflight(self, allowed: str) -> Answer:
         # The allow-origin and expose headers are added to every answer by __call__.

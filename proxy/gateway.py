@@ -33,7 +33,7 @@ from .errors import (
     UpstreamBusy,
     UpstreamError,
 )
-from .logs import LOG, AccessRecord, CustomerHasher, log_audit
+from .logs import LOG, AccessRecord, customer_hasher, log_audit
 from .policy import (
     Trigger,
     TriggerPolicy,
@@ -92,7 +92,7 @@ class Gateway:
         self._verifier = SessionVerifier(secrets, settings.sessions.max_age_seconds)
         self._secrets = secrets
         self._policy = TriggerPolicy(settings.triggers, settings.limits.per_customer)
-        self._hash_customer = CustomerHasher(secrets[-1])
+        self._hash_customer = customer_hasher(secrets[-1])
         self._budget = budget_window(settings.limits.upstream)
         self._max_body = settings.server.max_body_bytes
         self._cookie = settings.sessions.cookie_name
@@ -110,7 +110,7 @@ class Gateway:
         self, request: Request, ref: str, record: AccessRecord, origin_ok: bool
     ) -> Answer:
         """``POST /v1/triggers/{ref}``: the body may be empty or ``{}``."""
-        raw = await self._read_json_body(request)
+        raw = self._json_body(request, await request.body(self._max_body))
         session = self._session(request, record, origin_ok)
         trigger = self._policy.by_ref(ref)
         record.trigger = trigger.label
@@ -126,7 +126,7 @@ class Gateway:
 
     async def dropin(self, request: Request, record: AccessRecord, origin_ok: bool) -> Answer:
         """``POST /api/v2/merchant/activities``: Nector's own body shape."""
-        raw = await self._read_json_body(request)
+        raw = self._json_body(request, await request.body(self._max_body))
         session = self._session(request, record, origin_ok)
         body = parse_object(raw)  # the trigger is named in the body
         if "trigger_id" not in body:
@@ -146,7 +146,7 @@ class Gateway:
         """``POST /v1/sessions``: server-to-server minting with the mint key."""
         if self._mint_key is None:
             raise NotFound()
-        raw = await self._read_json_body(request)
+        raw = self._json_body(request, await request.body(self._max_body))
         scheme, _, given = (request.header(b"authorization") or "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(
             given.strip().encode("latin-1", "replace"), self._mint_key
@@ -169,8 +169,9 @@ class Gateway:
 
     # --- steps --------------------------------------------------------------------------
 
-    async def _read_json_body(self, request: Request) -> bytes:
-        raw = await request.body(self._max_body)
+    @staticmethod
+    def _json_body(request: Request, raw: bytes) -> bytes:
+        """``raw``, unless it is a non-empty body that is not application/json (415)."""
         if raw:
             media = request.headers.get(b"content-type", b"")
             if media != b"application/json" and (
@@ -184,10 +185,14 @@ class Gateway:
         auth = request.headers.get(b"authorization")
         try:
             if auth is not None:
-                scheme, _, token = auth.decode("latin-1").partition(" ")
-                if scheme.lower() != "bearer":
-                    raise InvalidSession("the Authorization header must be 'Bearer <token>'")
-                session = self._verifier.verify(token.strip())
+                if auth.startswith(b"Bearer "):  # as clients write it: no other parsing
+                    token = auth[7:].decode("latin-1").strip()
+                else:
+                    scheme, _, token = auth.decode("latin-1").partition(" ")
+                    if scheme.lower() != "bearer":
+                        raise InvalidSession("the Authorization header must be 'Bearer <token>'")
+                    token = token.strip()
+                session = self._verifier.verify(token)
             else:
                 cookie = request.cookie(self._cookie)
                 if cookie is None:
@@ -240,11 +245,11 @@ class Gateway:
     ) -> Answer:
         # Built only when needed: for an Idempotency-Key's fingerprint, or once admitted.
         body = None
-        key = request.header(b"idempotency-key")
+        raw_key = request.headers.get(b"idempotency-key")
         claim = None
-        if key is not None:
+        if raw_key is not None:
             body = upstream_body(trigger, session)
-            claim = self._idempotency(key, session, trigger, source, body)
+            claim = self._idempotency(raw_key.decode("latin-1"), session, trigger, source, body)
         windows = customer_windows(trigger.id, session.scope, trigger.rates)
         decision = await self._store.admit(windows, self._budget, claim)
         outcome = decision.outcome

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -48,22 +49,17 @@ class AccessRecord:
         self.route = route
 
 
-class CustomerHasher:
+def customer_hasher(secret: str) -> Callable[[str], str]:
     """The customer as logs show it: a keyed hash (BLAKE2b with a key derived from the signing
     secret), so lines can be joined per customer but not read back to the id. The last few
     thousand are remembered: a customer's requests come in runs."""
+    key = hashlib.sha256(b"trigger-proxy.log-subject\x00" + secret.encode()).digest()
 
-    def __init__(self, secret: str) -> None:
-        key = hashlib.sha256(b"trigger-proxy.log-subject\x00" + secret.encode()).digest()
+    @functools.lru_cache(maxsize=4096)
+    def digest(scope: str) -> str:
+        return hashlib.blake2b(scope.encode(), digest_size=8, key=key).hexdigest()
 
-        @functools.lru_cache(maxsize=8192)
-        def digest(scope: str) -> str:
-            return hashlib.blake2b(scope.encode(), digest_size=8, key=key).hexdigest()
-
-        self._digest = digest
-
-    def __call__(self, scope: str) -> str:
-        return self._digest(scope)
+    return digest
 
 
 class LineFormatter(logging.Formatter):
