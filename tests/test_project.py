@@ -13,7 +13,7 @@ import proxy
 ROOT = Path(__file__).parent.parent
 PACKAGE = ROOT / "proxy"
 CORE = ("errors", "policy", "sessions", "settings", "ratelimit")
-FRAMEWORKS = ("starlette", "httpx", "redis", "uvicorn", "aiohttp", "httpx_aiohttp")
+FRAMEWORKS = ("starlette", "httpx", "redis", "uvicorn", "aiohttp")
 
 
 def imports(module: Path) -> set[str]:
