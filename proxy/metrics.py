@@ -41,20 +41,7 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._triggers = frozenset(triggers)
         # Requests counted since the last flush, by what their labels are made of.
-        self._tally: dict[
-            tuple[
-                str,
-                str | None,
-                str | None,
-                bool,
-                int,
-                str | None,
-                int | None,
-                str | None,
-                str | None,
-            ],
-            int,
-        ] = {}
+        self._tally: dict[_TallyKey, int] = {}
         self._latencies: list[float] = []  # seconds to Nector's answer, since the last flush
         r = self.registry
         self.requests = Counter(
