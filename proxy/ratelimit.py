@@ -20,21 +20,22 @@ import hashlib
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from .errors import Headers
 from .settings import Rate
 
+# Windows, claims, stored answers, window states and decisions are made on every request:
+# tuples, which cost a third of a frozen dataclass to build.
 
-class Window(NamedTuple):  # built for every customer: a tuple costs a third of a dataclass
+
+class Window(NamedTuple):
     key: str
     limit: int
     seconds: int
 
 
-@dataclass(frozen=True, slots=True)
-class IdempotencyClaim:
+class IdempotencyClaim(NamedTuple):
     """A client's Idempotency-Key, scoped to its customer and bound to its request."""
 
     key: str
@@ -43,8 +44,7 @@ class IdempotencyClaim:
     ttl_seconds: int
 
 
-@dataclass(frozen=True, slots=True)
-class StoredAnswer:
+class StoredAnswer(NamedTuple):
     status: int
     body: bytes
 
@@ -67,8 +67,6 @@ class Outcome(enum.StrEnum):  # a str: logs and labels take it as it is
     LOST = "lost"  # the key's first call never finished (its process died)
 
 
-# Decisions and window states are made on every request: tuples, which cost a third of a
-# frozen dataclass to build.
 class WindowState(NamedTuple):
     remaining: int
     reset: float  # seconds until one more request fits
