@@ -546,12 +546,21 @@ def main(argv: Sequence[str] | None = None) -> None:
         "bench/fast_upstream.py; the memory and flash groups always use the latter, which "
         "counts what reaches it",
     )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=RESULTS / "latest.json",
+        help="where the JSON report goes (default: bench/results/latest.json)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.seconds = 1, 2.0
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
-    report: dict[str, Any] = {"machine": {"cores": os.cpu_count()}, "args": vars(args)}
+    report: dict[str, Any] = {
+        "machine": {"cores": os.cpu_count()},
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+    }
     groups = (
         set(args.only.split(","))
         if args.only
@@ -570,8 +579,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         extra["flash crowd"] = asyncio.run(flash_crowd())
     if extra:
         report["extra"] = extra
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(report, indent=2))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2))
     print_report(report)
 
 

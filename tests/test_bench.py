@@ -1,0 +1,64 @@
+"""`python -m bench` keeps working between full runs: every scenario answers what it claims to
+measure (the benchmark stops otherwise), every ratio is computed, and the flash crowd lets
+exactly the budget through. Nothing here is timed: speed is the benchmark's own business
+(bench/README.md), and `tests/test_hot_path.py` guards the refusal paths by call counts."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import need, tried
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_benchmark_runs_and_measures_what_it_claims(tmp_path: Path) -> None:
+    need(shutil.which("wrk") is not None, "wrk is not installed (apt-get install wrk)")
+    output = tmp_path / "report.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--only",
+            "refuse,flash",
+            "--rounds",
+            "1",
+            "--seconds",
+            "1",
+            "--upstream",
+            "stand-in",
+            "--output",
+            str(output),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(output.read_text())
+    scenarios = report["scenarios"]
+    for name in (
+        "minimal 429 app (floor)",
+        "404 unknown path (memory)",
+        "401 forged token (memory)",
+        "403 unknown trigger (memory)",
+        "429 over quota (memory)",
+        "idempotent replay (memory)",
+    ):
+        assert scenarios[name]["rps"] > 0, name
+        assert scenarios[name]["cpu_us_per_request"] > 0, name
+    refusal_ratios = {k: v for k, v in report["ratios"].items() if "/ floor" in k}
+    assert len(refusal_ratios) == 5
+    assert all(math.isfinite(v) and v > 0 for v in refusal_ratios.values())
+    flash = report["extra"]["flash crowd"]
+    assert flash["reached the upstream (must equal the budget)"] == 50
+    assert flash["answers"] == {"503": 9950, "200": 50}
+    assert flash["refusals"] == {"upstream_busy (Retry-After set)": 9950}
+    tried("bench", f"refusal ratios {refusal_ratios}; flash crowd {flash['seconds']} s")
