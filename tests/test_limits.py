@@ -507,7 +507,7 @@ def test_the_failure_limit_holds_a_bounded_number_of_addresses() -> None:
 
 
 def test_a_remembered_refusal_lasts_until_the_window_frees_and_never_answers_early() -> None:
-    from proxy.ratelimit import Decision, Outcome, WindowState
+    from proxy.ratelimit import Decision, WindowState
     from proxy.redis_store import REFUSAL_MARGIN_SECONDS, RefusedUntil
 
     clock = Clock()
