@@ -12,11 +12,10 @@ and ``exp`` (unix seconds). Any other key makes the token invalid.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import datetime
 import hashlib
 import hmac
-import json
 import re
 import time
 import uuid
@@ -25,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from .errors import ExpiredSession, InvalidSession
@@ -162,10 +162,21 @@ def parse_claims(claims: object, *, key_index: int = 0) -> Session:
     )
 
 
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def _unb64(text: str) -> bytes:
     """base64url without padding, as itsdangerous writes it (binascii.Error, a ValueError, if
-    it is not)."""
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    it is not). base64.urlsafe_b64decode's steps, without its Python layers."""
+    return binascii.a2b_base64(
+        (text + "=" * (-len(text) % 4)).encode("ascii").translate(_FROM_URLSAFE)
+    )
+
+
+def _b64(data: bytes) -> bytes:
+    """base64url without padding, as itsdangerous writes signatures."""
+    return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=")
 
 
 def _load_payload(payload: str) -> Any:
@@ -179,7 +190,9 @@ def _load_payload(payload: str) -> Any:
         data = inflate.decompress(data, MAX_CLAIMS_BYTES)
         if inflate.unconsumed_tail or not inflate.eof:
             raise ValueError("the claims are too large or cut short")
-    return json.loads(data.decode("utf-8"))
+    # orjson reads strict UTF-8 JSON as json.loads(data.decode("utf-8")) does; what it refuses
+    # beyond that (NaN, integers past 64 bits, lone surrogates) no valid claims can hold.
+    return orjson.loads(data)
 
 
 class _ClockedSigner(TimestampSigner):
@@ -222,7 +235,12 @@ class SessionVerifier:
         # loads() makes new signers, and derives again, on every call). Newest first, so the
         # secret that signs today's tokens is tried first.
         self._keys = [
-            (index, TimestampSigner(secret, salt=SALT, digest_method=hashlib.sha1).derive_key())
+            (
+                index,
+                _hmac_sha1(
+                    TimestampSigner(secret, salt=SALT, digest_method=hashlib.sha1).derive_key()
+                ),
+            )
             for index, secret in reversed(list(enumerate(secrets)))
         ]
 
@@ -282,11 +300,33 @@ class SessionVerifier:
         if not sep or not token.isascii():
             return None
         data, given = value.encode(), signature.encode()
-        for index, key in self._keys:
-            expected = base64.urlsafe_b64encode(hmac.digest(key, data, "sha1")).rstrip(b"=")
-            if hmac.compare_digest(expected, given):
+        for index, sign in self._keys:
+            if hmac.compare_digest(_b64(sign(data)), given):
                 return index
         return None
+
+
+def _hmac_sha1(key: bytes) -> Callable[[bytes], bytes]:
+    """HMAC-SHA1 under ``key``, as a function of the message.
+
+    OpenSSL's HMAC state after the key is kept and copied for each message: a third of the
+    time of hmac.digest(), which sets the key up again on every call (1.1 against 3.9 µs
+    here; forged tokens are checked against every secret). Where the interpreter's hashlib
+    has no OpenSSL HMAC object, hmac.digest() it is.
+    """
+    try:
+        from _hashlib import hmac_new  # CPython's OpenSSL binding: private, hence the fallback
+
+        keyed = hmac_new(key, digestmod="sha1")
+    except (ImportError, ValueError, TypeError):
+        return lambda message: hmac.digest(key, message, "sha1")
+
+    def sign(message: bytes) -> bytes:
+        h = keyed.copy()
+        h.update(message)
+        return h.digest()
+
+    return sign
 
 
 def mint_token(
