@@ -44,11 +44,18 @@ from .policy import (
     upstream_body,
 )
 from .ratelimit import (
+    REFUSAL_MARGIN_SECONDS,
+    REPLAY_MEMO_SECONDS,
+    Decision,
+    DecisionMemo,
     FailureLimit,
     IdempotencyClaim,
     LimitStore,
     Outcome,
+    Repeat,
     StoredAnswer,
+    Window,
+    WindowState,
     budget_window,
     customer_windows,
     idempotency_claim,
@@ -61,6 +68,7 @@ from .upstream import UpstreamClient
 # An unfinished first call is taken as lost this long after the upstream deadline.
 IN_FLIGHT_MARGIN_SECONDS = 5.0
 _REPLAYED = (b"idempotent-replayed", b"true")
+_REPEATABLE = (Outcome.RATE_LIMITED, Outcome.REPLAY)
 
 
 @dataclass(slots=True)
@@ -94,6 +102,7 @@ class Gateway:
         self._policy = TriggerPolicy(settings.triggers, settings.limits.per_customer)
         self._hash_customer = customer_hasher(secrets[-1])
         self._budget = budget_window(settings.limits.upstream)
+        self._repeats = DecisionMemo(store.clock)
         self._max_body = settings.server.max_body_bytes
         self._cookie = settings.sessions.cookie_name
         self._in_flight = settings.upstream.timeout_seconds + IN_FLIGHT_MARGIN_SECONDS
@@ -111,23 +120,32 @@ class Gateway:
     ) -> Answer:
         """``POST /v1/triggers/{ref}``: the body may be empty or ``{}``."""
         raw = self._json_body(request, await request.body(self._max_body))
-        session = self._session(request, record, origin_ok)
+        session, token = self._session(request, record, origin_ok)
+        headers = request.headers
+        repeat_key = None
+        if not raw or raw == b"{}":  # the usual bodies need no parsing
+            # Everything else the answer depends on: a repeat of a refused or replayed request
+            # is answered as before (DecisionMemo).
+            repeat_key = (token, ref, headers.get(b"x-source"), headers.get(b"idempotency-key"))
+            repeat = self._repeats.get(repeat_key)
+            if repeat is not None:
+                return self._repeat(repeat, record)
         trigger = self._policy.by_ref(ref)
         record.trigger = trigger.label
         source = resolve_source(request.header(b"x-source"), session, trigger)
         record.source = source
-        if raw and raw != b"{}":  # the usual bodies need no parsing
+        if repeat_key is None:
             try:
                 check_trigger_body(parse_object(raw))
             except ForbiddenField:
                 log_audit("forbidden_field", record, request.client_ip)
                 raise
-        return await self._reward(request, trigger, session, source, record)
+        return await self._reward(request, trigger, session, source, record, repeat_key)
 
     async def dropin(self, request: Request, record: AccessRecord, origin_ok: bool) -> Answer:
         """``POST /api/v2/merchant/activities``: Nector's own body shape."""
         raw = self._json_body(request, await request.body(self._max_body))
-        session = self._session(request, record, origin_ok)
+        session, _ = self._session(request, record, origin_ok)
         body = parse_object(raw)  # the trigger is named in the body
         if "trigger_id" not in body:
             raise InvalidBody("trigger_id is required")
@@ -180,8 +198,11 @@ class Gateway:
                 raise UnsupportedMediaType()
         return raw
 
-    def _session(self, request: Request, record: AccessRecord, origin_ok: bool) -> Session:
-        """The verified session of a bearer token or, from an allowed Origin, of the cookie."""
+    def _session(
+        self, request: Request, record: AccessRecord, origin_ok: bool
+    ) -> tuple[Session, str]:
+        """The verified session of a bearer token or, from an allowed Origin, of the cookie;
+        and the token."""
         auth = request.headers.get(b"authorization")
         try:
             if auth is not None:
@@ -192,7 +213,6 @@ class Gateway:
                     if scheme.lower() != "bearer":
                         raise InvalidSession("the Authorization header must be 'Bearer <token>'")
                     token = token.strip()
-                session = self._verifier.verify(token)
             else:
                 cookie = request.cookie(self._cookie)
                 if cookie is None:
@@ -200,7 +220,8 @@ class Gateway:
                 # A cookie rides along on any site's request: only an allowed Origin may use it.
                 if not origin_ok:
                     raise OriginNotAllowed("a cookie session needs an allowed Origin")
-                session = self._verifier.verify(cookie)
+                token = cookie
+            session = self._verifier.verify(token)
         except OriginNotAllowed as exc:
             record.session_refusal = exc.code
             raise
@@ -212,7 +233,7 @@ class Gateway:
             raise
         record.customer = self._hash_customer(session.scope)
         record.key_index = session.key_index
-        return session
+        return session, token
 
     def _limit_client(self, request: Request) -> None:
         """A coarse per-client-IP limit on requests that fail their session checks."""
@@ -242,6 +263,7 @@ class Gateway:
         session: Session,
         source: str,
         record: AccessRecord,
+        repeat_key: object = None,
     ) -> Answer:
         # Built only when needed: for an Idempotency-Key's fingerprint, or once admitted.
         body = None
@@ -254,6 +276,8 @@ class Gateway:
         decision = await self._store.admit(windows, self._budget, claim)
         outcome = decision.outcome
         record.decision = outcome
+        if repeat_key is not None and outcome in _REPEATABLE:
+            self._remember(repeat_key, decision, trigger, source, windows)
         if outcome is Outcome.REPLAY:
             assert decision.answer is not None
             record.replayed = True
@@ -281,6 +305,55 @@ class Gateway:
             await self._store.finish(claim, StoredAnswer(answer.status, answer.body))
         answer.headers += headers
         return answer
+
+    def _remember(
+        self,
+        key: object,
+        decision: Decision,
+        trigger: Trigger,
+        source: str,
+        windows: tuple[Window, ...],
+    ) -> None:
+        """Keep a repeatable decision for as long as it holds (DecisionMemo)."""
+        memo = self._repeats
+        now = memo.clock()
+        if decision.outcome is Outcome.REPLAY:
+            entry = Repeat(
+                now + REPLAY_MEMO_SECONDS, Outcome.REPLAY, trigger.label, source, decision.answer
+            )
+        else:
+            states = decision.windows
+            if len(states) != len(windows):
+                return
+            entry = Repeat(
+                now + decision.retry_after - REFUSAL_MARGIN_SECONDS,
+                Outcome.RATE_LIMITED,
+                trigger.label,
+                source,
+                windows=windows,
+                remaining=tuple([s.remaining for s in states]),
+                resets_at=tuple([now + s.reset for s in states]),
+                retry_at=now + decision.retry_after,
+                policy=trigger.policy,
+            )
+        memo.remember(key, entry)
+
+    def _repeat(self, repeat: Repeat, record: AccessRecord) -> Answer:
+        """The answer to a repeat of a remembered decision, as the store would give it now."""
+        record.trigger = repeat.trigger
+        record.source = repeat.source
+        record.decision = repeat.outcome
+        if repeat.answer is not None:
+            record.replayed = True
+            return Answer(repeat.answer.status, repeat.answer.body, [_REPLAYED])
+        now = self._repeats.clock()
+        states = [
+            WindowState(left, max(0.0, at - now))
+            for left, at in zip(repeat.remaining, repeat.resets_at, strict=True)
+        ]
+        raise RateLimited(
+            repeat.retry_at - now, headers=quota_headers(repeat.windows, states, repeat.policy)
+        )
 
     async def _forward(
         self, body: bytes, source: str, request_id: str, record: AccessRecord

@@ -73,7 +73,7 @@ def _state(stamps: Stamps | None, limit: int, seconds: int, now: float) -> tuple
 class MemoryStore:
     def __init__(self, *, max_keys: int = 1_000_000, clock: Callable[[], float] = time.time):
         self._max_keys = max_keys
-        self._clock = clock
+        self.clock = clock
         self._logs: dict[str, Stamps] = {}  # accepted times, oldest first, <= limit
         self._records: dict[str, _Record] = {}
         self._due: dict[int, list[str]] = {}  # whole second -> keys that may expire by then
@@ -86,7 +86,7 @@ class MemoryStore:
     async def admit(
         self, windows: Sequence[Window], budget: Window | None, claim: IdempotencyClaim | None
     ) -> Decision:
-        now = self._clock()
+        now = self.clock()
         if now >= self._next_sweep:
             self._sweep(now)
         if claim is not None:
@@ -134,7 +134,7 @@ class MemoryStore:
             return
         record.state = answer.encode()
         # The reservation's bucket comes due first; the sweep then moves the key along.
-        record.expires_at = self._clock() + claim.ttl_seconds
+        record.expires_at = self.clock() + claim.ttl_seconds
 
     async def ping(self) -> None:
         return None

@@ -80,6 +80,10 @@ class Decision(NamedTuple):
 
 
 class LimitStore(Protocol):
+    # The clock the store's relative times (Retry-After, resets) run on, as this process sees
+    # it: what DecisionMemo counts them from.
+    clock: Callable[[], float]
+
     async def admit(
         self, windows: Sequence[Window], budget: Window | None, claim: IdempotencyClaim | None
     ) -> Decision:
@@ -107,6 +111,69 @@ def customer_windows(trigger_id: str, scope: str, rates: tuple[Rate, ...]) -> tu
     requests come in runs, and the keys are a hash."""
     subject = _digest(trigger_id, scope).hex()
     return tuple(Window(f"c:{r.seconds}:{subject}", r.limit, r.seconds) for r in rates)
+
+
+# A remembered refusal stops this much before its window frees and the store decides again:
+# the store's clock ran that far ahead of the moment its answer arrived (a Redis reply).
+REFUSAL_MARGIN_SECONDS = 0.05
+# A remembered replay is kept this long at most: its stored answer expires in the store, which
+# the memo does not see.
+REPLAY_MEMO_SECONDS = 1.0
+
+
+class Repeat(NamedTuple):
+    """A decision that holds until ``until`` (on ``DecisionMemo``'s clock), with what it is
+    answered with: a customer over quota, or a stored answer to replay."""
+
+    until: float
+    outcome: Outcome  # RATE_LIMITED or REPLAY
+    trigger: str  # the trigger's label, for the access line
+    source: str
+    answer: StoredAnswer | None = None  # REPLAY: the stored answer
+    windows: tuple[Window, ...] = ()  # RATE_LIMITED: the customer windows, and for each
+    remaining: tuple[int, ...] = ()  # the requests left in it
+    resets_at: tuple[float, ...] = ()  # and when one more fits
+    retry_at: float = 0.0  # when the full window frees
+    policy: bytes = b""  # the trigger's RateLimit-Policy field
+
+
+class DecisionMemo:
+    """The last few thousand repeatable decisions of exact repeats of a request.
+
+    Customers spinning past their quota and widgets retrying a paid spin send the same request
+    again and again, and its decision cannot change meanwhile. A customer over quota stays over
+    it until the full window frees: no request of theirs on that trigger is admitted before
+    then (by any replica), and counted requests leave a window only by age; the rate-limit
+    fields shown are those of that window, which are the same whenever they are computed. A
+    stored answer is never replaced, only expired (so a replay is kept REPLAY_MEMO_SECONDS at
+    most). Remembering the decision skips the trigger lookup, the windows and the store (a
+    Redis round trip); the answer is rebuilt with its seconds counted from now. The session is
+    checked on every request before the memo is asked.
+
+    ``clock`` must be the one the store's relative times run on (the memory store's own
+    clock; any steady clock for Redis).
+    """
+
+    def __init__(self, clock: Callable[[], float], *, size: int = 4096) -> None:
+        self._size = size
+        self.clock = clock
+        self._entries: dict[object, Repeat] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: object) -> Repeat | None:
+        entry = self._entries.get(key)
+        if entry is not None and self.clock() >= entry.until:
+            del self._entries[key]
+            return None
+        return entry
+
+    def remember(self, key: object, entry: Repeat) -> None:
+        entries = self._entries
+        if len(entries) >= self._size and key not in entries:
+            del entries[next(iter(entries))]  # the oldest remembered
+        entries[key] = entry
 
 
 def budget_window(rate: Rate) -> Window:

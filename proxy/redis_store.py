@@ -31,6 +31,7 @@ from redis.exceptions import RedisError
 
 from .errors import StorageUnavailable
 from .ratelimit import (
+    REFUSAL_MARGIN_SECONDS,
     Decision,
     IdempotencyClaim,
     Outcome,
@@ -121,10 +122,8 @@ return 0
 """
 
 _US = 1_000_000
-# How many over-quota customers a process remembers, and how much sooner than the window frees
-# it stops answering for Redis (covering the time the reply took to arrive).
+# How many over-quota customers a process remembers.
 REFUSALS_REMEMBERED = 10_000
-REFUSAL_MARGIN_SECONDS = 0.05
 
 
 class RefusedUntil:
@@ -187,7 +186,8 @@ class RedisStore:
         self._redis: redis.Redis = redis.Redis(connection_pool=pool)
         self._admit = self._redis.register_script(ADMIT)
         self._finish = self._redis.register_script(FINISH)
-        self._refused = RefusedUntil()
+        self.clock = time.monotonic  # the store's times are relative: any steady clock
+        self._refused = RefusedUntil(clock=self.clock)
 
     async def admit(
         self, windows: Sequence[Window], budget: Window | None, claim: IdempotencyClaim | None

@@ -21,8 +21,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
@@ -46,23 +45,20 @@ class ClaimError(ValueError):
     """A claim that breaks the session format; the message names the claim."""
 
 
-@dataclass(frozen=True, slots=True)
-class Session:
-    """A verified customer identity. ``key_index`` is the position of the verifying secret."""
+class Session(NamedTuple):
+    """A verified customer identity, as ``parse_claims`` builds it. ``key_index`` is the
+    position of the verifying secret. A tuple: one is built for every token verified, and a
+    frozen dataclass costs four times as much to build."""
 
     subject_field: str  # "customer_id" or "lead_id"
     subject: str
-    name: str | None = None
-    referral_code: str | None = None
-    metadetail: Mapping[str, str] | None = None
-    source: str | None = None
-    expires_at: int | None = None
-    key_index: int = 0
-    # A stable string naming the customer, for limit and idempotency keys.
-    scope: str = field(init=False, compare=False, repr=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "scope", f"{self.subject_field}:{self.subject}")
+    name: str | None
+    referral_code: str | None
+    metadetail: Mapping[str, str] | None
+    source: str | None
+    expires_at: int | None
+    key_index: int
+    scope: str  # "<subject_field>:<subject>": names the customer in limit and idempotency keys
 
 
 def _string(claims: Mapping[str, Any], key: str, low: int, high: int) -> str | None:
@@ -129,6 +125,11 @@ def parse_claims(claims: object, *, key_index: int = 0) -> Session:
 
     Raises ``ClaimError`` naming the first claim that is wrong.
     """
+    if type(claims) is dict and len(claims) == 1:  # nearly every token: a customer_id alone
+        subject = claims.get("customer_id")
+        if type(subject) is str and 8 <= len(subject) <= 128:
+            scope = "customer_id:" + subject
+            return Session("customer_id", subject, None, None, None, None, None, key_index, scope)
     if not isinstance(claims, Mapping):
         raise ClaimError("the claims must be a JSON object")
     unknown = set(claims) - _CLAIMS
@@ -159,6 +160,7 @@ def parse_claims(claims: object, *, key_index: int = 0) -> Session:
         source=source,
         expires_at=exp,
         key_index=key_index,
+        scope=f"{subject_field}:{subject}",
     )
 
 

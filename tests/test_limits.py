@@ -507,8 +507,8 @@ def test_the_failure_limit_holds_a_bounded_number_of_addresses() -> None:
 
 
 def test_a_remembered_refusal_lasts_until_the_window_frees_and_never_answers_early() -> None:
-    from proxy.ratelimit import Decision, WindowState
-    from proxy.redis_store import REFUSAL_MARGIN_SECONDS, RefusedUntil
+    from proxy.ratelimit import REFUSAL_MARGIN_SECONDS, Decision, WindowState
+    from proxy.redis_store import RefusedUntil
 
     clock = Clock()
     clock.now = 100.0
@@ -560,3 +560,124 @@ async def test_an_over_quota_customer_costs_no_redis_round_trip_until_the_window
         await asyncio.sleep(1.1)  # the window frees: Redis decides again, and admits
         assert (await h.spin()).status_code == 200
         assert len(h.upstream.requests) == 3
+
+
+# --- repeats answered from the gateway's memo of decisions ------------------------------------
+
+
+class CountingMemoryStore(MemoryStore):
+    """A memory store that counts the decisions it is asked for."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock=clock)
+        self.asked = 0
+
+    async def admit(self, *args: Any) -> Any:
+        self.asked += 1
+        return await super().admit(*args)
+
+
+def without_request_id(response: httpx.Response) -> dict[str, str]:
+    return {k: v for k, v in response.headers.items() if k != "x-request-id"}
+
+
+async def test_a_repeated_over_quota_request_is_answered_as_the_store_would_without_asking() -> (
+    None
+):
+    clock = Clock()
+    store = CountingMemoryStore(clock)
+    triggers = [{"id": SPIN, "name": "spin-wheel", "per_customer": "2/minute;3/hour"}]
+    async with open_harness(make_settings(triggers=triggers), store=store) as h:
+        # Two tokens of one customer: the same quota, but not the same request.
+        first, second = token(name="first device"), token(name="second device")
+        assert (await h.spin(first)).status_code == 200  # t=0
+        clock.now += 30
+        assert (await h.spin(first)).status_code == 200  # t=30
+        clock.now += 1
+        assert (await h.spin(first)).status_code == 429  # t=31: decided by the store
+        asked = store.asked
+        clock.now += 14.3  # t=45.3
+        remembered = await h.spin(first)
+        assert store.asked == asked  # a repeat: not asked
+        decided = await h.spin(second)
+        assert store.asked == asked + 1  # another token: asked
+        assert remembered.status_code == decided.status_code == 429
+        assert without_request_id(remembered) == without_request_id(decided)
+        assert remembered.headers["retry-after"] == "15"  # 14.7 s until t=60, rounded up
+        assert remembered.json()["error"]["code"] == "rate_limited"
+        clock.now += 14.7  # t=60: the first spin leaves the minute window
+        assert (await h.spin(first)).status_code == 200
+        assert len(h.upstream.requests) == 3
+
+
+async def test_a_repeated_replay_is_answered_from_memory_for_at_most_a_second() -> None:
+    clock = Clock()
+    store = CountingMemoryStore(clock)
+    async with open_harness(make_settings(), store=store) as h:
+        tok, key = token(), {"idempotency-key": "spin-1"}
+        first = await h.spin(tok, headers=key)
+        replays = [await h.spin(tok, headers=key) for _ in range(3)]
+        assert store.asked == 2  # the call, and the first replay; the others remembered
+        for replay in replays:
+            assert replay.status_code == first.status_code == 200
+            assert replay.content == first.content
+            assert replay.headers["idempotent-replayed"] == "true"
+        clock.now += 1.0  # no longer remembered: the store is asked, and still replays
+        again = await h.spin(tok, headers=key)
+        assert store.asked == 3
+        assert again.content == first.content
+        assert again.headers["idempotent-replayed"] == "true"
+        assert len(h.upstream.requests) == 1
+
+
+async def test_a_remembered_decision_answers_only_the_same_request_with_a_valid_session() -> None:
+    clock = Clock()
+    store = CountingMemoryStore(clock)
+    settings = make_settings(
+        triggers=[
+            {
+                "id": SPIN,
+                "name": "spin-wheel",
+                "sources": ["web", "mobile"],
+                "per_customer": "1/day",
+            }
+        ]
+    )
+    async with open_harness(settings, store=store) as h:
+        tok = token()
+        assert (await h.spin(tok)).status_code == 200
+        assert (await h.spin(tok)).status_code == 429
+        asked = store.asked
+        # The contract's earlier checks still come first.
+        forbidden = await h.spin(tok, body={"customer_id": "someone-else"})
+        assert error_code(forbidden) == "forbidden_field"
+        unknown = await h.post("/v1/triggers/not-listed", tok=tok)
+        assert error_code(unknown) == "trigger_not_allowed"
+        bad_source = await h.spin(tok, headers={"x-source": "fax"})
+        assert error_code(bad_source) == "invalid_source"
+        # Another source is another request: decided by the store (still over quota).
+        assert (await h.spin(tok, headers={"x-source": "mobile"})).status_code == 429
+        assert store.asked == asked + 1
+        # The session is checked on every request: once it expires, nothing is remembered.
+        assert h.app._gateway is not None
+        h.app._gateway._verifier._clock = lambda: 4_000_000_000.0
+        expired = await h.spin(tok)
+        assert error_code(expired) == "expired_session"
+        assert store.asked == asked + 1
+
+
+def test_the_decision_memo_is_bounded_and_forgets_what_expired() -> None:
+    from proxy.ratelimit import DecisionMemo, Repeat
+
+    clock = Clock()
+    memo = DecisionMemo(clock, size=2)
+    entry = Repeat(clock.now + 5, Outcome.RATE_LIMITED, "spin-wheel", "web")
+    memo.remember("a", entry)
+    memo.remember("b", entry)
+    memo.remember("c", entry)  # full: the oldest goes
+    assert memo.get("a") is None
+    assert memo.get("b") == entry
+    assert len(memo) == 2
+    clock.now += 5  # expired: forgotten when asked
+    assert memo.get("c") is None
+    assert len(memo) == 1

@@ -312,3 +312,17 @@ def test_compressed_claims_stop_inflating_at_the_bound() -> None:
     assert _load_payload(packed(inside))["customer_id"] == "customer-1"
     with pytest.raises(ValueError, match="too large"):
         _load_payload(packed(inside + b" " * 200))
+
+
+def test_the_usual_claims_take_a_short_path_to_the_same_session() -> None:
+    """A customer_id alone (nearly every token) skips the general checks: the session must be
+    the one they give (a mapping that is not a dict takes the general path)."""
+    from types import MappingProxyType
+
+    for claims in ({"customer_id": "customer-0001"}, {"customer_id": "c" * 128}):
+        short = parse_claims(claims, key_index=1)
+        assert short == parse_claims(MappingProxyType(claims), key_index=1)
+        assert short.scope == "customer_id:" + claims["customer_id"]
+    for bad in ({"customer_id": "short"}, {"customer_id": 12345678}, {"customer_id": "c" * 129}):
+        with pytest.raises(ClaimError):
+            parse_claims(bad)
