@@ -52,10 +52,10 @@ from .ratelimit import (
     IdempotencyClaim,
     LimitStore,
     Outcome,
+    OverQuota,
     Repeat,
     StoredAnswer,
     Window,
-    WindowState,
     budget_window,
     customer_windows,
     idempotency_claim,
@@ -69,6 +69,7 @@ from .upstream import UpstreamClient
 IN_FLIGHT_MARGIN_SECONDS = 5.0
 _REPLAYED = (b"idempotent-replayed", b"true")
 _REPEATABLE = (Outcome.RATE_LIMITED, Outcome.REPLAY)
+_OVER_QUOTA = RateLimited(1)  # the status, code and body of a remembered refusal
 
 
 @dataclass(slots=True)
@@ -318,42 +319,30 @@ class Gateway:
         memo = self._repeats
         now = memo.clock()
         if decision.outcome is Outcome.REPLAY:
-            entry = Repeat(
-                now + REPLAY_MEMO_SECONDS, Outcome.REPLAY, trigger.label, source, decision.answer
-            )
+            until = now + REPLAY_MEMO_SECONDS
+            entry = Repeat(until, trigger.label, source, decision.answer, None)
+        elif len(decision.windows) == len(windows):
+            until = now + decision.retry_after - REFUSAL_MARGIN_SECONDS
+            over = OverQuota(now, decision, windows, trigger.policy)
+            entry = Repeat(until, trigger.label, source, None, over)
         else:
-            states = decision.windows
-            if len(states) != len(windows):
-                return
-            entry = Repeat(
-                now + decision.retry_after - REFUSAL_MARGIN_SECONDS,
-                Outcome.RATE_LIMITED,
-                trigger.label,
-                source,
-                windows=windows,
-                remaining=tuple([s.remaining for s in states]),
-                resets_at=tuple([now + s.reset for s in states]),
-                retry_at=now + decision.retry_after,
-                policy=trigger.policy,
-            )
+            return
         memo.remember(key, entry)
 
     def _repeat(self, repeat: Repeat, record: AccessRecord) -> Answer:
-        """The answer to a repeat of a remembered decision, as the store would give it now."""
+        """The answer to a repeat of a remembered decision, as the store would give it now.
+        A refusal is returned, not raised: this is the flood's path."""
         record.trigger = repeat.trigger
         record.source = repeat.source
-        record.decision = repeat.outcome
         if repeat.answer is not None:
+            record.decision = Outcome.REPLAY
             record.replayed = True
             return Answer(repeat.answer.status, repeat.answer.body, [_REPLAYED])
-        now = self._repeats.clock()
-        states = [
-            WindowState(left, max(0.0, at - now))
-            for left, at in zip(repeat.remaining, repeat.resets_at, strict=True)
-        ]
-        raise RateLimited(
-            repeat.retry_at - now, headers=quota_headers(repeat.windows, states, repeat.policy)
-        )
+        assert repeat.over_quota is not None
+        record.decision = Outcome.RATE_LIMITED
+        record.code = _OVER_QUOTA.code
+        headers = repeat.over_quota.headers(self._repeats.clock())
+        return Answer(_OVER_QUOTA.status, _OVER_QUOTA.body(record.request_id), headers)
 
     async def _forward(
         self, body: bytes, source: str, request_id: str, record: AccessRecord

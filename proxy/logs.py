@@ -100,19 +100,21 @@ class LineFormatter(logging.Formatter):
             if fields:
                 extra = " " + " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
             return f"{stamp} {level.upper():<7} {message}{extra}"
-        line: dict[str, Any] = {
-            "ts": round(created, 3),
-            "level": level,
-            "logger": logger,
-            "msg": message,
-            **(fields or {}),
-        }
         if exc_type is not None:
-            line["exc_type"] = exc_type
+            fields = {**(fields or {}), "exc_type": exc_type}
         # orjson: about a seventh of json.dumps's time for a line, which is paid on every
-        # request. Anything that is not JSON (in an exception's fields, say) is written as its
-        # str().
-        return orjson.dumps(line, default=str).decode()
+        # request; the line's fixed head is encoded once, and the fields are written after it
+        # as they are. Anything that is not JSON (in an exception's fields, say) is written as
+        # its str().
+        rest = orjson.dumps(fields, default=str) if fields else b"{}"
+        line = b'{"ts":%.3f,%b' % (created, _json_head(level, logger, message))
+        return (line + (b"," + rest[1:] if len(rest) > 2 else b"}")).decode()
+
+
+@functools.lru_cache(maxsize=256)
+def _json_head(level: str, logger: str, message: str) -> bytes:
+    """``"level":...,"logger":...,"msg":...`` of a JSON line."""
+    return orjson.dumps({"level": level, "logger": logger, "msg": message})[1:-1]
 
 
 class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -121,20 +121,57 @@ REFUSAL_MARGIN_SECONDS = 0.05
 REPLAY_MEMO_SECONDS = 1.0
 
 
+class OverQuota:
+    """The rate-limit headers, Retry-After included, of a customer over quota from now until
+    the full window frees. The window shown (the most restrictive) stays the same meanwhile,
+    so only the seconds change: the headers are rebuilt when they do, not on every request."""
+
+    __slots__ = (
+        "_headers",
+        "_policy",
+        "_remaining",
+        "_reset_at",
+        "_retry_at",
+        "_seconds",
+        "_window",
+    )
+
+    def __init__(
+        self, now: float, decision: Decision, windows: Sequence[Window], policy: bytes
+    ) -> None:
+        i = most_restrictive(decision.windows)
+        self._window = windows[i]
+        self._remaining = decision.windows[i].remaining
+        self._reset_at = now + decision.windows[i].reset
+        self._retry_at = now + decision.retry_after
+        self._policy = policy
+        self._seconds = (0, 0)
+        self._headers: Headers = []
+
+    def headers(self, now: float) -> Headers:
+        """The headers as the store's decision would give them at ``now`` (never early)."""
+        seconds = (
+            max(1, math.ceil(self._retry_at - now)),
+            max(0, math.ceil(self._reset_at - now)),
+        )
+        if seconds != self._seconds:
+            retry, reset = self._seconds = seconds
+            self._headers = [
+                *window_headers(self._window, self._remaining, reset, self._policy),
+                (b"retry-after", b"%d" % retry),
+            ]
+        return self._headers
+
+
 class Repeat(NamedTuple):
     """A decision that holds until ``until`` (on ``DecisionMemo``'s clock), with what it is
-    answered with: a customer over quota, or a stored answer to replay."""
+    answered with: a stored answer to replay, or a customer over quota."""
 
     until: float
-    outcome: Outcome  # RATE_LIMITED or REPLAY
     trigger: str  # the trigger's label, for the access line
     source: str
-    answer: StoredAnswer | None = None  # REPLAY: the stored answer
-    windows: tuple[Window, ...] = ()  # RATE_LIMITED: the customer windows, and for each
-    remaining: tuple[int, ...] = ()  # the requests left in it
-    resets_at: tuple[float, ...] = ()  # and when one more fits
-    retry_at: float = 0.0  # when the full window frees
-    policy: bytes = b""  # the trigger's RateLimit-Policy field
+    answer: StoredAnswer | None  # a replay's stored answer
+    over_quota: OverQuota | None  # a refusal's headers
 
 
 class DecisionMemo:
@@ -270,21 +307,18 @@ def rate_policy(rates: Sequence[Rate]) -> bytes:
     )
 
 
-def quota_headers(
-    windows: Sequence[Window], states: Sequence[WindowState], policy: bytes
-) -> Headers:
-    """Rate-limit headers for the most restrictive window: the legacy RateLimit-Limit,
-    -Remaining and -Reset, and the IETF draft's RateLimit and RateLimit-Policy fields.
-    ``policy`` is ``rate_policy`` of the windows' rates."""
-    if not windows or len(windows) != len(states):
-        return []
-    if len(windows) == 1:
-        window, state = windows[0], states[0]
-    else:
-        i = min(range(len(windows)), key=lambda i: (states[i].remaining, -states[i].reset))
-        window, state = windows[i], states[i]
-    reset = max(0, math.ceil(state.reset))
-    remaining = state.remaining
+def most_restrictive(states: Sequence[WindowState]) -> int:
+    """The position of the window whose rate-limit fields are shown: fewest requests left,
+    and of those the one that frees last."""
+    if len(states) == 1:
+        return 0
+    return min(range(len(states)), key=lambda i: (states[i].remaining, -states[i].reset))
+
+
+def window_headers(window: Window, remaining: int, reset: int, policy: bytes) -> Headers:
+    """One window's rate-limit headers: the legacy RateLimit-Limit, -Remaining and -Reset, and
+    the IETF draft's RateLimit-Policy (``policy``: ``rate_policy`` of the trigger's windows)
+    and RateLimit fields."""
     return [
         (b"ratelimit-limit", b"%d" % window.limit),
         (b"ratelimit-remaining", b"%d" % remaining),
@@ -292,3 +326,14 @@ def quota_headers(
         (b"ratelimit-policy", policy),
         (b"ratelimit", b'"%b";r=%d;t=%d' % (window_name(window.seconds), remaining, reset)),
     ]
+
+
+def quota_headers(
+    windows: Sequence[Window], states: Sequence[WindowState], policy: bytes
+) -> Headers:
+    """Rate-limit headers for the most restrictive window (``window_headers``)."""
+    if not windows or len(windows) != len(states):
+        return []
+    i = most_restrictive(states)
+    state = states[i]
+    return window_headers(windows[i], state.remaining, max(0, math.ceil(state.reset)), policy)

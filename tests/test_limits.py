@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -667,11 +668,11 @@ async def test_a_remembered_decision_answers_only_the_same_request_with_a_valid_
 
 
 def test_the_decision_memo_is_bounded_and_forgets_what_expired() -> None:
-    from proxy.ratelimit import DecisionMemo, Repeat
+    from proxy.ratelimit import DecisionMemo, Repeat, StoredAnswer
 
     clock = Clock()
     memo = DecisionMemo(clock, size=2)
-    entry = Repeat(clock.now + 5, Outcome.RATE_LIMITED, "spin-wheel", "web")
+    entry = Repeat(clock.now + 5, "spin-wheel", "web", StoredAnswer(200, b"{}"), None)
     memo.remember("a", entry)
     memo.remember("b", entry)
     memo.remember("c", entry)  # full: the oldest goes
@@ -681,3 +682,21 @@ def test_the_decision_memo_is_bounded_and_forgets_what_expired() -> None:
     clock.now += 5  # expired: forgotten when asked
     assert memo.get("c") is None
     assert len(memo) == 1
+
+
+def test_over_quota_headers_are_the_stores_at_every_moment_and_rebuilt_only_when_they_change() -> (
+    None
+):
+    from proxy.ratelimit import Decision, OverQuota, WindowState, quota_headers, rate_policy
+
+    windows = (Window("c:60:x", 2, 60), Window("c:3600:x", 5, 3600))
+    policy = rate_policy([Rate(2, 60), Rate(5, 3600)])
+    # Full for 20.5 s more in the minute window; 3 left in the hour.
+    decision = Decision(Outcome.RATE_LIMITED, 20.5, (WindowState(0, 20.5), WindowState(3, 900.0)))
+    over = OverQuota(1000.0, decision, windows, policy)
+    for elapsed in (0.0, 0.2, 0.5, 1.0, 7.25, 20.4):
+        shown = over.headers(1000.0 + elapsed)
+        states = [WindowState(0, 20.5 - elapsed), WindowState(3, 900.0 - elapsed)]
+        retry = (b"retry-after", str(math.ceil(20.5 - elapsed)).encode())
+        assert shown == [*quota_headers(windows, states, policy), retry], elapsed
+    assert over.headers(1020.45) is over.headers(1020.4)  # the same second: not rebuilt
