@@ -33,7 +33,7 @@ from .errors import (
     UpstreamBusy,
     UpstreamError,
 )
-from .logs import LOG, AccessRecord, customer_hasher, log_audit
+from .logs import LOG, AccessRecord, AuditThrottle, customer_hasher, log_audit
 from .policy import (
     Trigger,
     TriggerPolicy,
@@ -97,6 +97,7 @@ class Gateway:
         # the limit store is Redis: the limit is coarse by design, and a flood of forged
         # tokens then costs the shared store nothing.
         self._failures = FailureLimit(settings.limits.per_ip_invalid_session)
+        self._forgery_audits = AuditThrottle()
         self._upstream = upstream
         self._verifier = SessionVerifier(secrets, settings.sessions.max_age_seconds)
         self._secrets = secrets
@@ -229,7 +230,9 @@ class Gateway:
         except (MissingSession, InvalidSession) as exc:
             record.session_refusal = exc.code
             if isinstance(exc, InvalidSession) and not isinstance(exc, ExpiredSession):
-                log_audit("invalid_session", record, request.client_ip)
+                left_out = self._forgery_audits.admit(request.client_ip)
+                if left_out is not None:
+                    log_audit("invalid_session", record, request.client_ip, left_out)
             self._limit_client(request)
             raise
         record.customer = self._hash_customer(session.scope)

@@ -186,8 +186,9 @@ def log_access(record: AccessRecord) -> None:
     _emit(ACCESS, logging.INFO, "request", vars(record))
 
 
-def log_audit(event: str, record: AccessRecord, client_ip: str) -> None:
-    fields = {
+def log_audit(event: str, record: AccessRecord, client_ip: str, suppressed: int = 0) -> None:
+    """An audit line; ``suppressed`` counts the like events left out before it (AuditThrottle)."""
+    fields: dict[str, Any] = {
         "event": event,
         "request_id": record.request_id,
         "route": record.route,
@@ -195,7 +196,52 @@ def log_audit(event: str, record: AccessRecord, client_ip: str) -> None:
         "customer": record.customer,
         "client_ip": client_ip,
     }
+    if suppressed:
+        fields["suppressed"] = suppressed
     _emit(AUDIT, logging.WARNING, "tamper attempt refused", fields)
+
+
+class AuditThrottle:
+    """At most one audit line per client address every ``seconds`` for one kind of event.
+
+    A flood of forged tokens from one address would otherwise write an audit line beside the
+    access line of every request. Each refused request still has its access line (with its
+    ``session_refusal``); the audit line that is written says how many were left out since the
+    last one. Bounded: at ``max_addresses`` those not seen for ``seconds`` are forgotten, and
+    if none can be, a new address's lines are not throttled.
+    """
+
+    def __init__(
+        self,
+        *,
+        seconds: float = 1.0,
+        max_addresses: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._seconds = seconds
+        self._max = max_addresses
+        self._clock = clock
+        self._last: dict[str, list[float]] = {}  # address -> [when last written, left out since]
+
+    def admit(self, address: str) -> int | None:
+        """None to leave this line out; else write it, with this many left out before it."""
+        now = self._clock()
+        last = self._last.get(address)
+        if last is None:
+            if len(self._last) >= self._max:
+                cutoff = now - self._seconds
+                for stale in [a for a, (at, _) in self._last.items() if at <= cutoff]:
+                    del self._last[stale]
+                if len(self._last) >= self._max:
+                    return 0
+            self._last[address] = [now, 0.0]
+            return 0
+        if now - last[0] < self._seconds:
+            last[1] += 1
+            return None
+        left_out = int(last[1])
+        last[0], last[1] = now, 0.0
+        return left_out
 
 
 _LEVEL_NAMES = {logging.INFO: "info", logging.WARNING: "warning"}

@@ -700,3 +700,38 @@ def test_over_quota_headers_are_the_stores_at_every_moment_and_rebuilt_only_when
         retry = (b"retry-after", str(math.ceil(20.5 - elapsed)).encode())
         assert shown == [*quota_headers(windows, states, policy), retry], elapsed
     assert over.headers(1020.45) is over.headers(1020.4)  # the same second: not rebuilt
+
+
+# --- audit lines under a flood of forged tokens -------------------------------------------------
+
+
+async def test_a_flood_of_forged_tokens_writes_an_access_line_each_and_few_audit_lines(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("INFO", logger="trigger_proxy")
+    async with harness_for("memory", limits={"per_ip_invalid_session": "1000/minute"}) as h:
+        assert await forged(h, 20) == [401] * 20
+    access = [r for r in caplog.records if r.name == "trigger_proxy.access"]
+    audit = [r for r in caplog.records if r.name == "trigger_proxy.audit"]
+    assert [r.fields["session_refusal"] for r in access] == ["invalid_session"] * 20
+    assert len(audit) == 1  # one address, within a second
+    assert audit[0].fields["event"] == "invalid_session"
+    assert "suppressed" not in audit[0].fields
+
+
+def test_the_audit_throttle_writes_one_line_a_second_per_address_and_counts_the_rest() -> None:
+    from proxy.logs import AuditThrottle
+
+    clock = Clock()
+    throttle = AuditThrottle(seconds=1.0, max_addresses=2, clock=clock)
+    assert throttle.admit("a") == 0
+    assert [throttle.admit("a") for _ in range(3)] == [None] * 3
+    assert throttle.admit("b") == 0  # another address has its own
+    clock.now += 1.0
+    assert throttle.admit("a") == 3  # written again, saying how many were left out
+    assert throttle.admit("a") is None
+    # Bounded: a third address fits once the addresses not seen for a second are forgotten,
+    # and while none can be, lines are written rather than tracked.
+    assert throttle.admit("c") == 0  # "b" was forgotten
+    assert throttle.admit("d") == 0
+    assert throttle.admit("d") == 0
