@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol
 
+from .bounded import drop_oldest
 from .errors import Headers
 from .settings import Rate
 
@@ -209,7 +210,7 @@ class DecisionMemo:
     def remember(self, key: object, entry: Repeat) -> None:
         entries = self._entries
         if len(entries) >= self._size and key not in entries:
-            del entries[next(iter(entries))]  # the oldest remembered
+            drop_oldest(entries, self._size)
         entries[key] = entry
 
 

@@ -29,6 +29,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from .bounded import drop_oldest
 from .errors import StorageUnavailable
 from .ratelimit import (
     REFUSAL_MARGIN_SECONDS,
@@ -156,7 +157,7 @@ class RefusedUntil:
             for stale in [k for k, (at, _) in self._known.items() if at <= now]:
                 del self._known[stale]
             if len(self._known) >= self._size:
-                del self._known[next(iter(self._known))]  # the oldest remembered
+                drop_oldest(self._known, self._size)
         windows = tuple((state.remaining, now + state.reset) for state in decision.windows)
         self._known[key] = (now + decision.retry_after, windows)
 

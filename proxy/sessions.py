@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 import orjson
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
+from .bounded import drop_oldest
 from .errors import ExpiredSession, InvalidSession
 from .settings import SOURCES
 
@@ -260,7 +261,7 @@ class SessionVerifier:
         if known is None:
             known = self._verify_signature(token)
             if len(self._verified) >= VERIFIED_CACHE_SIZE:
-                del self._verified[next(iter(self._verified))]
+                drop_oldest(self._verified, VERIFIED_CACHE_SIZE)
             self._verified[token] = known
         session, signed_at, expires = known
         now = int(self._clock())

@@ -219,9 +219,19 @@ def test_forged_tokens_are_never_remembered_and_the_memory_is_bounded() -> None:
         with pytest.raises(InvalidSession):
             check.verify(f"forged-{i}.aVW5AA.signature")
     assert check._verified == {}
-    for i in range(VERIFIED_CACHE_SIZE + 50):
-        check.verify(mint_token([NEW], {"customer_id": f"customer-{i:05}"}, clock=clock))
-    assert len(check._verified) == VERIFIED_CACHE_SIZE
+    tokens = [
+        mint_token([NEW], {"customer_id": f"customer-{i:05}"}, clock=clock)
+        for i in range(VERIFIED_CACHE_SIZE + 50)
+    ]
+    for tok in tokens:
+        check.verify(tok)
+    # At the bound the oldest eighth goes at once (bounded.drop_oldest).
+    assert len(check._verified) == VERIFIED_CACHE_SIZE - VERIFIED_CACHE_SIZE // 8 + 50
+    assert tokens[0] not in check._verified
+    assert tokens[-1] in check._verified
+    for tok in tokens:  # never more than the bound, however many come
+        check.verify(tok)
+        assert len(check._verified) <= VERIFIED_CACHE_SIZE
 
 
 def test_the_quick_signature_check_agrees_with_itsdangerous() -> None:
