@@ -111,6 +111,10 @@ class Scenario:
     tokens: str | None = None
     idempotency: str | None = None
     expect: int = 200
+    # The scenario this one is compared with: run right before it in every round, and the
+    # ratio taken per pair, so that the machine's drift between rounds cancels out.
+    baseline: str | None = None
+    sent: int = 0  # requests sent so far: the next run goes on through the tokens from here
 
 
 @dataclass
@@ -123,7 +127,7 @@ class Sample:
 
 
 def run_wrk(server: Server, s: Scenario, seconds: float, tokens: dict[str, Path]) -> Sample:
-    env = {**os.environ, "BENCH_PATH": s.path}
+    env = {**os.environ, "BENCH_PATH": s.path, "BENCH_OFFSET": str(s.sent)}
     if s.tokens:
         env["BENCH_TOKENS"] = str(tokens[s.tokens])
     if s.idempotency:
@@ -145,6 +149,7 @@ def run_wrk(server: Server, s: Scenario, seconds: float, tokens: dict[str, Path]
     out = subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout
     cpu = server.cpu_seconds() - cpu_before
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    s.sent += requests
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     latency = re.search(r"LATENCY p50=(\d+) p99=(\d+)", out)
     statuses = dict(part.split("=") for part in re.search(r"STATUS (.*)", out).group(1).split())  # type: ignore[union-attr]
@@ -215,6 +220,9 @@ def make_tokens(directory: Path) -> dict[str, Path]:
     # Many customers for forwarding; few for the quota and replay scenarios, so that the
     # warm-up spends every one's first call.
     write("customers", customers("bench", 10000))
+    # More customers than the proxy remembers verified sessions for (16,384): each of their
+    # requests pays a full signature check.
+    write("strangers", customers("stranger", 20000))
     write("quota", customers("quota", 500))
     write("replay", customers("replay", 500))
     write(
@@ -338,16 +346,27 @@ class Lab:
 # --- groups -------------------------------------------------------------------------------
 
 
+FLOOR = "minimal 429 app (floor)"
+
+
 def refusal_scenarios(store: str) -> list[Scenario]:
     server = f"proxy-{store}"
-    return [
+    scenarios = [
         Scenario(f"401 forged token ({store})", server, 32, tokens="forged", expect=401),
         Scenario(
             f"403 unknown trigger ({store})",
             server,
             32,
             path="/v1/triggers/not-listed",
-            tokens="customers",
+            tokens="quota",
+            expect=403,
+        ),
+        Scenario(
+            f"403 unknown trigger, new sessions ({store})",
+            server,
+            32,
+            path="/v1/triggers/not-listed",
+            tokens="strangers",
             expect=403,
         ),
         Scenario(
@@ -367,6 +386,9 @@ def refusal_scenarios(store: str) -> list[Scenario]:
             expect=200,
         ),
     ]
+    for scenario in scenarios:
+        scenario.baseline = FLOOR
+    return scenarios
 
 
 def forward_scenarios(store: str) -> list[Scenario]:
@@ -394,10 +416,17 @@ def run_groups(args: argparse.Namespace) -> dict[str, Any]:
         tokens = make_tokens(Path(tmp))
         if "refuse" in groups:
             lab.uvicorn("floor", "bench.minimal:floor")
-            scenarios.append(Scenario("minimal 429 app (floor)", "floor", 32, expect=429))
+            scenarios.append(Scenario(FLOOR, "floor", 32, expect=429))
             # The proxy's own plumbing (parse, route, error, access line, metrics), no session.
             scenarios.append(
-                Scenario("404 unknown path (memory)", "proxy-memory", 32, path="/nope", expect=404)
+                Scenario(
+                    "404 unknown path (memory)",
+                    "proxy-memory",
+                    32,
+                    path="/nope",
+                    expect=404,
+                    baseline=FLOOR,
+                )
             )
             scenarios += refusal_scenarios("memory")
         if "forward" in groups:
@@ -409,6 +438,9 @@ def run_groups(args: argparse.Namespace) -> dict[str, Any]:
             scenarios += [Scenario(f"direct to upstream c{c}", "upstream", c) for c in (1, 32)]
             scenarios += [Scenario(f"minimal aiohttp proxy c{c}", "forwarder", c) for c in (1, 32)]
             scenarios += forward_scenarios("memory")
+            for scenario in scenarios:
+                if scenario.name == "forward c32 (memory)":
+                    scenario.baseline = "minimal aiohttp proxy c32"
             lab.proxy("proxy-httpx", "memory://", transport="httpx")
             scenarios += [
                 Scenario(f"forward c{c} (memory, httpx pool)", "proxy-httpx", c, tokens="customers")
@@ -428,20 +460,39 @@ def run_groups(args: argparse.Namespace) -> dict[str, Any]:
                 scenarios += [
                     s for s in refusal_scenarios("memory") if "429" in s.name or "401" in s.name
                 ]
+            for s in scenarios:  # Redis is compared with memory, scenario by scenario
+                if s.name.endswith("(redis)"):
+                    s.baseline = s.name.replace("(redis)", "(memory)")
+        present = {s.name for s in scenarios}
+        for s in scenarios:
+            if s.baseline not in present:
+                s.baseline = None
         if any(s.server == "proxy-memory" for s in scenarios):
             lab.proxy("proxy-memory", "memory://")
         lab.start()
+        by_name = {s.name: s for s in scenarios}
         try:
             samples: dict[str, list[Sample]] = {s.name: [] for s in scenarios}
+            paired: dict[str, list[float]] = {s.name: [] for s in scenarios if s.baseline}
+
+            def measure(s: Scenario) -> Sample:
+                sample = run_wrk(lab.servers[s.server], s, args.seconds, tokens)
+                samples[s.name].append(sample)
+                wrong = {k: v for k, v in sample.statuses.items() if k != str(s.expect)}
+                if sum(wrong.values()) > 0.01 * sum(sample.statuses.values()):
+                    raise SystemExit(f"{s.name}: expected {s.expect}, got {sample.statuses}")
+                return sample
+
             for s in scenarios:  # warm up: connections, caches, and each customer's first call
                 run_wrk(lab.servers[s.server], s, 1, tokens)
             for round_number in range(args.rounds):
                 for s in scenarios:
-                    sample = run_wrk(lab.servers[s.server], s, args.seconds, tokens)
-                    samples[s.name].append(sample)
-                    wrong = {k: v for k, v in sample.statuses.items() if k != str(s.expect)}
-                    if sum(wrong.values()) > 0.01 * sum(sample.statuses.values()):
-                        raise SystemExit(f"{s.name}: expected {s.expect}, got {sample.statuses}")
+                    if s.baseline is None:
+                        if not any(o.baseline == s.name for o in scenarios):
+                            measure(s)  # a baseline is measured beside each of its scenarios
+                        continue
+                    base = measure(by_name[s.baseline])
+                    paired[s.name].append(measure(s).rps / base.rps)
                 print(f"round {round_number + 1}/{args.rounds} done", file=sys.stderr)
         finally:
             lab.stop()
@@ -455,20 +506,36 @@ def run_groups(args: argparse.Namespace) -> dict[str, Any]:
         }
         for name, v in samples.items()
     }
-    return {"upstream": upstream_kind, "scenarios": table, "ratios": ratios(table)}
+    pairs = {
+        name: (by_name[name].baseline, statistics.median(v)) for name, v in paired.items() if v
+    }
+    return {
+        "upstream": upstream_kind,
+        "scenarios": table,
+        "ratios": ratios(table, pairs),
+    }
 
 
-def ratios(t: dict[str, dict[str, Any]]) -> dict[str, float]:
+def ratios(
+    t: dict[str, dict[str, Any]], pairs: dict[str, tuple[str | None, float]] | None = None
+) -> dict[str, float]:
+    """The report's ratios. A throughput ratio of a scenario measured beside its baseline is
+    the median of the per-round ratios (``pairs``: scenario -> (baseline, median ratio));
+    the others are ratios of the medians."""
     out: dict[str, float] = {}
+    pairs = pairs or {}
 
     def ratio(name: str, a: str, b: str, key: str = "rps") -> None:
-        if a in t and b in t and t[b][key]:
+        if key == "rps" and a in pairs and pairs[a][0] == b:
+            out[name] = round(pairs[a][1], 2)
+        elif a in t and b in t and t[b][key]:
             out[name] = round(t[a][key] / t[b][key], 2)
 
     for kind in (
         "404 unknown path",
         "401 forged token",
         "403 unknown trigger",
+        "403 unknown trigger, new sessions",
         "429 over quota",
         "idempotent replay",
     ):

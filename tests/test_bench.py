@@ -49,13 +49,14 @@ def test_the_benchmark_runs_and_measures_what_it_claims(tmp_path: Path) -> None:
         "404 unknown path (memory)",
         "401 forged token (memory)",
         "403 unknown trigger (memory)",
+        "403 unknown trigger, new sessions (memory)",
         "429 over quota (memory)",
         "idempotent replay (memory)",
     ):
         assert scenarios[name]["rps"] > 0, name
         assert scenarios[name]["cpu_us_per_request"] > 0, name
     refusal_ratios = {k: v for k, v in report["ratios"].items() if "/ floor" in k}
-    assert len(refusal_ratios) == 5
+    assert len(refusal_ratios) == 6
     assert all(math.isfinite(v) and v > 0 for v in refusal_ratios.values())
     flash = report["extra"]["flash crowd"]
     assert flash["reached the upstream (must equal the budget)"] == 50

@@ -2,6 +2,8 @@
 --   BENCH_TOKENS       a file of session tokens, one a line, used in turn (one per request)
 --   BENCH_PATH         the request path (default /v1/triggers/spin-wheel)
 --   BENCH_IDEMPOTENCY  "fixed" (one key for every request), "unique" (a new key each), or unset
+--   BENCH_OFFSET       where in the tokens to start (the runner continues each scenario's cycle
+--                      from where its last run stopped)
 -- At the end it prints "STATUS <code>=<count> ..." so the caller can check that the scenario
 -- measured the answers it claims to.
 local path = os.getenv("BENCH_PATH") or "/v1/triggers/spin-wheel"
@@ -19,7 +21,7 @@ function init(args)
   if file then
     for line in io.lines(file) do tokens[#tokens + 1] = line end
   end
-  i = 0
+  i = tonumber(os.getenv("BENCH_OFFSET") or "0")
   for _, code in ipairs(codes) do _G["c" .. code] = 0 end
   cother = 0
 end
