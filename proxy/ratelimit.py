@@ -150,7 +150,8 @@ class OverQuota:
         self._headers: Headers = []
 
     def headers(self, now: float) -> Headers:
-        """The headers as the store's decision would give them at ``now`` (never early)."""
+        """The headers as the store's decision would give them at ``now`` (never early). The
+        list is shared by the requests of one second: it is copied, never changed."""
         seconds = (
             max(1, math.ceil(self._retry_at - now)),
             max(0, math.ceil(self._reset_at - now)),

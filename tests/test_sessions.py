@@ -336,3 +336,20 @@ def test_the_usual_claims_take_a_short_path_to_the_same_session() -> None:
     for bad in ({"customer_id": "short"}, {"customer_id": 12345678}, {"customer_id": "c" * 129}):
         with pytest.raises(ClaimError):
             parse_claims(bad)
+
+
+@pytest.mark.parametrize("openssl", [True, False], ids=["copied OpenSSL state", "hmac.digest"])
+def test_the_signature_is_hmac_sha1_with_or_without_openssls_hmac_object(
+    openssl: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import _hashlib
+
+    from proxy.sessions import _hmac_sha1
+
+    if not openssl:  # an interpreter whose hashlib has no OpenSSL HMAC object
+        monkeypatch.delattr(_hashlib, "hmac_new")
+    key = hashlib.sha1(b"derived").digest()
+    sign = _hmac_sha1(key)
+    for message in (b"", b"payload.stamp", b"x" * 5000):
+        assert sign(message) == hmac.digest(key, message, "sha1")
+        assert sign(message) == sign(message)  # the kept state is never changed
