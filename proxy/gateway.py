@@ -323,14 +323,14 @@ class Gateway:
         now = memo.clock()
         if decision.outcome is Outcome.REPLAY:
             until = now + REPLAY_MEMO_SECONDS
-            entry = Repeat(until, trigger.label, source, decision.answer, None)
+            entry = Repeat(trigger.label, source, decision.answer, None)
         elif len(decision.windows) == len(windows):
             until = now + decision.retry_after - REFUSAL_MARGIN_SECONDS
             over = OverQuota(now, decision, windows, trigger.policy)
-            entry = Repeat(until, trigger.label, source, None, over)
+            entry = Repeat(trigger.label, source, None, over)
         else:
             return
-        memo.remember(key, entry)
+        memo.put(key, until, entry)
 
     def _repeat(self, repeat: Repeat, record: AccessRecord) -> Answer:
         """The answer to a repeat of a remembered decision, as the store would give it now.

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol
 
-from .bounded import drop_oldest
+from .bounded import ExpiringMap
 from .errors import Headers
 from .settings import Rate
 
@@ -166,17 +166,16 @@ class OverQuota:
 
 
 class Repeat(NamedTuple):
-    """A decision that holds until ``until`` (on ``DecisionMemo``'s clock), with what it is
-    answered with: a stored answer to replay, or a customer over quota."""
+    """A remembered decision (``DecisionMemo``) with what it is answered with: a stored
+    answer to replay, or a customer over quota."""
 
-    until: float
     trigger: str  # the trigger's label, for the access line
     source: str
     answer: StoredAnswer | None  # a replay's stored answer
     over_quota: OverQuota | None  # a refusal's headers
 
 
-class DecisionMemo:
+class DecisionMemo(ExpiringMap[object, Repeat]):
     """The last few thousand repeatable decisions of exact repeats of a request.
 
     Customers spinning past their quota and widgets retrying a paid spin send the same request
@@ -194,25 +193,7 @@ class DecisionMemo:
     """
 
     def __init__(self, clock: Callable[[], float], *, size: int = 4096) -> None:
-        self._size = size
-        self.clock = clock
-        self._entries: dict[object, Repeat] = {}
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def get(self, key: object) -> Repeat | None:
-        entry = self._entries.get(key)
-        if entry is not None and self.clock() >= entry.until:
-            del self._entries[key]
-            return None
-        return entry
-
-    def remember(self, key: object, entry: Repeat) -> None:
-        entries = self._entries
-        if len(entries) >= self._size and key not in entries:
-            drop_oldest(entries, self._size)
-        entries[key] = entry
+        super().__init__(size, clock)
 
 
 def budget_window(rate: Rate) -> Window:

@@ -29,7 +29,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from .bounded import drop_oldest
+from .bounded import ExpiringMap
 from .errors import StorageUnavailable
 from .ratelimit import (
     REFUSAL_MARGIN_SECONDS,
@@ -133,33 +133,27 @@ class RefusedUntil:
     def __init__(
         self, *, size: int = REFUSALS_REMEMBERED, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self._size = size
-        self._clock = clock
-        # key -> (when the full window frees, the windows' remaining counts and reset times)
-        self._known: dict[str, tuple[float, tuple[tuple[int, float], ...]]] = {}
+        # key -> (when the full window frees, the windows' remaining counts and reset times),
+        # kept until just before the window frees
+        self._known: ExpiringMap[str, tuple[float, tuple[tuple[int, float], ...]]] = ExpiringMap(
+            size, clock
+        )
 
     def get(self, key: str) -> Decision | None:
         known = self._known.get(key)
         if known is None:
             return None
-        now = self._clock()
+        now = self._known.clock()
         frees_at, windows = known
-        if now >= frees_at - REFUSAL_MARGIN_SECONDS:
-            del self._known[key]
-            return None
         # Retry-After and the resets count from the unadjusted moment: never early.
         states = tuple(WindowState(left, max(0.0, at - now)) for left, at in windows)
         return Decision(Outcome.RATE_LIMITED, frees_at - now, states)
 
     def remember(self, key: str, decision: Decision) -> None:
-        now = self._clock()
-        if len(self._known) >= self._size:
-            for stale in [k for k, (at, _) in self._known.items() if at <= now]:
-                del self._known[stale]
-            if len(self._known) >= self._size:
-                drop_oldest(self._known, self._size)
+        now = self._known.clock()
+        frees_at = now + decision.retry_after
         windows = tuple((state.remaining, now + state.reset) for state in decision.windows)
-        self._known[key] = (now + decision.retry_after, windows)
+        self._known.put(key, frees_at - REFUSAL_MARGIN_SECONDS, (frees_at, windows))
 
 
 class RedisStore:

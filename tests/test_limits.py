@@ -672,10 +672,10 @@ def test_the_decision_memo_is_bounded_and_forgets_what_expired() -> None:
 
     clock = Clock()
     memo = DecisionMemo(clock, size=2)
-    entry = Repeat(clock.now + 5, "spin-wheel", "web", StoredAnswer(200, b"{}"), None)
-    memo.remember("a", entry)
-    memo.remember("b", entry)
-    memo.remember("c", entry)  # full: the oldest goes
+    entry = Repeat("spin-wheel", "web", StoredAnswer(200, b"{}"), None)
+    memo.put("a", clock.now + 5, entry)
+    memo.put("b", clock.now + 5, entry)
+    memo.put("c", clock.now + 5, entry)  # full: the oldest goes
     assert memo.get("a") is None
     assert memo.get("b") == entry
     assert len(memo) == 2
