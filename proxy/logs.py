@@ -221,27 +221,26 @@ class AuditThrottle:
         self._seconds = seconds
         self._max = max_addresses
         self._clock = clock
-        self._last: dict[str, list[float]] = {}  # address -> [when last written, left out since]
+        self._written: dict[str, float] = {}  # address -> when its last line was written
+        self._left_out: dict[str, int] = {}  # address -> lines left out since
 
     def admit(self, address: str) -> int | None:
         """None to leave this line out; else write it, with this many left out before it."""
         now = self._clock()
-        last = self._last.get(address)
-        if last is None:
-            if len(self._last) >= self._max:
+        written = self._written.get(address)
+        if written is None:
+            if len(self._written) >= self._max:
                 cutoff = now - self._seconds
-                for stale in [a for a, (at, _) in self._last.items() if at <= cutoff]:
-                    del self._last[stale]
-                if len(self._last) >= self._max:
+                for stale in [a for a, at in self._written.items() if at <= cutoff]:
+                    del self._written[stale]
+                    self._left_out.pop(stale, None)
+                if len(self._written) >= self._max:
                     return 0
-            self._last[address] = [now, 0.0]
-            return 0
-        if now - last[0] < self._seconds:
-            last[1] += 1
+        elif now - written < self._seconds:
+            self._left_out[address] = self._left_out.get(address, 0) + 1
             return None
-        left_out = int(last[1])
-        last[0], last[1] = now, 0.0
-        return left_out
+        self._written[address] = now
+        return self._left_out.pop(address, 0)
 
 
 _LEVEL_NAMES = {logging.INFO: "info", logging.WARNING: "warning"}
