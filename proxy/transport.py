@@ -56,21 +56,18 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     def __init__(self, session: Callable[[], aiohttp.ClientSession]) -> None:
         self._make_session = session
         self._session: aiohttp.ClientSession | None = None
-        # The proxy sends every call to one URL with one timeout: converted once.
-        self._url: tuple[httpx.URL, str] | None = None
+        # httpx's timeout extension in aiohttp's terms, converted once per distinct value (the
+        # proxy sets none: its deadline is an asyncio.timeout around the whole call).
         self._timeouts: dict[tuple[float | None, ...], aiohttp.ClientTimeout] = {}
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         session = self._session
         if session is None:
             session = self._session = self._make_session()
-        url = self._url
-        if url is None or url[0] is not request.url:
-            url = self._url = (request.url, str(request.url))
         try:
             response = await session.request(
                 request.method,
-                url[1],
+                str(request.url),
                 headers=[
                     (k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw
                 ],

@@ -5,9 +5,11 @@ connection pool costs 0.7-1.6 ms of CPU per request (encode/httpx#3215) against 
 aiohttp (README, design notes; ``upstream.transport = "httpx"`` selects httpx's for
 comparison). Tests pass ``httpx.MockTransport``.
 
-The total deadline is enforced here with ``asyncio.timeout`` and the transport's own timeouts
-are set just beyond it, so "timed out" has one meaning: our deadline passed (504). Any other
-transport failure is "unreachable" (502).
+The total deadline is enforced here with ``asyncio.timeout``, and the transport is given no
+timeouts of its own (no ``timeout`` extension), so "timed out" has one meaning: our deadline
+passed (504). Any other transport failure is "unreachable" (502). The deadline covers every
+phase (pool, connect, write, read); per-phase timeouts in the transport would only add timers
+(aiohttp re-arms its read timer on every chunk) that could never fire first.
 
 Only the status and the JSON body of Nector's answer are relayed, never its headers, and the
 API key and workspace id are scrubbed from the body.
@@ -95,12 +97,6 @@ class UpstreamClient:
         self._secrets = [api_key.reveal(), workspace_id.reveal()]
         self._raw_secrets = [secret.encode() for secret in self._secrets]
         self._transport = transport or default_transport(settings)
-        # The transport's own timeouts sit just beyond the proxy's deadline (see the module
-        # docstring), so only the proxy's asyncio.timeout decides "timed out".
-        beyond = settings.timeout_seconds + 1.0
-        self._extensions = {
-            "timeout": {"connect": beyond, "read": beyond, "write": beyond, "pool": beyond}
-        }
         self._headers: list[tuple[bytes, bytes]] = [
             (b"host", self._url.netloc),
             (b"x-apikey", api_key.reveal().encode()),
@@ -146,7 +142,6 @@ class UpstreamClient:
             self._url,
             headers=headers,
             stream=httpx.ByteStream(body),
-            extensions=self._extensions,
         )
         request.read()  # the body is in memory already: make it readable as .content
         response = await self._transport.handle_async_request(request)

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from itsdangerous import URLSafeTimedSerializer
 
 from proxy import errors
-from proxy.sessions import SALT
+from proxy.policy import TriggerPolicy, upstream_body
+from proxy.sessions import SALT, Session
 from tests.conftest import (
     CUSTOMER,
     SESSION_SECRET,
@@ -247,3 +248,50 @@ def test_a_fully_valid_request_is_forwarded(client: Client) -> None:
     client.check(
         "POST", "/v1/triggers/spin-wheel", suite="properties: valid", valid=True, headers=headers
     )
+
+
+UPSTREAM_TRIGGERS = make_settings(
+    triggers=[
+        {
+            "id": SPIN,
+            "override": {
+                "wallet": {
+                    "title": 'Spin \u00e9 "wheel"',
+                    "operation": "cr",
+                    "coin_range": {"min": 5, "max": 50},
+                }
+            },
+        },
+        {"id": "0f6d3a52-7b8e-4c1d-9e2f-5a4b3c2d1e0f", "name": "plain"},
+    ]
+).triggers
+
+
+@EXAMPLES
+@given(
+    subject=st.text(min_size=1, max_size=40),
+    field=st.sampled_from(["customer_id", "lead_id"]),
+    name=st.none() | st.text(max_size=10),
+    metadetail=st.none() | st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=2),
+    trigger_index=st.sampled_from([0, 1]),
+)
+def test_the_upstream_body_is_the_compact_json_of_the_trigger_and_the_session(
+    subject: str,
+    field: str,
+    name: str | None,
+    metadetail: dict[str, str] | None,
+    trigger_index: int,
+) -> None:
+    """Sessions with their subject only take a fast path (the trigger's parts encoded once):
+    its bytes are json.dumps's, as an Idempotency-Key's fingerprint needs them to stay."""
+    policy = TriggerPolicy(UPSTREAM_TRIGGERS, ())
+    trigger = policy.by_id(UPSTREAM_TRIGGERS[trigger_index].id)
+    session = Session(field, subject, name, None, metadetail, None, None, 0, f"{field}:{subject}")
+    expected: dict[str, Any] = {"trigger_id": trigger.id, field: subject}
+    if name is not None:
+        expected["name"] = name
+    if metadetail is not None:
+        expected["metadetail"] = metadetail
+    if trigger.trace is not None:
+        expected["trace"] = trigger.trace
+    assert upstream_body(trigger, session) == json.dumps(expected, separators=(",", ":")).encode()
