@@ -7,6 +7,7 @@ them on. A configuration mistake prints one line naming the key and exits 2, nev
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import tempfile
@@ -19,6 +20,8 @@ from .sessions import ClaimError, mint_token
 from .settings import SOURCES, ConfigError, Settings
 
 CONFIG_PATH_VARIABLE = "TRIGGER_PROXY_CONFIG"
+# The cyclic garbage collector's thresholds while serving (see tune_gc).
+GC_THRESHOLDS = (10_000, 10, 10)
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -105,6 +108,7 @@ def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     else:
         app = create_app(settings)
         _serve_admin_metrics(settings, app.metrics)
+        tune_gc()
         uvicorn.run(app, **options)
     return 0
 
@@ -128,7 +132,28 @@ def app_from_environment() -> object:
 
     settings = Settings.load(os.environ[CONFIG_PATH_VARIABLE], os.environ)
     configure(settings.logging.level, settings.logging.format)
-    return create_app(settings)
+    app = create_app(settings)
+    tune_gc()
+    return app
+
+
+def tune_gc() -> None:
+    """Set the garbage collector up for serving, once the app is built.
+
+    The youngest generation is collected whenever the tracked objects allocated outnumber those
+    freed by the first threshold, 700 by default. The objects of a few dozen requests in flight
+    at once (aiohttp's, uvicorn's, ours) cross that again and again: on the bench's forwarding
+    run, 160 collections a second that found next to no garbage, whose survivors (the requests
+    still in flight) were promoted and then set off collections of the whole heap. They cost
+    43 µs of CPU per forwarded request, a tenth of it; at 10,000, next to none. Garbage cycles
+    are rare here, so the larger young generation holds little.
+
+    What exists by now (modules, settings, the app) lives as long as the process: frozen, full
+    collections no longer walk it (gc.freeze, as CPython's documentation suggests).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _mint(args: argparse.Namespace, env: Mapping[str, str]) -> int:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import uvicorn
 
-from proxy.cli import main
+from proxy import logs
+from proxy.cli import GC_THRESHOLDS, main
 from proxy.sessions import SessionVerifier
 from tests.conftest import ALL_SECRETS, ENVIRON, SESSION_SECRET
 
@@ -113,3 +116,24 @@ def test_serve_refuses_several_workers_on_memory_storage() -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("trigger-proxy: configuration error: --workers:")
     assert "redis://" in result.stderr
+
+
+def test_serve_sets_the_collector_up_before_serving(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[tuple[int, int, int], int]] = []
+    monkeypatch.setattr(
+        uvicorn,
+        "run",
+        lambda app, **options: seen.append((gc.get_threshold(), gc.get_freeze_count())),
+    )
+    saved = (gc.get_threshold(), logs.LOG.handlers[:], logs.LOG.level, logs.LOG.propagate)
+    saved_direct = logs._direct
+    try:
+        assert main(["serve", "--config", EXAMPLE], ENVIRON) == 0
+    finally:
+        thresholds, logs.LOG.handlers[:], logs.LOG.level, logs.LOG.propagate = saved
+        logs._direct = saved_direct
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
+    [(serving, frozen)] = seen
+    assert serving == GC_THRESHOLDS
+    assert frozen > 1000  # the modules and the app, out of the full collections' way
