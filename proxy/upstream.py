@@ -5,11 +5,12 @@ connection pool costs 0.7-1.6 ms of CPU per request (encode/httpx#3215) against 
 aiohttp (README, design notes; ``upstream.transport = "httpx"`` selects httpx's for
 comparison). Tests pass ``httpx.MockTransport``.
 
-The total deadline is enforced here with ``asyncio.timeout``, and the transport is given no
-timeouts of its own (no ``timeout`` extension), so "timed out" has one meaning: our deadline
-passed (504). Any other transport failure is "unreachable" (502). The deadline covers every
-phase (pool, connect, write, read); per-phase timeouts in the transport would only add timers
-(aiohttp re-arms its read timer on every chunk) that could never fire first.
+The total deadline is enforced here (``deadlines.Deadlines``: asyncio.timeout's rule, one timer
+for all calls), and the transport is given no timeouts of its own (no ``timeout`` extension),
+so "timed out" has one meaning: our deadline passed (504). Any other transport failure is
+"unreachable" (502). The deadline covers every phase (pool, connect, write, read); per-phase
+timeouts in the transport would only add timers (aiohttp re-arms its read timer on every
+chunk) that could never fire first.
 
 Only the status and the JSON body of Nector's answer are relayed, never its headers, and the
 API key and workspace id are scrubbed from the body.
@@ -17,7 +18,6 @@ API key and workspace id are scrubbed from the body.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterable
@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 import orjson
 
+from .deadlines import Deadlines
 from .errors import UpstreamBusy, UpstreamError, UpstreamRejected, UpstreamTimeout
 from .settings import Secret, UpstreamSettings
 
@@ -92,7 +93,7 @@ class UpstreamClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._url = httpx.URL(settings.url)
-        self._timeout = settings.timeout_seconds
+        self._deadlines = Deadlines(settings.timeout_seconds)
         self._max_bytes = settings.max_response_bytes
         self._secrets = [api_key.reveal(), workspace_id.reveal()]
         self._raw_secrets = [secret.encode() for secret in self._secrets]
@@ -108,6 +109,7 @@ class UpstreamClient:
         ]
 
     async def aclose(self) -> None:
+        self._deadlines.close()
         await self._transport.aclose()
 
     async def send(self, body: bytes, *, source: str, request_id: str) -> UpstreamAnswer:
@@ -115,8 +117,9 @@ class UpstreamClient:
         ``UpstreamFailure``."""
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(self._timeout):
-                status, raw, retry_after = await self._post(body, source, request_id)
+            status, raw, retry_after = await self._deadlines.run(
+                self._post(body, source, request_id)
+            )
         except TimeoutError as exc:
             raise UpstreamTimeout() from exc
         except httpx.HTTPError as exc:
