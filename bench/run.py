@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -344,6 +344,7 @@ class Lab:
 
 
 FLOOR = "minimal 429 app (floor)"
+REFERENCES = {"floor", "forwarder"}  # the servers of bench/minimal.py
 
 
 def refusal_scenarios(store: str) -> list[Scenario]:
@@ -432,8 +433,15 @@ def run_groups(args: argparse.Namespace) -> dict[str, Any]:
                 "bench.minimal:forwarder",
                 {"BENCH_UPSTREAM_URL": lab.upstream.url + "/api/v2/merchant/activities"},
             )
-            scenarios += [Scenario(f"direct to upstream c{c}", "upstream", c) for c in (1, 32)]
-            scenarios += [Scenario(f"minimal aiohttp proxy c{c}", "forwarder", c) for c in (1, 32)]
+            # The same requests as the proxy's (a bearer token each), which these ignore.
+            scenarios += [
+                Scenario(f"direct to upstream c{c}", "upstream", c, tokens="customers")
+                for c in (1, 32)
+            ]
+            scenarios += [
+                Scenario(f"minimal aiohttp proxy c{c}", "forwarder", c, tokens="customers")
+                for c in (1, 32)
+            ]
             scenarios += forward_scenarios("memory")
             for scenario in scenarios:
                 if scenario.name == "forward c32 (memory)":
@@ -488,7 +496,15 @@ def run_groups(args: argparse.Namespace) -> dict[str, Any]:
                         if not any(o.baseline == s.name for o in scenarios):
                             measure(s)  # a baseline is measured beside each of its scenarios
                         continue
-                    base = measure(by_name[s.baseline])
+                    base_scenario = by_name[s.baseline]
+                    if base_scenario.server in REFERENCES:
+                        # A reference app answers whatever it is sent: it is sent the same
+                        # requests as the scenario (path, token, Idempotency-Key), so that both
+                        # servers parse the same bytes.
+                        base_scenario = replace(
+                            base_scenario, path=s.path, tokens=s.tokens, idempotency=s.idempotency
+                        )
+                    base = measure(base_scenario)
                     paired[s.name].append(measure(s).rps / base.rps)
                 print(f"round {round_number + 1}/{args.rounds} done", file=sys.stderr)
         finally:
