@@ -94,15 +94,26 @@ class Request:
                 return value.strip().strip('"') or None
         return None
 
+    def declared_length(self, limit: int) -> int | None:
+        """The Content-Length, if the request has one, refusing (413) one over ``limit``."""
+        length = self.headers.get(b"content-length")
+        if length is None:
+            return None
+        if not length.isdigit():
+            raise InvalidBody("Content-Length is not a number")
+        declared = int(length)
+        if declared > limit:
+            raise BodyTooLarge()
+        return declared
+
     async def body(self, limit: int) -> bytes:
         """The whole body, refusing (413) anything over ``limit`` bytes, chunked included,
         before reading more than ``limit`` + one chunk."""
-        length = self.headers.get(b"content-length")
-        if length is not None:
-            if not length.isdigit():
-                raise InvalidBody("Content-Length is not a number")
-            if int(length) > limit:
-                raise BodyTooLarge()
+        self.declared_length(limit)
+        return await self.read(limit)
+
+    async def read(self, limit: int) -> bytes:
+        """``body()`` once its Content-Length has been checked (``declared_length``)."""
         message = await self.receive()
         body: bytes = message.get("body", b"")
         if len(body) > limit:

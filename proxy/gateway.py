@@ -121,8 +121,11 @@ class Gateway:
         self, request: Request, ref: str, record: AccessRecord, origin_ok: bool
     ) -> Answer:
         """``POST /v1/triggers/{ref}``: the body may be empty or ``{}``."""
-        raw = self._json_body(request, await request.body(self._max_body))
+        # A body whose size the headers tell is read after the session (_sized).
+        raw = None if self._sized(request) else await self._json_body_of(request)
         session, token = self._session(request, record, origin_ok)
+        if raw is None:
+            raw = await request.read(self._max_body)
         headers = request.headers
         repeat_key = None
         if not raw or raw == b"{}":  # the usual bodies need no parsing
@@ -146,8 +149,11 @@ class Gateway:
 
     async def dropin(self, request: Request, record: AccessRecord, origin_ok: bool) -> Answer:
         """``POST /api/v2/merchant/activities``: Nector's own body shape."""
-        raw = self._json_body(request, await request.body(self._max_body))
+        # A body whose size the headers tell is read after the session (_sized).
+        raw = None if self._sized(request) else await self._json_body_of(request)
         session, _ = self._session(request, record, origin_ok)
+        if raw is None:
+            raw = await request.read(self._max_body)
         body = parse_object(raw)  # the trigger is named in the body
         if "trigger_id" not in body:
             raise InvalidBody("trigger_id is required")
@@ -166,7 +172,7 @@ class Gateway:
         """``POST /v1/sessions``: server-to-server minting with the mint key."""
         if self._mint_key is None:
             raise NotFound()
-        raw = self._json_body(request, await request.body(self._max_body))
+        raw = await self._json_body_of(request)
         scheme, _, given = (request.header(b"authorization") or "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(
             given.strip().encode("latin-1", "replace"), self._mint_key
@@ -189,16 +195,37 @@ class Gateway:
 
     # --- steps --------------------------------------------------------------------------
 
-    @staticmethod
-    def _json_body(request: Request, raw: bytes) -> bytes:
+    def _sized(self, request: Request) -> bool:
+        """The contract's checks before the session, the body's size (413) then its media
+        type (415), when the headers tell them: True if there is a Content-Length. The body is
+        then read only once the session is known, so that the body of a request refused at its
+        session (most of a flood) is never read. Without one only reading the body tells its
+        size, and it is read first (``_json_body_of``)."""
+        declared = request.declared_length(self._max_body)
+        if declared is None:
+            return False
+        if declared:
+            self._check_media_type(request)
+        return True
+
+    async def _json_body_of(self, request: Request) -> bytes:
+        return self._json_body(request, await request.body(self._max_body))
+
+    @classmethod
+    def _json_body(cls, request: Request, raw: bytes) -> bytes:
         """``raw``, unless it is a non-empty body that is not application/json (415)."""
         if raw:
-            media = request.headers.get(b"content-type", b"")
-            if media != b"application/json" and (
-                media.split(b";", 1)[0].strip().lower() != b"application/json"
-            ):
-                raise UnsupportedMediaType()
+            cls._check_media_type(request)
         return raw
+
+    @staticmethod
+    def _check_media_type(request: Request) -> None:
+        """A body's media type must be application/json, parameters allowed (415)."""
+        media = request.headers.get(b"content-type", b"")
+        if media != b"application/json" and (
+            media.split(b";", 1)[0].strip().lower() != b"application/json"
+        ):
+            raise UnsupportedMediaType()
 
     def _session(
         self, request: Request, record: AccessRecord, origin_ok: bool

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from itsdangerous import URLSafeTimedSerializer
 
+from proxy.asgi import Message
 from proxy.sessions import SALT, mint_token
 from tests.conftest import (
     API_KEY,
@@ -433,6 +435,63 @@ async def test_health_and_readiness(harness: Harness) -> None:
 async def test_body_size_is_checked_before_the_session(harness: Harness) -> None:
     response = await harness.post("/v1/triggers/nope", content=b"x" * 20000)
     assert error_code(response) == "body_too_large"
+
+
+async def test_chunked_body_size_and_media_type_are_checked_before_the_session(
+    harness: Harness,
+) -> None:
+    """Without a Content-Length only reading the body tells its size: it is read first."""
+
+    async def chunks(size: int) -> AsyncIterator[bytes]:
+        for _ in range(size // 1000):
+            yield b" " * 1000
+
+    big = await harness.post("/v1/triggers/nope", content=chunks(20000))
+    assert error_code(big) == "body_too_large"
+    typed = await harness.post(
+        "/v1/triggers/nope", content=chunks(1000), headers={"content-type": "text/plain"}
+    )
+    assert "content-length" not in typed.request.headers
+    assert error_code(typed) == "unsupported_media_type"
+
+
+@pytest.mark.parametrize("path", ["/v1/triggers/spin-wheel", "/api/v2/merchant/activities"])
+async def test_the_body_of_a_request_refused_at_its_session_is_not_read(
+    harness: Harness, path: str
+) -> None:
+    """With a Content-Length, size and media type are read off the headers: a flood of forged
+    tokens costs no body read. A valid session's body is read as before."""
+    received: list[bytes] = []
+
+    async def call(authorization: bytes) -> int:
+        async def receive() -> Message:
+            received.append(authorization)
+            return {"type": "http.request", "body": b"{}", "more_body": False}
+
+        statuses: list[int] = []
+
+        async def send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": path,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", b"2"),
+                (b"authorization", authorization),
+            ],
+            "client": ("203.0.113.9", 5000),
+        }
+        await harness.app(scope, receive, send)
+        return statuses[0]
+
+    assert await call(b"Bearer forged.token.x") == 401
+    assert received == []
+    assert await call(f"Bearer {token()}".encode()) in (200, 400)  # the drop-in needs a body
+    assert len(received) == 1
 
 
 async def test_media_type_is_checked_before_the_session(harness: Harness) -> None:
