@@ -122,7 +122,7 @@ class Gateway:
     ) -> Answer:
         """``POST /v1/triggers/{ref}``: the body may be empty or ``{}``."""
         # A body whose size the headers tell is read after the session (_sized).
-        raw = None if self._sized(request) else await self._json_body_of(request)
+        raw = None if self._sized(request) else await self._json_body(request)
         session, token = self._session(request, record, origin_ok)
         if raw is None:
             raw = await request.read(self._max_body)
@@ -150,7 +150,7 @@ class Gateway:
     async def dropin(self, request: Request, record: AccessRecord, origin_ok: bool) -> Answer:
         """``POST /api/v2/merchant/activities``: Nector's own body shape."""
         # A body whose size the headers tell is read after the session (_sized).
-        raw = None if self._sized(request) else await self._json_body_of(request)
+        raw = None if self._sized(request) else await self._json_body(request)
         session, _ = self._session(request, record, origin_ok)
         if raw is None:
             raw = await request.read(self._max_body)
@@ -172,7 +172,7 @@ class Gateway:
         """``POST /v1/sessions``: server-to-server minting with the mint key."""
         if self._mint_key is None:
             raise NotFound()
-        raw = await self._json_body_of(request)
+        raw = await self._json_body(request)
         scheme, _, given = (request.header(b"authorization") or "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(
             given.strip().encode("latin-1", "replace"), self._mint_key
@@ -200,7 +200,7 @@ class Gateway:
         type (415), when the headers tell them: True if there is a Content-Length. The body is
         then read only once the session is known, so that the body of a request refused at its
         session (most of a flood) is never read. Without one only reading the body tells its
-        size, and it is read first (``_json_body_of``)."""
+        size, and it is read first (``_json_body``)."""
         declared = request.declared_length(self._max_body)
         if declared is None:
             return False
@@ -208,14 +208,12 @@ class Gateway:
             self._check_media_type(request)
         return True
 
-    async def _json_body_of(self, request: Request) -> bytes:
-        return self._json_body(request, await request.body(self._max_body))
-
-    @classmethod
-    def _json_body(cls, request: Request, raw: bytes) -> bytes:
-        """``raw``, unless it is a non-empty body that is not application/json (415)."""
+    async def _json_body(self, request: Request) -> bytes:
+        """The whole body, read now: 413 over the cap, 415 if it is not empty and not
+        application/json."""
+        raw = await request.body(self._max_body)
         if raw:
-            cls._check_media_type(request)
+            self._check_media_type(request)
         return raw
 
     @staticmethod
