@@ -494,6 +494,34 @@ async def test_the_body_of_a_request_refused_at_its_session_is_not_read(
     assert len(received) == 1
 
 
+async def test_a_body_longer_than_its_content_length_is_refused(harness: Harness) -> None:
+    """A server that takes Transfer-Encoding over a Content-Length of 0 would pass such a body:
+    read after the session, it must be as long as declared (its media type was not checked)."""
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b'{"trace": {}}', "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/triggers/spin-wheel",
+        "headers": [
+            (b"content-type", b"text/plain"),
+            (b"content-length", b"0"),
+            (b"authorization", f"Bearer {token()}".encode()),
+        ],
+        "client": ("203.0.113.9", 5000),
+    }
+    await harness.app(scope, receive, send)
+    assert sent[0]["status"] == 400
+    assert json.loads(sent[1]["body"])["error"]["code"] == "invalid_body"
+    assert harness.upstream.requests == []
+
+
 async def test_media_type_is_checked_before_the_session(harness: Harness) -> None:
     response = await harness.post(
         "/v1/triggers/nope", content=b"x", headers={"content-type": "text/plain"}
