@@ -148,8 +148,8 @@ def tune_gc() -> None:
     43 µs of CPU per forwarded request, a tenth of it; at 10,000, next to none. Garbage cycles
     are rare here, so the larger young generation holds little.
 
-    What exists by now (modules, settings, the app) lives as long as the process: frozen, full
-    collections no longer walk it (gc.freeze, as CPython's documentation suggests).
+    What exists by now (modules, settings, the app) lives as long as the process: frozen
+    (gc.freeze moves it to a generation no collection walks), full collections skip it.
     """
     gc.collect()
     gc.freeze()
