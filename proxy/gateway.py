@@ -121,7 +121,12 @@ class Gateway:
         self, request: Request, ref: str, record: AccessRecord, origin_ok: bool
     ) -> Answer:
         """``POST /v1/triggers/{ref}``: the body may be empty or ``{}``."""
-        session, token, raw = await self._session_and_body(request, record, origin_ok)
+        # A body whose size the headers tell is read after the session (_declared_length).
+        declared = self._declared_length(request)
+        raw = await self._json_body(request) if declared is None else b""
+        session, token = self._session(request, record, origin_ok)
+        if declared is not None:
+            raw = await self._declared_body(request, declared)
         headers = request.headers
         repeat_key = None
         if not raw or raw == b"{}":  # the usual bodies need no parsing
@@ -145,7 +150,12 @@ class Gateway:
 
     async def dropin(self, request: Request, record: AccessRecord, origin_ok: bool) -> Answer:
         """``POST /api/v2/merchant/activities``: Nector's own body shape."""
-        session, _, raw = await self._session_and_body(request, record, origin_ok)
+        # A body whose size the headers tell is read after the session (_declared_length).
+        declared = self._declared_length(request)
+        raw = await self._json_body(request) if declared is None else b""
+        session, _ = self._session(request, record, origin_ok)
+        if declared is not None:
+            raw = await self._declared_body(request, declared)
         body = parse_object(raw)  # the trigger is named in the body
         if "trigger_id" not in body:
             raise InvalidBody("trigger_id is required")
@@ -187,28 +197,24 @@ class Gateway:
 
     # --- steps --------------------------------------------------------------------------
 
-    async def _session_and_body(
-        self, request: Request, record: AccessRecord, origin_ok: bool
-    ) -> tuple[Session, str, bytes]:
-        """The contract's first checks in its order, the body's size (413), its media type
-        (415), the session (``_session``); then the session, its token and the body.
-
-        With a Content-Length the size and media type are read off the headers and the body
-        is read only once the session is known, so that the body of a request refused at its
-        session (most of a flood) is never read; it must then be as long as declared (its
-        media type was checked only if it was said not to be empty). Without one only reading
-        the body tells its size, so it is read first."""
+    def _declared_length(self, request: Request) -> int | None:
+        """The contract's checks before the session, the body's size (413) then its media
+        type (415), when the headers tell them: the Content-Length, if there is one. The body
+        is then read only once the session is known (``_declared_body``), so that the body of
+        a request refused at its session (most of a flood) is never read. Without one only
+        reading the body tells its size, and it is read first (``_json_body``)."""
         declared = request.declared_length(self._max_body)
-        if declared is None:
-            raw = await self._json_body(request)
-            return (*self._session(request, record, origin_ok), raw)
         if declared:
             self._check_media_type(request)
-        session, token = self._session(request, record, origin_ok)
+        return declared
+
+    async def _declared_body(self, request: Request, declared: int) -> bytes:
+        """The body of ``_declared_length``'s request, which must be as long as it said: its
+        media type was checked only if it said the body was not empty."""
         raw = await request.read(self._max_body)
         if len(raw) != declared:
             raise InvalidBody("the body does not match its Content-Length")
-        return session, token, raw
+        return raw
 
     async def _json_body(self, request: Request) -> bytes:
         """The whole body, read now: 413 over the cap, 415 if it is not empty and not
