@@ -117,10 +117,16 @@ class TriggerSettings:
     offer: OfferOverride | None = None
 
 
+# What a Nector read-only key is for (nector.readme.io, "Authentication"): a SERVER key needs no
+# more headers; a STOREFRONT key needs a lead token (x-leadtoken) on customer-scoped calls.
+KeyPurpose = Literal["server", "storefront"]
+
+
 @dataclass(frozen=True, slots=True)
 class UpstreamSettings:
     url: str = "https://platform.nector.io/api/v2/merchant/activities"
     timeout_seconds: float = 10.0
+    key_purpose: KeyPurpose = "server"
     allow_insecure_http: bool = False
     max_response_bytes: int = 65536
     max_connections: int = 100
@@ -173,6 +179,7 @@ class Secrets:
     workspace_id: Secret | None
     session_secrets: tuple[Secret, ...]
     mint_key: Secret | None
+    lead_token_secret: Secret | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,40 +346,50 @@ class _EnvOverrides:
 
 
 def _read_secrets(environ: Mapping[str, str], purpose: Purpose) -> Secrets:
-    def one(name: str, required: bool) -> Secret | None:
+    def given(name: str, required: bool) -> str | None:
         value = environ.get(ENV_PREFIX + name, "")
-        if not value:
-            if required:
-                raise ConfigError(ENV_PREFIX + name, "is required and not set")
+        if not value and required:
+            raise ConfigError(ENV_PREFIX + name, "is required and not set")
+        return value or None
+
+    def issued(name: str, required: bool) -> Secret | None:
+        # Nector's own formats (workspace ids like "shopify-<shop>", keys "ak_" + hex) are
+        # taken as issued: only what cannot be a header value is refused.
+        value = given(name, required)
+        if value is None:
             return None
+        if not all("!" <= c <= "~" for c in value):
+            raise ConfigError(
+                ENV_PREFIX + name, "must be printable ASCII without spaces, as Nector issues it"
+            )
+        return Secret(value)
+
+    def made(name: str, value: str) -> Secret:
+        # The merchant makes these: too short a secret can be guessed offline from one token.
         if len(value) < MIN_SECRET_LENGTH:
-            raise ConfigError(ENV_PREFIX + name, f"is shorter than {MIN_SECRET_LENGTH} characters")
+            raise ConfigError(name, f"is shorter than {MIN_SECRET_LENGTH} characters")
         return Secret(value)
 
     serving = purpose == "serve"
-    raw_sessions = environ.get(ENV_PREFIX + "SESSION_SECRETS", "")
-    if not raw_sessions:
-        raise ConfigError(ENV_PREFIX + "SESSION_SECRETS", "is required and not set")
-    session_secrets = []
-    for i, part in enumerate(raw_sessions.split(",")):
-        part = part.strip()
-        if len(part) < MIN_SECRET_LENGTH:
-            raise ConfigError(
-                f"{ENV_PREFIX}SESSION_SECRETS[{i}]",
-                f"is shorter than {MIN_SECRET_LENGTH} characters",
-            )
-        session_secrets.append(Secret(part))
+    raw_sessions = given("SESSION_SECRETS", True)
+    assert raw_sessions is not None
+    session_secrets = tuple(
+        made(f"{ENV_PREFIX}SESSION_SECRETS[{i}]", part.strip())
+        for i, part in enumerate(raw_sessions.split(","))
+    )
+    mint_key = given("MINT_KEY", False)
     return Secrets(
-        api_key=one("API_KEY", serving),
-        workspace_id=one("WORKSPACE_ID", serving),
-        session_secrets=tuple(session_secrets),
-        mint_key=one("MINT_KEY", False),
+        api_key=issued("API_KEY", serving),
+        workspace_id=issued("WORKSPACE_ID", serving),
+        session_secrets=session_secrets,
+        mint_key=None if mint_key is None else made(ENV_PREFIX + "MINT_KEY", mint_key),
+        lead_token_secret=issued("LEAD_TOKEN_SECRET", False),
     )
 
 
 def _read_upstream(r: _Reader, env: _EnvOverrides) -> UpstreamSettings:
     r.only(
-        "url", "timeout_seconds", "allow_insecure_http", "max_response_bytes",
+        "url", "timeout_seconds", "key_purpose", "allow_insecure_http", "max_response_bytes",
         "max_connections", "transport",
     )  # fmt: skip
     env.apply(r, "url", "UPSTREAM_URL", str)
@@ -384,9 +401,13 @@ def _read_upstream(r: _Reader, env: _EnvOverrides) -> UpstreamSettings:
     transport = r.string("transport", d.transport)
     if transport not in ("aiohttp", "httpx"):
         raise ConfigError(r.key("transport"), 'must be "aiohttp" or "httpx"')
+    key_purpose = r.string("key_purpose", d.key_purpose)
+    if key_purpose not in ("server", "storefront"):
+        raise ConfigError(r.key("key_purpose"), 'must be "server" or "storefront"')
     return UpstreamSettings(
         transport=transport,
         url=url,
+        key_purpose=key_purpose,
         timeout_seconds=r.number("timeout_seconds", d.timeout_seconds, 0.05),
         allow_insecure_http=allow_insecure,
         max_response_bytes=r.integer("max_response_bytes", d.max_response_bytes, 1024),
@@ -610,5 +631,11 @@ def _lint(settings: Settings) -> None:
             "memory:// is per process; with several workers use redis://",
         )
     secrets = settings.secrets
+    serving = secrets.api_key is not None
+    if serving and settings.upstream.key_purpose == "storefront" and not secrets.lead_token_secret:
+        raise ConfigError(
+            f"{ENV_PREFIX}LEAD_TOKEN_SECRET",
+            'is required with upstream.key_purpose = "storefront" (the key\'s signing secret)',
+        )
     if secrets.mint_key is not None and secrets.mint_key in secrets.session_secrets:
         raise ConfigError(f"{ENV_PREFIX}MINT_KEY", "must differ from every session secret")

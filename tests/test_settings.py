@@ -108,20 +108,49 @@ def test_plain_http_is_fine_for_loopback_and_with_the_switch() -> None:
     ("name", "value"),
     [
         ("TRIGGER_PROXY_API_KEY", ""),
-        ("TRIGGER_PROXY_API_KEY", "tiny-key-Q7"),
-        ("TRIGGER_PROXY_WORKSPACE_ID", "x" * 31),
+        ("TRIGGER_PROXY_API_KEY", "ak_0123 4567"),
+        ("TRIGGER_PROXY_WORKSPACE_ID", "shopify-caf\u00e9-shop"),
+        ("TRIGGER_PROXY_WORKSPACE_ID", "shopify-shop\n"),
         ("TRIGGER_PROXY_SESSION_SECRETS", ""),
         ("TRIGGER_PROXY_SESSION_SECRETS", "a" * 40 + ",tiny-secret-Q7"),
         ("TRIGGER_PROXY_MINT_KEY", "tiny-mint-Q7"),
     ],
 )
-def test_missing_or_short_secrets_stop_the_start(name: str, value: str) -> None:
+def test_missing_short_or_malformed_secrets_stop_the_start(name: str, value: str) -> None:
     environ = {**ENVIRON, name: value}
     with pytest.raises(ConfigError) as info:
         load(config(), environ)
     assert info.value.key.startswith(name)
     if value:
         assert value.rsplit(",", 1)[-1] not in str(info.value)
+
+
+def test_credentials_are_taken_as_nector_issues_them() -> None:
+    # A real workspace id is "shopify-<shop handle>", a key "ak_" and 64 hex characters: the
+    # merchant's own 32-character floor is not Nector's.
+    api_key, workspace = "ak_" + "0123456789abcdef" * 4, "shopify-tiny-shop"
+    environ = {**ENVIRON, "TRIGGER_PROXY_API_KEY": api_key, "TRIGGER_PROXY_WORKSPACE_ID": workspace}
+    settings = load(config(), environ)
+    assert settings.secrets.api_key is not None
+    assert settings.secrets.workspace_id is not None
+    assert settings.secrets.api_key.reveal() == api_key
+    assert settings.secrets.workspace_id.reveal() == workspace
+    assert len(workspace) < 20
+
+
+def test_a_storefront_key_needs_its_signing_secret() -> None:
+    storefront = config(upstream={"key_purpose": "storefront"})
+    with pytest.raises(ConfigError) as info:
+        load(storefront, ENVIRON)
+    assert info.value.key == "TRIGGER_PROXY_LEAD_TOKEN_SECRET"
+    secret = "lead-secret-from-nector"
+    settings = load(storefront, {**ENVIRON, "TRIGGER_PROXY_LEAD_TOKEN_SECRET": secret})
+    assert settings.upstream.key_purpose == "storefront"
+    assert settings.secrets.lead_token_secret is not None
+    assert secret not in repr(settings)
+    assert load(config(), ENVIRON).upstream.key_purpose == "server"
+    with pytest.raises(ConfigError, match="key_purpose"):
+        load(config(upstream={"key_purpose": "full"}), ENVIRON)
 
 
 def test_mint_needs_only_the_session_secrets() -> None:
