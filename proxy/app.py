@@ -39,7 +39,9 @@ from .settings import LimitSettings, Settings
 from .upstream import UpstreamClient
 
 TRIGGER_PREFIX = "/v1/triggers/"
-DROPIN_PATH = "/api/v2/merchant/activities"
+# Nector's own paths: clients written against Nector read its envelope (errors.nector_body).
+NECTOR_PREFIX = "/api/v2/merchant/"
+DROPIN_PATH = NECTOR_PREFIX + "activities"
 CLIENT_JS_PATH = "/client/trigger-proxy.js"
 _ROUTES = {
     DROPIN_PATH: "POST",
@@ -138,12 +140,12 @@ class App:
             answer = await self._route(request, record, origin, origin_ok)
         except ProxyError as exc:
             record.code = exc.code
-            answer = Answer(exc.status, exc.body(request_id), exc.headers)
+            answer = Answer(exc.status, _render(exc, request), exc.headers)
         except Exception:
             LOG.exception("unhandled error", extra={"fields": {"request_id": request_id}})
             failure = ProxyError()
             record.code = failure.code
-            answer = Answer(500, failure.body(request_id))
+            answer = Answer(500, _render(failure, request))
         record.status = status = answer.status
         body = answer.body
         headers = [
@@ -185,7 +187,7 @@ class App:
             raise OriginNotAllowed()
         preflight = method == "OPTIONS" and b"access-control-request-method" in request.headers
         if preflight and origin is not None:
-            return self._preflight(allowed)
+            return self._preflight(allowed, path.startswith(NECTOR_PREFIX))
         if method == "HEAD" and allowed == "GET":
             method = "GET"  # the server sends the head of the GET answer and no body
         if method != allowed:
@@ -217,9 +219,16 @@ class App:
             return await gateway.dropin(request, record, origin_ok)
         return await gateway.mint(request)  # /v1/sessions, the last route
 
-    def _preflight(self, allowed: str) -> Answer:
+    def _preflight(self, allowed: str, nector: bool) -> Answer:
         # The allow-origin and expose headers are added to every answer by __call__.
-        return Answer(204, b"", self._cors.preflight_headers(f"{allowed}, OPTIONS"))
+        return Answer(204, b"", self._cors.preflight_headers(f"{allowed}, OPTIONS", nector))
+
+
+def _render(error: ProxyError, request: Request) -> bytes:
+    """A refusal's body: the contract's error object, inside Nector's envelope on its paths."""
+    if request.path.startswith(NECTOR_PREFIX):
+        return error.nector_body(request.request_id)
+    return error.body(request.request_id)
 
 
 _JS_TYPE = b"text/javascript; charset=utf-8"

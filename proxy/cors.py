@@ -11,6 +11,9 @@ from .errors import Headers
 from .settings import CorsSettings
 
 ALLOW_HEADERS = b"authorization, content-type, x-source, idempotency-key"
+# Nector's own widget sends these on every call (x-apikey is "null" without a key); the proxy
+# ignores them and never forwards them, but a preflight that refused them would stop the call.
+NECTOR_ALLOW_HEADERS = ALLOW_HEADERS + b", accept, x-apikey, x-apikey-algo, x-workspaceid"
 EXPOSE_HEADERS = (
     b"retry-after, ratelimit, ratelimit-policy, ratelimit-limit, ratelimit-remaining, "
     b"ratelimit-reset, x-request-id, idempotent-replayed"
@@ -36,9 +39,10 @@ class CorsPolicy:
             headers.append((b"access-control-allow-credentials", b"true"))
         return headers
 
-    def preflight_headers(self, methods: str) -> Headers:
+    def preflight_headers(self, methods: str, nector: bool = False) -> Headers:
+        """``nector``: a preflight on Nector's own paths, which allows its widget's headers."""
         return [
             (b"access-control-allow-methods", methods.encode()),
-            (b"access-control-allow-headers", ALLOW_HEADERS),
+            (b"access-control-allow-headers", NECTOR_ALLOW_HEADERS if nector else ALLOW_HEADERS),
             (b"access-control-max-age", b"600"),
         ]

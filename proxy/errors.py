@@ -13,6 +13,7 @@
     ├── SourceNotAllowed            403 source_not_allowed
     ├── OriginNotAllowed            403 origin_not_allowed
     ├── IdentityMismatch            403 identity_mismatch
+    ├── LeadSessionRequired         403 lead_session_required
     ├── NotFound                    404 not_found
     ├── MethodNotAllowed            405 method_not_allowed
     ├── IdempotencyInFlight         409 idempotency_in_flight   (Retry-After)
@@ -22,10 +23,14 @@
     ├── RateLimited                 429 rate_limited            (Retry-After)
     ├── UpstreamFailure             502/503/504, the upstream's faults
     │   ├── UpstreamError           502 upstream_error
+    │   │   └── UpstreamUnreachable 502 upstream_error    (nothing was sent: no quota spent)
     │   ├── UpstreamRejected        502 upstream_rejected
     │   ├── UpstreamBusy            503 upstream_busy           (Retry-After)
     │   └── UpstreamTimeout         504 upstream_timeout
     └── StorageUnavailable          503 storage_unavailable
+
+On Nector's own paths (``/api/v2/merchant/...``) a refusal is also written in Nector's envelope
+(``nector_body``), since clients written for Nector read only ``meta`` and ``data.message``.
 
 Library errors (itsdangerous, httpx, redis) are translated into these where they are caught,
 with ``raise ... from exc``. Messages are fixed text written here, never an exception's text:
@@ -68,6 +73,15 @@ class ProxyError(Exception):
             if self.message is cls.message:
                 _PREFIXES[cls] = prefix
         return prefix + request_id.encode() + b'"}}'
+
+    def nector_body(self, request_id: str) -> bytes:
+        """``body`` beside Nector's error envelope, for clients written against Nector."""
+        envelope = {
+            "meta": {"status": "error", "code": self.status},
+            "data": {"message": self.message},
+            "error": {"code": self.code, "message": self.message, "request_id": request_id},
+        }
+        return json.dumps(envelope, separators=(",", ":")).encode()
 
 
 class _RetryLater(ProxyError):
@@ -129,6 +143,11 @@ class IdentityMismatch(ProxyError):
     status, code, message = 403, "identity_mismatch", "the body names another customer"
 
 
+class LeadSessionRequired(ProxyError):
+    status, code = 403, "lead_session_required"
+    message = "this proxy's Nector key serves lead_id sessions only"
+
+
 class NotFound(ProxyError):
     status, code, message = 404, "not_found", "no such route"
 
@@ -165,6 +184,15 @@ class UpstreamFailure(ProxyError):
 
 class UpstreamError(UpstreamFailure):
     status, code, message = 502, "upstream_error", "the reward service failed to answer"
+
+
+class UpstreamUnreachable(UpstreamError):
+    """The connection to Nector failed (refused, name not resolved, TLS handshake): no byte of
+    the request was sent, so the call provably never reached Nector. ``cause`` says which."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__()
+        self.cause = cause
 
 
 class UpstreamRejected(UpstreamFailure):

@@ -24,15 +24,19 @@ from .errors import (
     InvalidBody,
     InvalidMintKey,
     InvalidSession,
+    LeadSessionRequired,
     MissingSession,
     NotFound,
     OriginNotAllowed,
     ProxyError,
     RateLimited,
+    StorageUnavailable,
     UnsupportedMediaType,
     UpstreamBusy,
     UpstreamError,
+    UpstreamUnreachable,
 )
+from .leadtokens import LeadTokens
 from .logs import LOG, AccessRecord, AuditThrottle, customer_hasher, log_audit
 from .policy import (
     Trigger,
@@ -110,6 +114,12 @@ class Gateway:
         self._in_flight = settings.upstream.timeout_seconds + IN_FLIGHT_MARGIN_SECONDS
         mint_key = settings.secrets.mint_key
         self._mint_key = mint_key.reveal().encode() if mint_key else None
+        lead_secret = settings.secrets.lead_token_secret
+        self._lead_tokens = (
+            LeadTokens(lead_secret)
+            if settings.upstream.key_purpose == "storefront" and lead_secret is not None
+            else None
+        )
 
     async def ping(self) -> None:
         """Raise ``StorageUnavailable`` unless the limit store answers."""
@@ -146,7 +156,7 @@ class Gateway:
             except ForbiddenField:
                 log_audit("forbidden_field", record, request.client_ip)
                 raise
-        return await self._reward(request, trigger, session, source, record, repeat_key)
+        return await self._reward(request, trigger, session, source, record, repeat_key=repeat_key)
 
     async def dropin(self, request: Request, record: AccessRecord, origin_ok: bool) -> Answer:
         """``POST /api/v2/merchant/activities``: Nector's own body shape."""
@@ -168,7 +178,7 @@ class Gateway:
         except (ForbiddenField, IdentityMismatch) as exc:
             log_audit(exc.code, record, request.client_ip)
             raise
-        return await self._reward(request, trigger, session, source, record)
+        return await self._reward(request, trigger, session, source, record, nector=True)
 
     async def mint(self, request: Request) -> Answer:
         """``POST /v1/sessions``: server-to-server minting with the mint key."""
@@ -270,6 +280,9 @@ class Gateway:
             raise
         record.customer = self._hash_customer(session.scope)
         record.key_index = session.key_index
+        if self._lead_tokens is not None and session.subject_field != "lead_id":
+            # Nector's recipe for proving a customer_id to a storefront key is not public.
+            raise LeadSessionRequired()
         return session, token
 
     def _limit_client(self, request: Request) -> None:
@@ -300,8 +313,12 @@ class Gateway:
         session: Session,
         source: str,
         record: AccessRecord,
+        *,
         repeat_key: object = None,
+        nector: bool = False,
     ) -> Answer:
+        """The store's decision, then the upstream call. ``nector``: failures are written in
+        Nector's envelope too (its own route)."""
         # Built only when needed: for an Idempotency-Key's fingerprint, or once admitted.
         body = None
         raw_key = request.headers.get(b"idempotency-key")
@@ -335,13 +352,31 @@ class Gateway:
         headers = quota_headers(windows, decision.windows, trigger.policy)
         if body is None:
             body = upstream_body(trigger, session)
-        answer = await self._forward(body, source, request.request_id, record)
+        tokens = self._lead_tokens
+        lead_token = None if tokens is None else tokens.for_lead(session.subject)
+        try:
+            answer = await self._forward(
+                body, source, lead_token, request.request_id, record, nector
+            )
+        except UpstreamUnreachable:
+            await self._give_back(windows, claim, decision)
+            raise
         if claim is not None:
             # Stored whatever it is, 502 and 504 included: the call began, so it must never
             # be sent again for this key.
             await self._store.finish(claim, StoredAnswer(answer.status, answer.body))
         answer.headers += headers
         return answer
+
+    async def _give_back(
+        self, windows: tuple[Window, ...], claim: IdempotencyClaim | None, decision: Decision
+    ) -> None:
+        """The call never left the machine: it spent nothing and its key is free again."""
+        try:
+            await self._store.release(windows, self._budget, claim, decision.ticket)
+        except StorageUnavailable:
+            # The reservation then ends as "lost" after its in-flight time: never paid twice.
+            LOG.warning("the limit store is unavailable: a failed call's quota stays spent")
 
     def _remember(
         self,
@@ -381,18 +416,33 @@ class Gateway:
         return Answer(_OVER_QUOTA.status, _OVER_QUOTA.body(record.request_id), headers)
 
     async def _forward(
-        self, body: bytes, source: str, request_id: str, record: AccessRecord
+        self,
+        body: bytes,
+        source: str,
+        lead_token: bytes | None,
+        request_id: str,
+        record: AccessRecord,
+        nector: bool,
     ) -> Answer:
+        """The upstream's answer, or the answer to its failure (to be stored). Raises
+        ``UpstreamUnreachable`` when nothing was sent."""
         try:
-            upstream = await self._upstream.send(body, source=source, request_id=request_id)
-        except ProxyError as exc:
+            upstream = await self._upstream.send(
+                body, source=source, request_id=request_id, lead_token=lead_token
+            )
+        except UpstreamUnreachable as exc:
             record.code = record.upstream_fault = exc.code
-            return Answer(exc.status, exc.body(request_id), exc.headers)
+            record.upstream_cause = exc.cause
+            raise
+        except ProxyError as exc:
+            failure = exc
         except Exception:  # a bug must still leave a stored, well-formed answer
             LOG.exception("unexpected error while calling the upstream")
             failure = UpstreamError()
-            record.code = record.upstream_fault = failure.code
-            return Answer(failure.status, failure.body(request_id))
-        record.upstream_status = upstream.status
-        record.upstream_ms = round(upstream.elapsed * 1000, 2)
-        return Answer(upstream.status, upstream.body)
+        else:
+            record.upstream_status = upstream.status
+            record.upstream_ms = round(upstream.elapsed * 1000, 2)
+            return Answer(upstream.status, upstream.body)
+        record.code = record.upstream_fault = failure.code
+        rendered = failure.nector_body(request_id) if nector else failure.body(request_id)
+        return Answer(failure.status, rendered, failure.headers)

@@ -126,7 +126,7 @@ class MemoryStore:
                 for w, (c, _, oldest) in zip(windows, states, strict=True)
             ]
         )
-        return Decision(Outcome.ADMITTED, 0.0, shown)
+        return Decision(Outcome.ADMITTED, 0.0, shown, ticket=now)
 
     async def finish(self, claim: IdempotencyClaim, answer: StoredAnswer) -> None:
         record = self._records.get(claim.key)
@@ -135,6 +135,34 @@ class MemoryStore:
         record.state = answer.encode()
         # The reservation's bucket comes due first; the sweep then moves the key along.
         record.expires_at = self.clock() + claim.ttl_seconds
+
+    async def release(
+        self,
+        windows: Sequence[Window],
+        budget: Window | None,
+        claim: IdempotencyClaim | None,
+        ticket: float | str | None,
+    ) -> None:
+        assert isinstance(ticket, (int, float)), "a memory store's ticket is its clock's time"
+        logs = self._logs
+        for w in [*windows, budget] if budget is not None else windows:
+            stamps = logs.get(w.key)
+            if isinstance(stamps, list):
+                i = bisect.bisect_left(stamps, ticket)
+                if i < len(stamps) and stamps[i] == ticket:
+                    del stamps[i]
+                if not stamps:
+                    del logs[w.key]
+            elif stamps is not None and stamps == ticket:
+                del logs[w.key]
+        if claim is not None:
+            record = self._records.get(claim.key)
+            if (
+                record is not None
+                and record.fingerprint == claim.fingerprint
+                and not isinstance(record.state, bytes)
+            ):
+                del self._records[claim.key]
 
     async def ping(self) -> None:
         return None

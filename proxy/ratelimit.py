@@ -3,7 +3,10 @@
 One ``admit`` call per request makes the whole decision atomically: replay or refuse a used
 Idempotency-Key, check every window of the customer and the workspace budget, and only if all
 pass spend one unit of each and reserve the key. A request refused for any reason spends
-nothing. Windows are exact moving windows: a log of the accepted requests' times, trimmed to the
+nothing. An admitted request whose upstream call provably never left (the connection failed)
+gives everything back with ``release``.
+
+Windows are exact moving windows: a log of the accepted requests' times, trimmed to the
 window's limit, so "N/period" never lets N+1 through in any interval of that length and the
 Retry-After it gives is the moment the oldest counted request leaves the window.
 
@@ -78,6 +81,7 @@ class Decision(NamedTuple):
     retry_after: float = 0.0
     windows: tuple[WindowState, ...] = ()  # the customer windows, in the order asked
     answer: StoredAnswer | None = None
+    ticket: float | str | None = None  # names what an admitted request spent, for release()
 
 
 class LimitStore(Protocol):
@@ -92,6 +96,17 @@ class LimitStore(Protocol):
 
     async def finish(self, claim: IdempotencyClaim, answer: StoredAnswer) -> None:
         """Store the answer produced for a reserved key, replacing the reservation."""
+
+    async def release(
+        self,
+        windows: Sequence[Window],
+        budget: Window | None,
+        claim: IdempotencyClaim | None,
+        ticket: float | str | None,
+    ) -> None:
+        """Undo an admitted decision (its ``ticket``) whose call never reached the upstream:
+        its entry leaves every window and the budget, and the key's reservation is dropped, so
+        a retry is a fresh attempt."""
 
     async def ping(self) -> None:
         """Raise ``StorageUnavailable`` unless the store answers."""

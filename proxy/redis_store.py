@@ -95,7 +95,7 @@ if cwait > 0 then
 end
 if bwait > 0 then return {2, bwait} end
 local out = {0}
-local member = int(now) .. ':' .. ARGV[6]
+local member = ARGV[6]
 for i = 1, n do
   local key, limit, len = KEYS[i + 1], tonumber(ARGV[5 + 2 * i]), tonumber(ARGV[6 + 2 * i])
   redis.call('ZADD', key, int(now), member)
@@ -118,6 +118,17 @@ FINISH = """
 if redis.call('HGET', KEYS[1], 'f') == ARGV[1] then
   redis.call('HSET', KEYS[1], 's', 'done', 'a', ARGV[2])
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
+return 0
+"""
+
+# KEYS: the idempotency key (or the prefix alone), then every window the request spent.
+# ARGV: the request's member in the windows (its ticket), the fingerprint ('' for no claim).
+RELEASE = """
+for i = 2, #KEYS do redis.call('ZREM', KEYS[i], ARGV[1]) end
+if ARGV[2] ~= '' then
+  local rec = redis.call('HMGET', KEYS[1], 'f', 's')
+  if rec[1] == ARGV[2] and rec[2] == 'run' then redis.call('DEL', KEYS[1]) end
 end
 return 0
 """
@@ -181,6 +192,7 @@ class RedisStore:
         self._redis: redis.Redis = redis.Redis(connection_pool=pool)
         self._admit = self._redis.register_script(ADMIT)
         self._finish = self._redis.register_script(FINISH)
+        self._release = self._redis.register_script(RELEASE)
         self.clock = time.monotonic  # the store's times are relative: any steady clock
         self._refused = RefusedUntil(clock=self.clock)
 
@@ -203,13 +215,14 @@ class RedisStore:
             ]
         else:
             args += ["", 0, 0]
-        args.append(uuid.uuid4().hex)
+        member = uuid.uuid4().hex
+        args.append(member)
         for w in every:
             args += [w.limit, w.seconds * _US]
         reply = await self._call(self._admit, keys, args)
         code = int(reply[0])
         if code == 0:
-            return Decision(Outcome.ADMITTED, windows=_states(reply[1:]))
+            return Decision(Outcome.ADMITTED, windows=_states(reply[1:]), ticket=member)
         if code == 1:
             decision = Decision(Outcome.RATE_LIMITED, int(reply[1]) / _US, _states(reply[2:]))
             self._refused.remember(windows[0].key, decision)
@@ -230,6 +243,18 @@ class RedisStore:
             [self._prefix + claim.key],
             [claim.fingerprint, answer.encode(), claim.ttl_seconds * 1000],
         )
+
+    async def release(
+        self,
+        windows: Sequence[Window],
+        budget: Window | None,
+        claim: IdempotencyClaim | None,
+        ticket: float | str | None,
+    ) -> None:
+        every = [*windows, budget] if budget is not None else list(windows)
+        keys = [self._prefix + (claim.key if claim else "")]
+        keys += [self._prefix + w.key for w in every]
+        await self._call(self._release, keys, [ticket, claim.fingerprint if claim else ""])
 
     async def ping(self) -> None:
         try:

@@ -7,10 +7,14 @@ comparison). Tests pass ``httpx.MockTransport``.
 
 The total deadline is enforced here (``deadlines.Deadlines``: asyncio.timeout's rule, one timer
 for all calls), and the transport is given no timeouts of its own (no ``timeout`` extension),
-so "timed out" has one meaning: our deadline passed (504). Any other transport failure is
-"unreachable" (502). The deadline covers every phase (pool, connect, write, read); per-phase
-timeouts in the transport would only add timers (aiohttp re-arms its read timer on every
-chunk) that could never fire first.
+so "timed out" has one meaning: our deadline passed (504). A failed connection (refused, name
+not resolved, TLS handshake) sent nothing, so it is ``UpstreamUnreachable`` (502, and the
+gateway gives back the quota it spent); any other transport failure may have reached Nector
+(502, stored for the Idempotency-Key).
+
+The deadline covers every phase (pool, connect, write, read); per-phase timeouts in the
+transport would only add timers (aiohttp re-arms its read timer on every chunk) that could
+never fire first.
 
 Only the status and the JSON body of Nector's answer are relayed, never its headers, and the
 API key and workspace id are scrubbed from the body.
@@ -19,6 +23,8 @@ API key and workspace id are scrubbed from the body.
 from __future__ import annotations
 
 import json
+import socket
+import ssl
 import time
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
@@ -28,7 +34,13 @@ import httpx
 import orjson
 
 from .deadlines import Deadlines
-from .errors import UpstreamBusy, UpstreamError, UpstreamRejected, UpstreamTimeout
+from .errors import (
+    UpstreamBusy,
+    UpstreamError,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
 from .settings import Secret, UpstreamSettings
 
 REDACTED = "[redacted]"
@@ -112,16 +124,20 @@ class UpstreamClient:
         self._deadlines.close()
         await self._transport.aclose()
 
-    async def send(self, body: bytes, *, source: str, request_id: str) -> UpstreamAnswer:
+    async def send(
+        self, body: bytes, *, source: str, request_id: str, lead_token: bytes | None = None
+    ) -> UpstreamAnswer:
         """POST ``body`` to Nector; return its status and scrubbed JSON body, or raise an
-        ``UpstreamFailure``."""
+        ``UpstreamFailure``. ``lead_token`` is sent as ``x-leadtoken`` (a storefront key)."""
         started = time.perf_counter()
         try:
             status, raw, retry_after = await self._deadlines.run(
-                self._post(body, source, request_id)
+                self._post(body, source, request_id, lead_token)
             )
         except TimeoutError as exc:
             raise UpstreamTimeout() from exc
+        except httpx.ConnectError as exc:
+            raise UpstreamUnreachable(connect_failure(exc)) from exc
         except httpx.HTTPError as exc:
             raise UpstreamError() from exc
         elapsed = time.perf_counter() - started
@@ -133,13 +149,17 @@ class UpstreamClient:
             raise UpstreamError()
         return UpstreamAnswer(status, self._relayable(raw), elapsed)
 
-    async def _post(self, body: bytes, source: str, request_id: str) -> tuple[int, bytes, float]:
+    async def _post(
+        self, body: bytes, source: str, request_id: str, lead_token: bytes | None
+    ) -> tuple[int, bytes, float]:
         headers = [
             *self._headers,
             (b"content-length", b"%d" % len(body)),
             (b"x-source", source.encode()),
             (b"x-request-id", request_id.encode()),
         ]
+        if lead_token is not None:
+            headers.append((b"x-leadtoken", lead_token))
         request = httpx.Request(
             "POST",
             self._url,
@@ -213,6 +233,21 @@ def _scrub(value: Any, secrets: list[str]) -> Any:
     if isinstance(value, list):
         return [_scrub(v, secrets) for v in value]
     return value
+
+
+def connect_failure(exc: BaseException) -> str:
+    """Why a connection failed, in one word for logs: "dns", "tls", "refused" or "connect".
+    Read off the exception chain, where both transports keep the socket's own error."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, socket.gaierror):
+            return "dns"
+        if isinstance(seen, ssl.SSLError):
+            return "tls"
+        if isinstance(seen, ConnectionRefusedError):
+            return "refused"
+        seen = seen.__cause__ or seen.__context__
+    return "connect"
 
 
 def _retry_after(value: str | None) -> float:

@@ -174,7 +174,15 @@ async def harness() -> AsyncIterator[Harness]:
 
 
 def error_code(response: httpx.Response) -> str:
+    """The refusal's code, after checking its shape: the contract's error object, inside
+    Nector's envelope on Nector's paths (what clients written for Nector read)."""
     body = response.json()
+    if response.request.url.path.startswith("/api/v2/merchant/"):
+        assert set(body) == {"meta", "data", "error"}, body
+        assert body["meta"] == {"status": "error", "code": response.status_code}, body
+        assert body["data"] == {"message": body["error"]["message"]}, body
+        assert body["data"]["message"], body
+        body = {"error": body["error"]}
     assert set(body) == {"error"}, body
     assert set(body["error"]) == {"code", "message", "request_id"}, body
     assert body["error"]["request_id"] == response.headers["x-request-id"]

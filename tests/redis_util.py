@@ -7,7 +7,10 @@ import shutil
 import socket
 import subprocess
 import time
+import uuid
 from pathlib import Path
+
+from proxy.redis_store import RedisStore
 
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
 
@@ -23,6 +26,14 @@ def redis_available(url: str = SHARED_REDIS) -> bool:
             client.close()
     except (redis.RedisError, OSError):
         return False
+
+
+def shared_redis_store() -> RedisStore:
+    """A store on the machine's shared Redis, under a key prefix of its own."""
+    from tests.conftest import need
+
+    need(redis_available(SHARED_REDIS), f"no Redis at {SHARED_REDIS}")
+    return RedisStore(SHARED_REDIS, prefix=f"test:{uuid.uuid4().hex}:")
 
 
 def free_port() -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -31,7 +30,7 @@ from tests.conftest import (
     open_harness,
     token,
 )
-from tests.redis_util import SHARED_REDIS, free_port, redis_available
+from tests.redis_util import free_port, shared_redis_store
 
 
 class Clock:
@@ -40,13 +39,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def shared_redis_store() -> RedisStore:
-    from tests.conftest import need
-
-    need(redis_available(SHARED_REDIS), f"no Redis at {SHARED_REDIS}")
-    return RedisStore(SHARED_REDIS, prefix=f"test:{uuid.uuid4().hex}:")
 
 
 @pytest.fixture(params=["memory", "redis"])
