@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import uvicorn
@@ -61,33 +61,44 @@ def to_toml(config: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-class StandInServer:
-    """The package's Nector stand-in on a real uvicorn, in a background thread."""
+class ThreadedServer:
+    """An ASGI app on a real uvicorn on 127.0.0.1, in a background thread."""
 
-    def __init__(self, stand_in: NectorStandIn) -> None:
-        self.stand_in = stand_in
+    def __init__(self, app: Any) -> None:
         self.port = free_port()
         self._server = uvicorn.Server(
-            uvicorn.Config(stand_in.app, host="127.0.0.1", port=self.port, log_level="error")
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error")
         )
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/api/v2/merchant/activities"
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> StandInServer:
+    def __enter__(self) -> Self:
         self._thread.start()
         deadline = time.monotonic() + 10
         while not self._server.started:
             if time.monotonic() > deadline:
-                raise RuntimeError("the stand-in did not start")
+                raise RuntimeError("the server did not start")
             time.sleep(0.02)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._server.should_exit = True
         self._thread.join(10)
+
+
+class StandInServer(ThreadedServer):
+    """The package's Nector stand-in on a real uvicorn, in a background thread."""
+
+    def __init__(self, stand_in: NectorStandIn) -> None:
+        super().__init__(stand_in.app)
+        self.stand_in = stand_in
+
+    @property
+    def url(self) -> str:
+        return f"{self.origin}/api/v2/merchant/activities"
 
 
 def stand_in_for(*trigger_ids: str, **kwargs: Any) -> NectorStandIn:

@@ -6,6 +6,7 @@ Screenshots go to test-artifacts/.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -73,3 +74,85 @@ def test_spin_the_wheel_in_a_real_browser(browser, tmp_path: Path) -> None:
         expect(page.locator("#balance")).to_have_text(f"Balance: {won} coins")  # nothing paid
         page.screenshot(path=str(ARTIFACTS / "demo-countdown.png"), full_page=True)
         assert errors == []
+
+
+# A storefront page written against Nector's API, as Nector's own widget calls it: a
+# cross-origin fetch with x-apikey "null", x-apikey-algo and x-source (so the browser sends a
+# preflight naming them), showing Nector's data.message when a call is refused.
+WIDGET_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>storefront</title><link rel="icon" href="data:,"></head>
+<body>
+<button id="reward">Claim</button> <button id="steal">Claim for someone else</button>
+<p id="message" role="status"></p>
+<script type="module">
+const params = new URLSearchParams(location.search);
+const base = params.get("base"), token = params.get("token");
+async function call(body) {
+  const response = await fetch(base + "/api/v2/merchant/activities", {
+    method: "POST",
+    headers: {
+      "accept": "application/json", "content-type": "application/json",
+      "x-apikey": "null", "x-apikey-algo": "sha256", "x-source": "web",
+      "authorization": "Bearer " + token,
+    },
+    body: JSON.stringify(body),
+  });
+  const answer = await response.json();
+  const text = answer.meta.status === "error"
+    ? answer.data.message
+    : "You earned " + answer.data.wallet_reward.coins + " coins";
+  document.querySelector("#message").textContent = text;
+}
+document.querySelector("#reward").onclick = () => call({trigger_id: params.get("trigger")});
+document.querySelector("#steal").onclick = () =>
+  call({trigger_id: params.get("trigger"), customer_id: "someone-else-0001"});
+</script>
+</body></html>
+"""
+
+
+def test_a_page_written_for_nector_is_rewarded_through_the_dropin_route(
+    browser, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+    from starlette.applications import Starlette
+    from starlette.responses import HTMLResponse
+    from starlette.routing import Route
+
+    from tests.conftest import API_KEY, SPIN, token
+    from tests.servers import (
+        ProxyProcess,
+        StandInServer,
+        ThreadedServer,
+        proxy_config,
+        stand_in_for,
+    )
+
+    async def page(request):  # type: ignore[no-untyped-def]
+        return HTMLResponse(WIDGET_PAGE)
+
+    shop = ThreadedServer(Starlette(routes=[Route("/", page)]))
+    with StandInServer(stand_in_for(SPIN)) as nector, shop:
+        config = proxy_config(nector.url, cors={"allow_origins": [shop.origin]})
+        with ProxyProcess(tmp_path, config) as proxy:
+            tab = browser.new_page()
+            errors: list[str] = []
+            tab.on("pageerror", lambda exc: errors.append(str(exc)))
+            query = f"base={proxy.base_url}&trigger={SPIN}&token={token('customer-0001')}"
+            tab.goto(f"{shop.origin}/?{query}")
+            tab.click("#reward")
+            expect(tab.locator("#message")).to_have_text(re.compile(r"You earned \d+ coins"))
+            tab.click("#steal")
+            expect(tab.locator("#message")).to_have_text("the body names another customer")
+            ARTIFACTS.mkdir(exist_ok=True)
+            tab.screenshot(path=str(ARTIFACTS / "dropin-refusal.png"))
+    access = [json.loads(line) for line in proxy.log_lines() if '"route"' in line]
+    assert errors == []
+    # The browser asked first, since the page sends x-apikey cross-origin (Chromium keeps
+    # preflights from Playwright's events, so the proxy's access log tells).
+    dropin = [(a.get("method"), a.get("status")) for a in access if a["route"].startswith("/api/")]
+    assert dropin[:2] == [("OPTIONS", 204), ("POST", 200)]
+    (call,) = nector.stand_in.calls  # the refused call never reached Nector
+    assert call.headers["x-apikey"] == API_KEY
+    assert call.body == {"trigger_id": SPIN, "customer_id": "customer-0001", **call.body}
+    assert "x-apikey-algo" not in call.headers

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import jwt
@@ -31,6 +32,7 @@ from tests.conftest import (
     token,
 )
 from tests.redis_util import free_port, shared_redis_store
+from tests.servers import ProxyProcess, StandInServer, proxy_config, stand_in_for
 
 pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 
@@ -293,3 +295,24 @@ async def test_the_unreachable_upstreams_cause_is_named() -> None:
 async def harness() -> AsyncIterator[Harness]:
     async with open_harness() as h:
         yield h
+
+
+def test_serve_with_a_storefront_key_is_accepted_by_nector(tmp_path: Path) -> None:
+    stand_in = stand_in_for(SPIN, lead_token_secret=LEAD_SECRET)
+    stand_in.customers.add(LEAD)
+    lead_session = {"authorization": f"Bearer {token(None, lead_id=LEAD)}"}
+    customer_session = {"authorization": f"Bearer {token('customer-0001')}"}
+    with StandInServer(stand_in) as nector:
+        config = proxy_config(nector.url, upstream={"key_purpose": "storefront"})
+        answers = {}
+        for secret in (LEAD_SECRET, "not-the-signing-secret"):
+            environ = {**ENVIRON, "TRIGGER_PROXY_LEAD_TOKEN_SECRET": secret}
+            with ProxyProcess(tmp_path, config, environ=environ) as proxy:
+                url = f"{proxy.base_url}/v1/triggers/spin-wheel"
+                answers[secret] = httpx.post(url, headers=lead_session)
+                refused = httpx.post(url, headers=customer_session)
+                assert (refused.status_code, error_code(refused)) == (403, "lead_session_required")
+    assert answers[LEAD_SECRET].status_code == 200
+    wrong = answers["not-the-signing-secret"]
+    assert (wrong.status_code, error_code(wrong)) == (502, "upstream_rejected")
+    assert len(stand_in.calls) == 2  # the customer_id sessions never reached Nector

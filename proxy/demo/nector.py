@@ -5,7 +5,9 @@ the key, knows a few triggers and customers, keeps wallet balances, applies ``co
 offers only on triggers whose "Allow override" is on, and answers Nector's envelope
 (``{"meta": {...}, "data": {...}}``): success with ``activity`` and ``wallet_reward``, 422
 "Lead does not exists" for an unknown lead, the error envelope for bad calls. It enforces
-Nector's "strict param check": strings must be strings, numbers numbers.
+Nector's "strict param check": strings must be strings, numbers numbers. Given a
+``lead_token_secret`` it plays a STOREFRONT-purpose key: every call must carry an
+``x-leadtoken`` (HS256 JWT of the body's lead_id, unexpired) signed with that secret.
 
 Run it alone for local development against a real proxy:
 
@@ -23,6 +25,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import jwt
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -67,6 +70,7 @@ class NectorStandIn:
     seed: int | None = None
     calls: list[Call] = field(default_factory=list)
     balances: dict[str, int] = field(default_factory=dict)
+    lead_token_secret: str | None = None  # set: the key is a storefront-purpose one
 
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)  # noqa: S311 - a demo, not cryptography
@@ -97,6 +101,10 @@ class NectorStandIn:
         problem = _check_body(body)
         if problem:
             return _error(400, problem)
+        if self.lead_token_secret is not None:
+            problem = _check_lead_token(request.headers.get("x-leadtoken"), body, self)
+            if problem:
+                return _error(401, problem)
         trigger = self.triggers.get(body["trigger_id"])
         if trigger is None:
             return _error(404, "Trigger does not exists")
@@ -135,6 +143,26 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse(
         {"meta": {"status": "error", "code": status}, "data": {"message": message}}, status
     )
+
+
+def _check_lead_token(
+    header: str | None, body: dict[str, Any], nector: NectorStandIn
+) -> str | None:
+    """A storefront key's proof of the lead: None if ``header`` holds it for the body's lead."""
+    if "lead_id" not in body:
+        return "a storefront key needs lead-level authentication"
+    if header is None:
+        return "x-leadtoken is required for a storefront key"
+    assert nector.lead_token_secret is not None
+    try:
+        claims = jwt.decode(
+            header, nector.lead_token_secret, algorithms=["HS256"], options={"require": ["exp"]}
+        )
+    except jwt.InvalidTokenError:
+        return "invalid x-leadtoken"
+    if claims.get("lead_id") != body["lead_id"] or claims["exp"] > time.time() + 3600:
+        return "invalid x-leadtoken"
+    return None
 
 
 def _is_uuid(value: object) -> bool:
@@ -194,9 +222,12 @@ def main() -> None:  # pragma: no cover - a developer's convenience
     parser = argparse.ArgumentParser(description="Run the Nector stand-in on 127.0.0.1")
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--trigger", action="append", default=[], help="a trigger id to know")
+    parser.add_argument("--api-key", help="the key it accepts (default: a random one)")
+    parser.add_argument("--workspace-id", help="the workspace it accepts (default: random)")
     args = parser.parse_args()
     stand_in = NectorStandIn(
-        api_key=secrets.token_urlsafe(32), workspace_id=secrets.token_urlsafe(32)
+        api_key=args.api_key or "ak_" + secrets.token_hex(32),
+        workspace_id=args.workspace_id or "shopify-" + secrets.token_hex(6),
     )
     for trigger_id in args.trigger:
         stand_in.add_trigger(StandInTrigger(trigger_id, allow_override=True))
