@@ -35,7 +35,7 @@ from .memory_store import MemoryStore
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
 from .ratelimit import LimitStore
-from .settings import LimitSettings, Settings
+from .settings import LimitSettings, Settings, display_url
 from .upstream import UpstreamClient
 
 TRIGGER_PREFIX = "/v1/triggers/"
@@ -111,6 +111,16 @@ class App:
             transport=self._transport,
         )
         self._gateway = Gateway(self.settings, store=store, upstream=upstream)
+        try:
+            await store.ping()
+        except StorageUnavailable as exc:
+            # Serving goes on (health answers, rewards fail closed); the operator must know why.
+            LOG.error(
+                "the limit store at %s does not answer (%s): rewards are refused with 503 "
+                "storage_unavailable until it does",
+                display_url(self.settings.limits.storage_url),
+                exc.cause,
+            )
         flusher = asyncio.create_task(_flush_periodically(self.metrics))
         try:
             yield
@@ -140,6 +150,8 @@ class App:
             answer = await self._route(request, record, origin, origin_ok)
         except ProxyError as exc:
             record.code = exc.code
+            if exc.cause is not None:
+                record.cause = exc.cause
             answer = Answer(exc.status, _render(exc, request), exc.headers)
         except Exception:
             LOG.exception("unhandled error", extra={"fields": {"request_id": request_id}})

@@ -34,13 +34,17 @@ On Nector's own paths (``/api/v2/merchant/...``) a refusal is also written in Ne
 
 Library errors (itsdangerous, httpx, redis) are translated into these where they are caught,
 with ``raise ... from exc``. Messages are fixed text written here, never an exception's text:
-nothing upstream-internal or secret can reach a client through them.
+nothing upstream-internal or secret can reach a client through them. A fault of the upstream
+or the store also carries ``cause``, a short word for the operator's log ("refused", "dns",
+"timeout", "nector_401", ...), never shown to the client.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import socket
+import ssl
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -53,10 +57,19 @@ class ProxyError(Exception):
     status = 500
     code = "internal_error"
     message = "internal error"
+    cause: str | None = None
 
-    def __init__(self, message: str | None = None, *, headers: Headers | None = None) -> None:
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        headers: Headers | None = None,
+        cause: str | None = None,
+    ) -> None:
         if message is not None:
             self.message = message
+        if cause is not None:
+            self.cause = cause
         self.headers: Headers = headers or []
         super().__init__(self.message)
 
@@ -88,11 +101,16 @@ class _RetryLater(ProxyError):
     """A refusal that carries Retry-After: whole seconds, rounded up, never early."""
 
     def __init__(
-        self, retry_after: float, message: str | None = None, *, headers: Headers | None = None
+        self,
+        retry_after: float,
+        message: str | None = None,
+        *,
+        headers: Headers | None = None,
+        cause: str | None = None,
     ) -> None:
         self.retry_after = max(1, math.ceil(retry_after))
         retry = (b"retry-after", b"%d" % self.retry_after)
-        super().__init__(message, headers=[*headers, retry] if headers else [retry])
+        super().__init__(message, headers=[*headers, retry] if headers else [retry], cause=cause)
 
 
 class InvalidJSON(ProxyError):
@@ -190,10 +208,6 @@ class UpstreamUnreachable(UpstreamError):
     """The connection to Nector failed (refused, name not resolved, TLS handshake): no byte of
     the request was sent, so the call provably never reached Nector. ``cause`` says which."""
 
-    def __init__(self, cause: str) -> None:
-        super().__init__()
-        self.cause = cause
-
 
 class UpstreamRejected(UpstreamFailure):
     status, code = 502, "upstream_rejected"
@@ -210,3 +224,26 @@ class UpstreamTimeout(UpstreamFailure):
 
 class StorageUnavailable(ProxyError):
     status, code, message = 503, "storage_unavailable", "the limit store is unavailable"
+
+
+def failure_cause(exc: BaseException) -> str:
+    """Why a connection or a call failed, in a word for the operator's log: "dns", "tls",
+    "refused", "reset", "timeout", or else the innermost error's class name (never its text,
+    which may hold data). Read off the exception chain, where httpx, aiohttp and redis-py all
+    keep the socket's own error."""
+    seen: BaseException | None = exc
+    innermost = exc
+    while seen is not None:
+        if isinstance(seen, socket.gaierror):
+            return "dns"
+        if isinstance(seen, ssl.SSLError):
+            return "tls"
+        if isinstance(seen, ConnectionRefusedError):
+            return "refused"
+        if isinstance(seen, ConnectionResetError):
+            return "reset"
+        if isinstance(seen, TimeoutError):
+            return "timeout"
+        innermost = seen
+        seen = seen.__cause__ or seen.__context__
+    return type(innermost).__name__

@@ -74,6 +74,7 @@ IN_FLIGHT_MARGIN_SECONDS = 5.0
 _REPLAYED = (b"idempotent-replayed", b"true")
 _REPEATABLE = (Outcome.RATE_LIMITED, Outcome.REPLAY)
 _OVER_QUOTA = RateLimited(1)  # the status, code and body of a remembered refusal
+_WANTS_BEARER = "no session: send 'Authorization: Bearer <session token>' or the session cookie"
 
 
 @dataclass(slots=True)
@@ -256,7 +257,8 @@ class Gateway:
                 else:
                     scheme, _, token = auth.decode("latin-1").partition(" ")
                     if scheme.lower() != "bearer":
-                        raise InvalidSession("the Authorization header must be 'Bearer <token>'")
+                        # Nector's own SDKs send Basic: no session at all, not a forgery.
+                        raise MissingSession(_WANTS_BEARER)
                     token = token.strip()
             else:
                 cookie = request.cookie(self._cookie)
@@ -432,7 +434,7 @@ class Gateway:
             )
         except UpstreamUnreachable as exc:
             record.code = record.upstream_fault = exc.code
-            record.upstream_cause = exc.cause
+            record.cause = exc.cause
             raise
         except ProxyError as exc:
             failure = exc
@@ -444,5 +446,6 @@ class Gateway:
             record.upstream_ms = round(upstream.elapsed * 1000, 2)
             return Answer(upstream.status, upstream.body)
         record.code = record.upstream_fault = failure.code
+        record.cause = failure.cause
         rendered = failure.nector_body(request_id) if nector else failure.body(request_id)
         return Answer(failure.status, rendered, failure.headers)

@@ -39,7 +39,7 @@ class AccessRecord:
     decision: str | None = None  # the limit store's decision, when one was made
     upstream_status: int | None = None
     upstream_fault: str | None = None  # the contract code of an upstream fault
-    upstream_cause: str | None = None  # why it failed: "refused", "dns", "tls", ...
+    cause: str | None = None  # why an upstream or store fault happened: "refused", "dns", ...
     upstream_ms: float | None = None
     replayed: bool = False
     duration_ms: float = 0.0

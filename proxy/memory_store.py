@@ -206,7 +206,7 @@ class MemoryStore:
             return
         self._sweep(now, force=True)
         if len(self) + needed > self._max_keys:
-            raise StorageUnavailable("the limit store is full")
+            raise StorageUnavailable("the limit store is full", cause="memory_store_full")
 
     def _sweep(self, now: float, *, force: bool = False) -> None:
         if not force and now < self._next_sweep:

@@ -30,7 +30,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from .bounded import ExpiringMap
-from .errors import StorageUnavailable
+from .errors import StorageUnavailable, failure_cause
 from .ratelimit import (
     REFUSAL_MARGIN_SECONDS,
     Decision,
@@ -260,7 +260,7 @@ class RedisStore:
         try:
             await self._redis.ping()
         except (RedisError, OSError) as exc:
-            raise StorageUnavailable() from exc
+            raise StorageUnavailable(cause=failure_cause(exc)) from exc
 
     async def aclose(self) -> None:
         await self._redis.aclose()
@@ -269,7 +269,7 @@ class RedisStore:
         try:
             return await script(keys=keys, args=args)
         except (RedisError, OSError) as exc:
-            raise StorageUnavailable() from exc
+            raise StorageUnavailable(cause=failure_cause(exc)) from exc
 
 
 def _states(flat: Sequence[Any]) -> tuple[WindowState, ...]:

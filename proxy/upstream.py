@@ -23,8 +23,6 @@ API key and workspace id are scrubbed from the body.
 from __future__ import annotations
 
 import json
-import socket
-import ssl
 import time
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
@@ -40,6 +38,7 @@ from .errors import (
     UpstreamRejected,
     UpstreamTimeout,
     UpstreamUnreachable,
+    failure_cause,
 )
 from .settings import Secret, UpstreamSettings
 
@@ -135,18 +134,18 @@ class UpstreamClient:
                 self._post(body, source, request_id, lead_token)
             )
         except TimeoutError as exc:
-            raise UpstreamTimeout() from exc
+            raise UpstreamTimeout(cause="timeout") from exc
         except httpx.ConnectError as exc:
-            raise UpstreamUnreachable(connect_failure(exc)) from exc
+            raise UpstreamUnreachable(cause=failure_cause(exc)) from exc
         except httpx.HTTPError as exc:
-            raise UpstreamError() from exc
+            raise UpstreamError(cause=failure_cause(exc)) from exc
         elapsed = time.perf_counter() - started
         if status == 429:
-            raise UpstreamBusy(retry_after)
+            raise UpstreamBusy(retry_after, cause="nector_429")
         if status in (401, 403):
-            raise UpstreamRejected()
+            raise UpstreamRejected(cause=f"nector_{status}")
         if status >= 500 or status < 200 or 300 <= status < 400:
-            raise UpstreamError()
+            raise UpstreamError(cause=f"nector_{status}")
         return UpstreamAnswer(status, self._relayable(raw), elapsed)
 
     async def _post(
@@ -189,7 +188,7 @@ class UpstreamClient:
             async for chunk in stream:
                 size += len(chunk)
                 if size > self._max_bytes:
-                    raise UpstreamError("the reward service's answer is too large")
+                    raise UpstreamError(cause="answer_too_large")
                 chunks.append(chunk)
             return status, b"".join(chunks), 0.0
         finally:
@@ -210,16 +209,16 @@ class UpstreamClient:
         # Fast path: no secret in the bytes and no JSON escape that could hide one.
         if data is not None and b"\\" not in raw and not any(s in raw for s in self._raw_secrets):
             if not isinstance(data, dict):
-                raise UpstreamError()
+                raise UpstreamError(cause="not_a_json_object")
             return raw
         try:
             # Parsed exactly (orjson reads integers past 64 bits as floats), to be written
             # back with the secrets replaced.
             data = json.loads(raw)
         except (ValueError, RecursionError) as exc:
-            raise UpstreamError() from exc
+            raise UpstreamError(cause="not_json") from exc
         if not isinstance(data, dict):
-            raise UpstreamError()
+            raise UpstreamError(cause="not_a_json_object")
         return json.dumps(_scrub(data, self._secrets), separators=(",", ":")).encode()
 
 
@@ -233,21 +232,6 @@ def _scrub(value: Any, secrets: list[str]) -> Any:
     if isinstance(value, list):
         return [_scrub(v, secrets) for v in value]
     return value
-
-
-def connect_failure(exc: BaseException) -> str:
-    """Why a connection failed, in one word for logs: "dns", "tls", "refused" or "connect".
-    Read off the exception chain, where both transports keep the socket's own error."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, socket.gaierror):
-            return "dns"
-        if isinstance(seen, ssl.SSLError):
-            return "tls"
-        if isinstance(seen, ConnectionRefusedError):
-            return "refused"
-        seen = seen.__cause__ or seen.__context__
-    return "connect"
 
 
 def _retry_after(value: str | None) -> float:

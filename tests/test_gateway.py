@@ -212,7 +212,6 @@ async def test_no_session_is_401_missing(harness: Harness) -> None:
         "Bearer not-a-token",
         "Bearer "
         + mint_token(["another-secret-0123456789-abcdefghijkl"], {"customer_id": CUSTOMER}),
-        "Basic dXNlcjpwYXNz",
         "Bearer " + token()[:-2],
         "Bearer " + raw_token({"customer_id": CUSTOMER, "role": "admin"}),
         "Bearer " + raw_token({"customer_id": CUSTOMER}, salt="itsdangerous"),
@@ -224,6 +223,19 @@ async def test_bad_tokens_are_401_invalid(harness: Harness, auth: str) -> None:
     response = await harness.post("/v1/triggers/spin-wheel", headers={"authorization": auth})
     assert response.status_code == 401
     assert error_code(response) == "invalid_session"
+    assert harness.upstream.requests == []
+
+
+@pytest.mark.parametrize("auth", ["Basic dXNlcjpwYXNz", "Token abc", "ak_0123"])
+async def test_another_authorization_scheme_is_no_session_and_no_forgery(
+    harness: Harness, auth: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Nector's own SDKs send Basic: the caller needs telling what the proxy wants, and an
+    # operator's audit log must not call it a tampered token.
+    response = await harness.post("/v1/triggers/spin-wheel", headers={"authorization": auth})
+    assert (response.status_code, error_code(response)) == (401, "missing_session")
+    assert "Bearer" in response.json()["error"]["message"]
+    assert not [r for r in caplog.records if r.name == "trigger_proxy.audit"]
     assert harness.upstream.requests == []
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ALL_SECRETS, CHECKIN, MOBILE_ONLY, SHOP, SPIN, need, token
-from tests.redis_util import SHARED_REDIS, PrivateRedis, redis_available
+from tests.conftest import ALL_SECRETS, CHECKIN, MOBILE_ONLY, SHOP, SPIN, error_code, need, token
+from tests.redis_util import SHARED_REDIS, PrivateRedis, free_port, redis_available
 from tests.servers import ProxyProcess, StandInServer, proxy_config, stand_in_for
 
 LEAD = "2b7e1516-28ae-4d2a-a6f7-15887e09cf4f"
@@ -234,3 +234,44 @@ def test_cors_through_the_real_server(tmp_path: Path) -> None:
             )
             assert response.status_code == 204
             assert response.headers["access-control-allow-origin"] == SHOP
+
+
+def test_serve_says_where_it_listens_and_when_it_stopped(tmp_path: Path) -> None:
+    with StandInServer(stand_in_for(SPIN)) as nector:
+        proxy = ProxyProcess(tmp_path, proxy_config(nector.url))
+        with proxy:
+            port = proxy.port
+    messages = [json.loads(line).get("msg") for line in proxy.log_lines()]
+    assert f"listening on http://127.0.0.1:{port} (1 worker, storage memory://)" in messages
+    assert messages[-1] == "stopped"
+
+
+def test_an_unreachable_upstream_and_store_are_named_in_the_log(tmp_path: Path) -> None:
+    dead_redis, dead_nector = free_port(), free_port()
+    config = proxy_config(
+        f"http://127.0.0.1:{dead_nector}/api/v2/merchant/activities",
+        limits={"storage_url": f"redis://127.0.0.1:{dead_redis}/0"},
+    )
+    with ProxyProcess(tmp_path, config) as proxy:
+        refused = httpx.post(
+            f"{proxy.base_url}/v1/triggers/spin-wheel",
+            headers={"authorization": f"Bearer {token()}"},
+        )
+    assert (refused.status_code, error_code(refused)) == (503, "storage_unavailable")
+    lines = [json.loads(line) for line in proxy.log_lines()]
+    [start] = [line for line in lines if "does not answer" in line["msg"]]
+    assert f"redis://127.0.0.1:{dead_redis}/0" in start["msg"]
+    assert "(refused)" in start["msg"]
+    [access] = [line for line in lines if line.get("route") == "/v1/triggers/{trigger}"]
+    assert access["cause"] == "refused"
+    # With the store back (memory), the upstream's refusal is named the same way.
+    memory = proxy_config(f"http://127.0.0.1:{dead_nector}/api/v2/merchant/activities")
+    with ProxyProcess(tmp_path, memory, name="memory") as proxy:
+        response = httpx.post(
+            f"{proxy.base_url}/v1/triggers/spin-wheel",
+            headers={"authorization": f"Bearer {token()}"},
+        )
+    assert (response.status_code, error_code(response)) == (502, "upstream_error")
+    lines = [json.loads(line) for line in proxy.log_lines()]
+    [access] = [line for line in lines if line.get("route") == "/v1/triggers/{trigger}"]
+    assert (access["upstream_fault"], access["cause"]) == ("upstream_error", "refused")
