@@ -7,17 +7,21 @@ them on. A configuration mistake prints one line naming the key and exits 2, nev
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import gc
+import importlib.metadata
+import math
 import os
+import socket
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NoReturn
 
 from .metrics import Metrics, multiprocess_registry
 from .sessions import ClaimError, mint_token
-from .settings import SOURCES, ConfigError, Settings
+from .settings import SOURCES, ConfigError, Settings, display_url
 
 CONFIG_PATH_VARIABLE = "TRIGGER_PROXY_CONFIG"
 # The cyclic garbage collector's thresholds while serving (see tune_gc).
@@ -25,60 +29,172 @@ GC_THRESHOLDS = (10_000, 10, 10)
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    args = _parser().parse_args(argv)
     env = os.environ if environ is None else environ
+    parser = _parser(env)
+    args = parser.parse_args(argv)
+    if args.run is None:  # no command: the help, as uvicorn and pip do
+        parser.print_help()
+        return 0
     try:
         result: int = args.run(args, env)
     except ConfigError as exc:
-        print(f"trigger-proxy: configuration error: {exc}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"trigger-proxy: configuration error: {problem}", file=sys.stderr)
         return 2
     return result
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="trigger-proxy",
-        description="A safe gateway to Nector's open triggers for storefronts, apps and games.",
-    )
-    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors are one line (and exit 2), like the config's."""
 
-    serve = commands.add_parser("serve", help="run the proxy")
-    serve.add_argument("--config", required=True, metavar="PATH")
-    serve.add_argument("--host", help="overrides server.host")
-    serve.add_argument("--port", type=int, help="overrides server.port")
-    serve.add_argument("--workers", type=int, help="overrides server.workers")
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _number(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number within the bounds the config file has for the key."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low or (high is not None and value > high):
+            bounds = f"from {low} to {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, not {value}")
+        return value
+
+    return parse
+
+
+# As the config file has it: 0 asks the system for a free port (the start line names it).
+_port = _number(0, 65535)
+
+
+def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="trigger-proxy",
+        description="A safe gateway to Nector's open triggers for storefronts, apps and games: "
+        "the API key stays on the server, the customer comes from a signed session.",
+        epilog="Secrets come only from the environment (TRIGGER_PROXY_API_KEY, ..._WORKSPACE_ID, "
+        "..._SESSION_SECRETS; see the README). 'trigger-proxy COMMAND --help' describes each.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.set_defaults(run=None)
+    commands = parser.add_subparsers(metavar="COMMAND", parser_class=_Parser)
+    config_path = env.get(CONFIG_PATH_VARIABLE) or None
+
+    def command(name: str, summary: str, description: str, example: str) -> _Parser:
+        sub: _Parser = commands.add_parser(
+            name,
+            help=summary,
+            description=description,
+            epilog=f"example: {example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        return sub
+
+    def config_option(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--config",
+            metavar="PATH",
+            required=config_path is None,
+            default=config_path,
+            help=f"the TOML configuration file (env {CONFIG_PATH_VARIABLE}; required)",
+        )
+
+    serve = command(
+        "serve",
+        "run the proxy",
+        "Run the proxy on uvicorn until SIGTERM or Ctrl-C, then let requests in flight finish\n"
+        "(server.shutdown_grace_seconds). Logs 'listening on http://HOST:PORT' once it accepts\n"
+        "connections and 'stopped' when it has stopped.",
+        ".venv/bin/trigger-proxy serve --config proxy.toml --port 8000",
+    )
+    config_option(serve)
+    serve.add_argument(
+        "--host", help="the address to listen on (default: server.host, 127.0.0.1; env "
+        "TRIGGER_PROXY_HOST)"
+    )  # fmt: skip
+    serve.add_argument(
+        "--port", type=_port, help="the port, 0-65535, 0 for any free one (default: "
+        "server.port, 8080; env TRIGGER_PROXY_PORT)"
+    )  # fmt: skip
+    serve.add_argument(
+        "--workers", type=_number(1), help="uvicorn worker processes; more than one needs "
+        "redis:// storage (default: server.workers, 1; env TRIGGER_PROXY_WORKERS)"
+    )  # fmt: skip
     serve.set_defaults(run=_serve)
 
-    mint = commands.add_parser("mint", help="print a session token for one customer")
-    mint.add_argument("--config", required=True, metavar="PATH")
-    who = mint.add_mutually_exclusive_group(required=True)
-    who.add_argument("--customer-id")
-    who.add_argument("--lead-id")
-    mint.add_argument(
-        "--ttl", type=int, metavar="SECONDS", help="default: sessions.max_age_seconds"
+    mint = command(
+        "mint",
+        "print a session token for one customer",
+        "Sign a session for one customer with the last of TRIGGER_PROXY_SESSION_SECRETS, as\n"
+        "the merchant's backend does after its own login, and print it on stdout.",
+        ".venv/bin/trigger-proxy mint --config proxy.toml --customer-id shopify-7001234",
     )
-    mint.add_argument("--name")
-    mint.add_argument("--referral-code")
-    mint.add_argument("--source", choices=SOURCES)
+    config_option(mint)
+    who = mint.add_mutually_exclusive_group(required=True)
+    who.add_argument("--customer-id", help="the customer, 8-128 characters (or --lead-id)")
+    who.add_argument("--lead-id", help="Nector's lead id, a UUID (or --customer-id)")
+    mint.add_argument(
+        "--ttl", type=_number(1), metavar="SECONDS",
+        help="lifetime in seconds (default: sessions.max_age_seconds, 3600)",
+    )  # fmt: skip
+    mint.add_argument("--name", help="the customer's name, sent to Nector (default: none)")
+    mint.add_argument("--referral-code", help="sent to Nector (default: none)")
+    mint.add_argument(
+        "--source", choices=SOURCES, help="binds the session to this X-Source (default: none)"
+    )
     mint.set_defaults(run=_mint)
 
-    check = commands.add_parser("check-config", help="validate the config and the environment")
-    check.add_argument("--config", required=True, metavar="PATH")
+    check = command(
+        "check-config",
+        "validate the config and the environment",
+        "Check exactly what serve would (the file and the secrets in the environment), name\n"
+        "every mistake, and print a summary without secrets. With --probe, also connect to\n"
+        "the limit store (PING) and to Nector's host (DNS, TCP, TLS; no reward is called).",
+        ".venv/bin/trigger-proxy check-config --config proxy.toml --probe",
+    )
+    config_option(check)
+    check.add_argument(
+        "--probe",
+        action="store_true",
+        help="also reach the limit store and the upstream host (default: off)",
+    )
     check.set_defaults(run=_check_config)
 
-    demo = commands.add_parser(
-        "demo", help="run the proxy, a stand-in for Nector and a demo storefront on 127.0.0.1"
+    demo = command(
+        "demo",
+        "run the proxy, a stand-in for Nector and a demo storefront on 127.0.0.1",
+        "Run the gateway with an embedded stand-in for Nector and a demo storefront page.\n"
+        "Needs no account, config or environment (TRIGGER_PROXY_* variables are ignored).",
+        ".venv/bin/trigger-proxy demo --port 8080",
     )
-    demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument(
+        "--port",
+        type=_port,
+        default=8080,
+        help="the page's port, 0 for any free one (default: 8080)",
+    )
     demo.set_defaults(run=_demo)
     return parser
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("trigger-proxy")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
+        return "unknown"
+
+
 def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     from .app import create_app
-    from .logs import configure
+    from .logs import LOG, configure
+    from .logs import flush as flush_logs
 
     settings = Settings.load(args.config, env)
     server = settings.server
@@ -87,30 +203,91 @@ def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         raise ConfigError(
             "--workers", "memory:// is per process; with several workers use redis://"
         )
+    host = args.host or server.host
+    sock = _listen(host, server.port if args.port is None else args.port)
     configure(settings.logging.level, settings.logging.format)
-    options: dict[str, Any] = {
-        "host": args.host or server.host,
-        "port": server.port if args.port is None else args.port,
-        "proxy_headers": False,  # the app applies server.forwarded_allow_ips itself
-        "server_header": False,
-        "timeout_graceful_shutdown": server.shutdown_grace_seconds,
-        "log_config": None,
-        "access_log": False,
-        "lifespan": "on",
-    }
-    if workers > 1:
+    port = sock.getsockname()[1]
+    listening = (
+        f"listening on http://{host}:{port} ({workers} worker{'s' * (workers > 1)}, "
+        f"storage {display_url(settings.limits.storage_url)})"
+    )
+    app = None if workers > 1 else create_app(settings)
+    config = uvicorn.Config(
+        app or "proxy.cli:app_from_environment",
+        factory=app is None,
+        workers=workers,
+        proxy_headers=False,  # the app applies server.forwarded_allow_ips itself
+        server_header=False,
+        timeout_graceful_shutdown=math.ceil(server.shutdown_grace_seconds),
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+    )
+    if app is None:
         # Each worker process builds its own app from the same file and environment, and
         # writes its metrics where any of them (and the admin port) can sum them.
         os.environ[CONFIG_PATH_VARIABLE] = os.path.abspath(args.config)
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="trigger-proxy-"))
         _serve_admin_metrics(settings, None)
-        uvicorn.run("proxy.cli:app_from_environment", factory=True, workers=workers, **options)
+        sock.listen(config.backlog)  # the workers accept on it; the kernel queues meanwhile
+        LOG.info(listening)
+        flush_logs()
+        Multiprocess(config, sockets=[sock]).run()
+        started = True
     else:
-        app = create_app(settings)
         _serve_admin_metrics(settings, app.metrics)
         tune_gc()
-        uvicorn.run(app, **options)
-    return 0
+        started = _run_one(config, sock, listening)
+    if not started:
+        LOG.error("stopped: the proxy did not start (see above)")
+    elif app is None:
+        LOG.info("stopped")
+    flush_logs()
+    return 0 if started else 3
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound here so that a busy port is one clear line."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                "--port", f"port {port} on {host} is in use: choose another with --port"
+            ) from exc
+        raise ConfigError("--host", f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.set_inheritable(True)  # for the worker processes
+    return sock
+
+
+def _run_one(config: Any, sock: socket.socket, listening: str) -> bool:
+    """Serve on ``sock`` in this process until told to stop; True if the server started.
+    The stop line is logged from the server's own shutdown: after a signal, uvicorn raises it
+    again once it has stopped, so nothing after ``run`` would run."""
+    import uvicorn
+
+    from .logs import LOG
+    from .logs import flush as flush_logs
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                LOG.info(listening)
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().shutdown(sockets)
+            LOG.info("stopped")
+            flush_logs()
+
+    server = Server(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run(sockets=[sock])
+    return server.started
 
 
 def _serve_admin_metrics(settings: Settings, metrics: Metrics | None) -> None:
@@ -184,7 +361,14 @@ def _mint(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def _check_config(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     settings = Settings.load(args.config, env)
     print(summary(settings))
-    return 0
+    if not args.probe:
+        return 0
+    from .probe import probe_store, probe_upstream
+
+    results = [probe_store(settings.limits.storage_url), probe_upstream(settings.upstream.url)]
+    for result in results:
+        print(result.line)
+    return 0 if all(r.ok for r in results) else 1
 
 
 def summary(settings: Settings) -> str:
@@ -192,14 +376,15 @@ def summary(settings: Settings) -> str:
     s = settings
     lines = [
         "configuration OK",
-        f"upstream: {s.upstream.url} (timeout {s.upstream.timeout_seconds:g}s)",
+        f"upstream: {s.upstream.url} (timeout {s.upstream.timeout_seconds:g}s, "
+        f"{s.upstream.key_purpose}-purpose key)",
         f"server: {s.server.host}:{s.server.port}, {s.server.workers} worker(s), "
         f"body cap {s.server.max_body_bytes} bytes",
         f"sessions: max age {s.sessions.max_age_seconds}s, cookie {s.sessions.cookie_name!r}, "
         f"{len(s.secrets.session_secrets)} signing secret(s)",
         f"cors: {', '.join(s.cors.allow_origins) or '(no browser origins)'}"
         f"{' with credentials' if s.cors.allow_credentials else ''}",
-        f"limits: storage {_without_password(s.limits.storage_url)}, per customer "
+        f"limits: storage {display_url(s.limits.storage_url)}, per customer "
         f"{_rates(s.limits.per_customer)}, workspace budget {_rates((s.limits.upstream,))}",
         f"minting over HTTP: {'on' if s.secrets.mint_key else 'off'}",
         f"triggers ({len(s.triggers)}):",
@@ -215,15 +400,6 @@ def summary(settings: Settings) -> str:
 
 def _rates(rates: Sequence[object]) -> str:
     return ";".join(str(r) for r in rates)
-
-
-def _without_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _demo(args: argparse.Namespace, env: Mapping[str, str]) -> int:

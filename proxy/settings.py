@@ -9,21 +9,23 @@ This module imports nothing of the project.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import tomllib
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
-from urllib.parse import urlsplit
+from typing import Any, Literal, NamedTuple, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 SOURCES = ("web", "mobile", "unix")
 MIN_SECRET_LENGTH = 32
 ENV_PREFIX = "TRIGGER_PROXY_"
 
 Purpose = Literal["serve", "mint"]
+_T = TypeVar("_T")
 
 
 class ConfigError(ValueError):
@@ -32,6 +34,45 @@ class ConfigError(ValueError):
     def __init__(self, key: str, message: str) -> None:
         super().__init__(f"{key}: {message}")
         self.key = key
+
+    @property
+    def problems(self) -> list[ConfigError]:
+        """Every mistake found: this one, or each of a ``ConfigErrors``."""
+        return [self]
+
+
+class ConfigErrors(ConfigError):
+    """Several mistakes found in one reading, so an operator fixes them all in one go;
+    ``str()`` is one line each, and ``key`` is the first one's."""
+
+    def __init__(self, errors: Sequence[ConfigError]) -> None:
+        ValueError.__init__(self, "\n".join(str(e) for e in errors))
+        self.key = errors[0].key
+        self._errors = list(errors)
+
+    @property
+    def problems(self) -> list[ConfigError]:
+        return list(self._errors)
+
+
+class _Problems:
+    """Collects the mistakes of independent parts of the configuration."""
+
+    def __init__(self) -> None:
+        self.found: list[ConfigError] = []
+
+    def read(self, read: Callable[[], _T], fallback: _T) -> _T:
+        try:
+            return read()
+        except ConfigError as exc:
+            self.found.extend(exc.problems)
+            return fallback
+
+    def raise_any(self) -> None:
+        if len(self.found) == 1:
+            raise self.found[0]
+        if self.found:
+            raise ConfigErrors(self.found)
 
 
 class Secret:
@@ -215,18 +256,37 @@ class Settings:
         cls, data: Mapping[str, Any], environ: Mapping[str, str], *, purpose: Purpose = "serve"
     ) -> Settings:
         reader = _Reader(data, "")
-        reader.only("upstream", "server", "sessions", "cors", "limits", "triggers", "logging")
         env = _EnvOverrides(environ)
-        settings = cls(
-            secrets=_read_secrets(environ, purpose),
-            upstream=_read_upstream(reader.table("upstream"), env),
-            server=_read_server(reader.table("server")),
-            sessions=_read_sessions(reader.table("sessions"), env),
-            cors=_read_cors(reader.table("cors")),
-            limits=_read_limits(reader.table("limits"), env),
-            triggers=_read_triggers(reader.tables("triggers")),
-            logging=_read_logging(reader.table("logging"), env),
+        # Each part is read on its own, so one run names every mistake (ConfigErrors).
+        problems = _Problems()
+        problems.read(
+            lambda: reader.only(
+                "upstream", "server", "sessions", "cors", "limits", "triggers", "logging"
+            ),
+            None,
         )
+        secrets = problems.read(lambda: _read_secrets(environ, purpose), None)
+        settings = cls(
+            secrets=secrets or Secrets(None, None, (), None),
+            upstream=problems.read(
+                lambda: _read_upstream(reader.table("upstream"), env), UpstreamSettings()
+            ),
+            server=problems.read(
+                lambda: _read_server(reader.table("server"), env), ServerSettings()
+            ),
+            sessions=problems.read(
+                lambda: _read_sessions(reader.table("sessions"), env), SessionSettings()
+            ),
+            cors=problems.read(lambda: _read_cors(reader.table("cors")), CorsSettings()),
+            limits=problems.read(
+                lambda: _read_limits(reader.table("limits"), env), LimitSettings()
+            ),
+            triggers=problems.read(lambda: _read_triggers(reader.tables("triggers")), ()),
+            logging=problems.read(
+                lambda: _read_logging(reader.table("logging"), env), LogSettings()
+            ),
+        )
+        problems.raise_any()
         _lint(settings)
         return settings
 
@@ -370,21 +430,27 @@ def _read_secrets(environ: Mapping[str, str], purpose: Purpose) -> Secrets:
             raise ConfigError(name, f"is shorter than {MIN_SECRET_LENGTH} characters")
         return Secret(value)
 
+    def session_secrets() -> tuple[Secret, ...]:
+        raw = given("SESSION_SECRETS", True)
+        assert raw is not None
+        parts = [part.strip() for part in raw.split(",")]
+        return tuple(made(f"{ENV_PREFIX}SESSION_SECRETS[{i}]", p) for i, p in enumerate(parts))
+
+    def mint_key() -> Secret | None:
+        value = given("MINT_KEY", False)
+        return None if value is None else made(ENV_PREFIX + "MINT_KEY", value)
+
     serving = purpose == "serve"
-    raw_sessions = given("SESSION_SECRETS", True)
-    assert raw_sessions is not None
-    session_secrets = tuple(
-        made(f"{ENV_PREFIX}SESSION_SECRETS[{i}]", part.strip())
-        for i, part in enumerate(raw_sessions.split(","))
+    problems = _Problems()
+    secrets = Secrets(
+        api_key=problems.read(lambda: issued("API_KEY", serving), None),
+        workspace_id=problems.read(lambda: issued("WORKSPACE_ID", serving), None),
+        session_secrets=problems.read(session_secrets, ()),
+        mint_key=problems.read(mint_key, None),
+        lead_token_secret=problems.read(lambda: issued("LEAD_TOKEN_SECRET", False), None),
     )
-    mint_key = given("MINT_KEY", False)
-    return Secrets(
-        api_key=issued("API_KEY", serving),
-        workspace_id=issued("WORKSPACE_ID", serving),
-        session_secrets=session_secrets,
-        mint_key=None if mint_key is None else made(ENV_PREFIX + "MINT_KEY", mint_key),
-        lead_token_secret=issued("LEAD_TOKEN_SECRET", False),
-    )
+    problems.raise_any()
+    return secrets
 
 
 def _read_upstream(r: _Reader, env: _EnvOverrides) -> UpstreamSettings:
@@ -415,6 +481,23 @@ def _read_upstream(r: _Reader, env: _EnvOverrides) -> UpstreamSettings:
     )
 
 
+def display_url(url: str) -> str:
+    """``url`` as it may be shown: a password, in the userinfo or as a ``password`` query
+    parameter (both forms redis-py accepts), replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None and "password" not in parts.query.lower():
+        return url
+    netloc = parts.netloc
+    if parts.password is not None:
+        host = netloc.rpartition("@")[2]
+        netloc = f"{parts.username or ''}:***@{host}"
+    query = urlencode(
+        [(k, "***" if k.lower() == "password" else v) for k, v in parse_qsl(parts.query)],
+        safe="*",
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
 def _check_upstream_url(key: str, url: str, allow_insecure: bool) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -436,11 +519,14 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _read_server(r: _Reader) -> ServerSettings:
+def _read_server(r: _Reader, env: _EnvOverrides) -> ServerSettings:
     r.only(
         "host", "port", "workers", "max_body_bytes", "forwarded_allow_ips",
         "shutdown_grace_seconds", "metrics_port", "metrics_host",
     )  # fmt: skip
+    env.apply(r, "host", "HOST", str)
+    env.apply(r, "port", "PORT", int)
+    env.apply(r, "workers", "WORKERS", int)
     d = ServerSettings()
     ips = r.strings("forwarded_allow_ips", d.forwarded_allow_ips)
     for ip in ips:
@@ -533,43 +619,47 @@ def _check_uuid(key: str, value: str) -> str:
 
 
 def _read_triggers(readers: list[_Reader]) -> tuple[TriggerSettings, ...]:
-    triggers = []
     seen: dict[str, str] = {}
-    for r in readers:
-        r.only("id", "name", "sources", "per_customer", "allow_debit", "override")
-        trigger_id = r.string("id")
-        if trigger_id is None:
-            raise ConfigError(r.key("id"), "is required")
-        trigger_id = _check_uuid(r.key("id"), trigger_id)
-        name = r.string("name")
-        if name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
-            raise ConfigError(r.key("name"), "must be 1-64 letters, digits, '_', '.' or '-'")
-        for ref in (trigger_id, name):
-            if ref is None:
-                continue
-            if ref in seen:
-                raise ConfigError(r.key("id" if ref == trigger_id else "name"), "is used twice")
-            seen[ref] = ref
-        sources = r.strings("sources", SOURCES)
-        for s in sources:
-            if s not in SOURCES:
-                raise ConfigError(r.key("sources"), f"{s!r} is not one of {', '.join(SOURCES)}")
-        if not sources:
-            raise ConfigError(r.key("sources"), "must name at least one source")
-        allow_debit = r.boolean("allow_debit", False)
-        wallet, offer = _read_override(r.table("override"), allow_debit)
-        triggers.append(
-            TriggerSettings(
-                id=trigger_id,
-                name=name,
-                sources=frozenset(sources),
-                per_customer=r.rates("per_customer", None),
-                allow_debit=allow_debit,
-                wallet=wallet,
-                offer=offer,
-            )
-        )
-    return tuple(triggers)
+    problems = _Problems()
+    read: list[TriggerSettings | None] = [
+        problems.read(functools.partial(_read_trigger, r, seen), None) for r in readers
+    ]
+    problems.raise_any()
+    return tuple(t for t in read if t is not None)
+
+
+def _read_trigger(r: _Reader, seen: dict[str, str]) -> TriggerSettings:
+    r.only("id", "name", "sources", "per_customer", "allow_debit", "override")
+    trigger_id = r.string("id")
+    if trigger_id is None:
+        raise ConfigError(r.key("id"), "is required")
+    trigger_id = _check_uuid(r.key("id"), trigger_id)
+    name = r.string("name")
+    if name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
+        raise ConfigError(r.key("name"), "must be 1-64 letters, digits, '_', '.' or '-'")
+    for ref in (trigger_id, name):
+        if ref is None:
+            continue
+        if ref in seen:
+            raise ConfigError(r.key("id" if ref == trigger_id else "name"), "is used twice")
+        seen[ref] = ref
+    sources = r.strings("sources", SOURCES)
+    for s in sources:
+        if s not in SOURCES:
+            raise ConfigError(r.key("sources"), f"{s!r} is not one of {', '.join(SOURCES)}")
+    if not sources:
+        raise ConfigError(r.key("sources"), "must name at least one source")
+    allow_debit = r.boolean("allow_debit", False)
+    wallet, offer = _read_override(r.table("override"), allow_debit)
+    return TriggerSettings(
+        id=trigger_id,
+        name=name,
+        sources=frozenset(sources),
+        per_customer=r.rates("per_customer", None),
+        allow_debit=allow_debit,
+        wallet=wallet,
+        offer=offer,
+    )
 
 
 def _read_override(

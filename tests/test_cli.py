@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import gc
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import uvicorn
 
-from proxy import logs
+from proxy import cli, logs
 from proxy.cli import GC_THRESHOLDS, main
 from proxy.sessions import SessionVerifier
 from tests.conftest import ALL_SECRETS, ENVIRON, SESSION_SECRET
+from tests.redis_util import free_port
 
 EXAMPLE = str(Path(__file__).parent.parent / "config" / "proxy.example.toml")
 
@@ -120,15 +121,16 @@ def test_serve_refuses_several_workers_on_memory_storage() -> None:
 
 def test_serve_sets_the_collector_up_before_serving(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[tuple[tuple[int, int, int], int]] = []
-    monkeypatch.setattr(
-        uvicorn,
-        "run",
-        lambda app, **options: seen.append((gc.get_threshold(), gc.get_freeze_count())),
-    )
+
+    def run_one(config: object, sock: object, listening: str) -> bool:
+        seen.append((gc.get_threshold(), gc.get_freeze_count()))
+        return True
+
+    monkeypatch.setattr(cli, "_run_one", run_one)
     saved = (gc.get_threshold(), logs.LOG.handlers[:], logs.LOG.level, logs.LOG.propagate)
     saved_direct = logs._direct
     try:
-        assert main(["serve", "--config", EXAMPLE], ENVIRON) == 0
+        assert main(["serve", "--config", EXAMPLE, "--port", str(free_port())], ENVIRON) == 0
     finally:
         thresholds, logs.LOG.handlers[:], logs.LOG.level, logs.LOG.propagate = saved
         logs._direct = saved_direct
@@ -137,3 +139,108 @@ def test_serve_sets_the_collector_up_before_serving(monkeypatch: pytest.MonkeyPa
     [(serving, frozen)] = seen
     assert serving == GC_THRESHOLDS
     assert frozen > 1000  # the modules and the app, out of the full collections' way
+
+
+# --- options are validated as the config file validates them ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["serve", "--config", EXAMPLE, "--port", "70000"], "--port"),
+        (["serve", "--config", EXAMPLE, "--port", "-1"], "--port"),
+        (["serve", "--config", EXAMPLE, "--port", "eighty"], "--port"),
+        (["serve", "--config", EXAMPLE, "--workers", "0"], "--workers"),
+        (["demo", "--port", "70000"], "--port"),
+        (["mint", "--config", EXAMPLE, "--customer-id", "customer-0001", "--ttl", "0"], "--ttl"),
+    ],
+)
+def test_a_bad_option_is_one_line_naming_it_and_exit_2(args: list[str], option: str) -> None:
+    result = run(*args, env=ENVIRON)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert option in line
+    assert "Traceback" not in result.stderr
+
+
+def test_a_busy_port_is_one_line_naming_it() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run("serve", "--config", EXAMPLE, "--port", str(port), env=ENVIRON)
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert f"port {port} on 127.0.0.1 is in use" in line
+    assert "--port" in line
+
+
+def test_version_and_help_read_like_uvicorns() -> None:
+    version = run("--version", env={})
+    assert version.returncode == 0
+    assert version.stdout.startswith("trigger-proxy 0.")
+    bare = run(env={})
+    assert bare.returncode == 0
+    assert "usage: trigger-proxy" in bare.stdout
+    assert all(c in bare.stdout for c in ("serve", "mint", "check-config", "demo"))
+    serve = run("serve", "--help", env={}).stdout
+    for words in ("TRIGGER_PROXY_PORT", "server.port, 8080", "TRIGGER_PROXY_CONFIG"):
+        assert words in " ".join(serve.split()), words
+    assert "example: .venv/bin/trigger-proxy serve" in serve
+    for command in ("mint", "check-config", "demo"):
+        text = run(command, "--help", env={}).stdout
+        assert "example:" in text
+        assert "default" in text
+
+
+def test_check_config_names_every_missing_variable_in_one_run() -> None:
+    result = run("check-config", "--config", EXAMPLE, env={})
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    for name in ("API_KEY", "WORKSPACE_ID", "SESSION_SECRETS"):
+        assert any(f"TRIGGER_PROXY_{name}: is required" in line for line in lines), name
+    assert all(line.startswith("trigger-proxy: configuration error: ") for line in lines)
+
+
+def test_check_config_names_every_mistake_in_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "p.toml"
+    text = Path(EXAMPLE).read_text()
+    text = text.replace("timeout_seconds = 10.0", 'timeout_seconds = "ten"')
+    text = text.replace('per_customer = "1/day"', 'per_customer = "daily"')
+    path.write_text(text.replace('cookie_name = "trigger_session"', 'cookie_name = "a b"'))
+    lines = run("check-config", "--config", str(path), env=ENVIRON).stderr.splitlines()
+    keys = [line.split(": ")[2] for line in lines]
+    assert keys == ["upstream.timeout_seconds", "sessions.cookie_name", "triggers[1].per_customer"]
+
+
+def test_check_config_probe_says_what_answered_and_what_did_not(tmp_path: Path) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        up = listener.getsockname()[1]
+        down = free_port()
+        path = tmp_path / "p.toml"
+        path.write_text(
+            Path(EXAMPLE).read_text().replace('"memory://"', f'"redis://127.0.0.1:{down}/0"')
+        )
+        env = {**ENVIRON, "TRIGGER_PROXY_UPSTREAM_URL": f"http://127.0.0.1:{up}/api/v2/x"}
+        result = run("check-config", "--config", str(path), "--probe", env=env)
+    assert result.returncode == 1
+    assert f"limit store redis://127.0.0.1:{down}/0: FAILED (refused)" in result.stdout
+    assert f"upstream 127.0.0.1:{up}: DNS 127.0.0.1, TCP connected" in result.stdout
+
+
+def test_check_config_probe_pings_a_live_redis(tmp_path: Path) -> None:
+    from tests.conftest import need
+    from tests.redis_util import SHARED_REDIS, redis_available
+
+    need(redis_available(SHARED_REDIS), f"no Redis at {SHARED_REDIS}")
+    path = tmp_path / "p.toml"
+    path.write_text(Path(EXAMPLE).read_text().replace('"memory://"', f'"{SHARED_REDIS}"'))
+    closed = {**ENVIRON, "TRIGGER_PROXY_UPSTREAM_URL": f"http://127.0.0.1:{free_port()}/x"}
+    result = run("check-config", "--config", str(path), "--probe", env=closed)
+    assert result.returncode == 1
+    assert f"limit store {SHARED_REDIS}: PING answered" in result.stdout
+    assert "TCP" not in result.stdout
+    assert "FAILED (refused)" in result.stdout
