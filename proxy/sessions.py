@@ -28,7 +28,7 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from .bounded import drop_oldest
 from .errors import ExpiredSession, InvalidSession
-from .settings import SOURCES
+from .settings import MIN_SECRET_LENGTH, SOURCES
 
 SALT = "trigger-proxy.session"
 MAX_TOKEN_LENGTH = 4096
@@ -344,18 +344,32 @@ def mint_token(
 ) -> str:
     """Sign ``claims`` into a session token with the newest secret (the last one).
 
-    ``ttl_seconds`` adds an ``exp`` claim that far in the future. The claims are checked as
-    the verifier will check them; ``ClaimError`` names the first wrong one.
+    ``secrets`` is a list, oldest first, as the proxy is given them; a string is refused with
+    ``TypeError`` (it would sign with its last character), a secret shorter than the proxy
+    accepts with ``ValueError``. ``ttl_seconds`` adds an ``exp`` claim that far in the future.
+    The claims are checked as the verifier will check them; ``ClaimError`` names the first
+    wrong one.
 
     >>> mint_token(["x" * 32], {"customer_id": "customer-42"})  # doctest: +SKIP
     'eyJjdXN0b21lcl9pZCI6ImN1c3RvbWVyLTQyIn0.Z...'
     """
+    if isinstance(secrets, (str, bytes)):
+        raise TypeError(
+            "secrets must be a list of strings, oldest first; for the environment variable "
+            'use TRIGGER_PROXY_SESSION_SECRETS.split(",")'
+        )
     if not secrets:
         raise ValueError("at least one secret is required")
+    for secret in secrets:
+        if not isinstance(secret, str) or len(secret.strip()) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"every secret must be a string of at least {MIN_SECRET_LENGTH} characters, "
+                "as the proxy requires"
+            )
     payload = dict(claims)
     if ttl_seconds is not None:
         if ttl_seconds < 1:
             raise ClaimError("ttl_seconds must be at least 1")
         payload["exp"] = int(clock()) + ttl_seconds
     parse_claims(payload)
-    return _serializer(secrets[-1], clock).dumps(payload)
+    return _serializer(secrets[-1].strip(), clock).dumps(payload)

@@ -353,3 +353,16 @@ def test_the_signature_is_hmac_sha1_with_or_without_openssls_hmac_object(
     for message in (b"", b"payload.stamp", b"x" * 5000):
         assert sign(message) == hmac.digest(key, message, "sha1")
         assert sign(message) == sign(message)  # the kept state is never changed
+
+
+def test_mint_token_refuses_a_string_where_a_list_of_secrets_belongs() -> None:
+    # mint_token(os.environ["TRIGGER_PROXY_SESSION_SECRETS"], ...) would sign with the string's
+    # last character, and the proxy would only ever say invalid_session.
+    with pytest.raises(TypeError, match="list of strings"):
+        mint_token(NEW, {"customer_id": "customer-0001"})
+
+
+@pytest.mark.parametrize("secrets", [["short-secret"], [NEW, "x" * 31], [""]])
+def test_mint_token_refuses_secrets_the_proxy_would_not_accept(secrets: list[str]) -> None:
+    with pytest.raises(ValueError, match="at least 32 characters"):
+        mint_token(secrets, {"customer_id": "customer-0001"})
