@@ -1,0 +1,139 @@
+"""Every command and code example in README.md and docs/ runs as written.
+
+Each fenced block is either run here or named in NOT_RUN with the reason, so an example added
+later without a test fails ``test_every_example_is_run_or_excused``. The one liberty taken:
+the try-it block's fixed ports (9000, 8000) are swapped for free ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from proxy.sessions import SessionVerifier
+from tests.conftest import MINT_KEY, SESSION_SECRET, SPIN
+from tests.redis_util import free_port
+from tests.servers import ProxyProcess, StandInServer, proxy_config, stand_in_for
+
+ROOT = Path(__file__).parent.parent
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
+BASE_ENV = {k: v for k, v in os.environ.items() if not k.startswith("TRIGGER_PROXY_")}
+
+# (file, the block's first line) -> why no test runs it here.
+NOT_RUN = {
+    (
+        "README.md",
+        "# 1. install and run the demo: open the URL it prints, log in, spin the wheel",
+    ): (
+        "the install commands: .ci/run runs the second exactly, test_deploy installs the "
+        "package in a fresh venv, and test_demo runs `trigger-proxy demo`"
+    ),
+    ("README.md", '<script type="module">'): (
+        "a storefront's page around the browser client, whose calls test_browser makes in Chromium"
+    ),
+}
+
+
+def examples() -> list[tuple[str, str, str]]:
+    """(file name, language, text) of every fenced block."""
+    found = []
+    for path in DOCS:
+        for match in FENCE.finditer(path.read_text()):
+            found.append((path.name, match.group(1), match.group(2)))
+    return found
+
+
+def block(name: str, needle: str) -> str:
+    [text] = [text for file, _, text in examples() if file == name and needle in text]
+    return text
+
+
+def run_shell(text: str, env: dict[str, str], timeout: float = 90) -> str:
+    """Run ``text`` with bash in the repository, as a reader pastes it; stop anything it left
+    running in the background. Output goes to a file: the background servers keep a pipe open."""
+    with tempfile.TemporaryFile("w+") as out:
+        process = subprocess.Popen(
+            ["bash", "-euo", "pipefail", "-c", text],
+            cwd=ROOT,
+            env={**BASE_ENV, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            process.wait(timeout)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        out.seek(0)
+        output = out.read()
+    assert process.returncode == 0, output
+    return output
+
+
+RUN_HERE = {
+    ("README.md", "proxy.demo.nector"),
+    ("README.md", "from proxy import mint_token"),
+    ("README.md", "X-Source: mobile"),
+    ("sessions.md", "from proxy import mint_token"),
+    ("sessions.md", "trigger-proxy mint"),
+    ("sessions.md", "/v1/sessions"),
+}
+
+
+def test_every_example_is_run_or_excused() -> None:
+    for name, _, text in examples():
+        first = text.splitlines()[0]
+        excused = (name, first) in NOT_RUN
+        run = [needle for file, needle in RUN_HERE if file == name and needle in text]
+        assert excused or len(run) == 1, f"{name}: no test runs the example starting {first!r}"
+
+
+def test_the_readme_try_it_block_rewards_a_customer() -> None:
+    text = block("README.md", "proxy.demo.nector")
+    nector, proxy = free_port(), free_port()
+    text = text.replace("9000", str(nector)).replace("8000", str(proxy))
+    output = run_shell(text, {})
+    answer = json.loads(output.strip().splitlines()[-1])
+    assert answer["meta"] == {"status": "success"}
+    assert 5 <= answer["data"]["wallet_reward"]["coins"] <= 50
+
+
+@pytest.mark.parametrize("name", ["README.md", "sessions.md"])
+def test_the_python_minting_examples_sign_a_token_the_proxy_verifies(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRIGGER_PROXY_SESSION_SECRETS", SESSION_SECRET)
+    text = block(name, "from proxy import mint_token")
+    namespace: dict[str, object] = {}
+    exec(compile(text, name, "exec"), namespace)  # noqa: S102 - our own documentation
+    secrets = namespace["secrets"]
+    assert isinstance(secrets, list)
+    session = SessionVerifier(secrets, 3600).verify(str(namespace["token"]))
+    assert session.subject == "shopify-7001234"
+
+
+def test_the_cli_and_http_examples_run(tmp_path: Path) -> None:
+    secrets = {"TRIGGER_PROXY_SESSION_SECRETS": SESSION_SECRET}
+    verifier = SessionVerifier([SESSION_SECRET], 3600)
+    token = run_shell(block("sessions.md", "trigger-proxy mint"), secrets).strip()
+    assert verifier.verify(token).subject == "shopify-7001234"
+    with StandInServer(stand_in_for(SPIN)) as nector:
+        with ProxyProcess(tmp_path, proxy_config(nector.url)) as proxy:
+            env = {"PROXY": proxy.base_url, "TRIGGER_PROXY_MINT_KEY": MINT_KEY}
+            minted = json.loads(run_shell(block("sessions.md", "/v1/sessions"), env))
+            assert verifier.verify(minted["token"]).subject == "shopify-7001234"
+            env = {"PROXY": proxy.base_url, "SESSION_TOKEN": minted["token"]}
+            answer = json.loads(run_shell(block("README.md", "X-Source: mobile"), env))
+    assert answer["meta"] == {"status": "success"}
+    assert nector.stand_in.calls[0].headers["x-source"] == "mobile"
