@@ -1,5 +1,17 @@
-"""The ASGI application: routing, CORS, error rendering and the lifespan that owns the shared
-upstream client and limit store. ``create_app`` is the factory that wires everything.
+"""The application: a Starlette app whose reward routes take a raw-ASGI fast path.
+
+``create_app`` builds it. Health, readiness, metrics, the OpenAPI document, the client script
+and minting are Starlette routes, with exception handlers that render the contract's errors,
+and the lifespan is Starlette's (it opens and closes the limit store and the upstream client).
+
+Every HTTP request first passes the checks the contract puts before any route's own work, in
+one frame: route and method, then the Origin (403 origin_not_allowed), then a browser's
+preflight. The reward routes (``POST /v1/triggers/{trigger}`` and Nector's drop-in) are then
+answered there directly, since refusals are most of the traffic and Starlette's routing and
+request objects would cost a fifth of a refusal (docs/design.md); the rest goes on to
+Starlette's router. Every answer gets X-Request-ID and the CORS headers, and one access line.
+
+Mounted under a prefix (``Mount("/rewards", app=...)``), routes are matched without it.
 """
 
 from __future__ import annotations
@@ -12,14 +24,13 @@ from collections.abc import AsyncIterator
 from importlib import resources
 
 import httpx
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request as StarletteRequest
+from starlette.responses import Response
+from starlette.routing import Route
 
-from .asgi import (
-    Receive,
-    Request,
-    Scope,
-    Send,
-    TrustedPeers,
-)
+from .asgi import Message, Receive, Request, Scope, Send, TrustedPeers
 from .cors import CorsPolicy
 from .errors import (
     MethodNotAllowed,
@@ -28,30 +39,25 @@ from .errors import (
     ProxyError,
     StorageUnavailable,
 )
-from .gateway import Answer, Gateway
+from .gateway import Gateway
 from .logs import LOG, AccessRecord, log_access
 from .logs import flush as flush_logs
 from .memory_store import MemoryStore
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
+from .mint import Minter
 from .ratelimit import LimitStore
+from .responses import NECTOR_PREFIX, Answer, render_error
 from .settings import LimitSettings, Settings, display_url
 from .upstream import UpstreamClient
 
 TRIGGER_PREFIX = "/v1/triggers/"
-# Nector's own paths: clients written against Nector read its envelope (errors.nector_body).
-NECTOR_PREFIX = "/api/v2/merchant/"
 DROPIN_PATH = NECTOR_PREFIX + "activities"
 CLIENT_JS_PATH = "/client/trigger-proxy.js"
-_ROUTES = {
-    DROPIN_PATH: "POST",
-    "/v1/sessions": "POST",
-    "/healthz": "GET",
-    "/readyz": "GET",
-    "/metrics": "GET",
-    "/openapi.json": "GET",
-    CLIENT_JS_PATH: "GET",
-}
+_JS_TYPE = b"text/javascript; charset=utf-8"
+# The script's CORS headers depend on the Origin, so every copy of it says so.
+_JS_HEADERS = [(b"cache-control", b"public, max-age=300"), (b"vary", b"Origin")]
+_STATE = "trigger_proxy"  # the scope key under which a request's view and record travel
 
 
 async def _flush_periodically(metrics: Metrics, interval: float = 0.2) -> None:
@@ -71,8 +77,8 @@ def open_store(settings: LimitSettings) -> LimitStore:
     return RedisStore(settings.storage_url)
 
 
-class App:
-    """trigger-proxy as an ASGI 3 application."""
+class App(Starlette):
+    """trigger-proxy as a Starlette application (see the module's docstring)."""
 
     def __init__(
         self,
@@ -91,13 +97,37 @@ class App:
         self._client_js = static.joinpath("trigger-proxy.js").read_bytes()
         self._openapi = _openapi(static.joinpath("openapi.json").read_text(), settings)
         self._gateway: Gateway | None = None
-        labels = [t.name or t.id for t in settings.triggers]
-        self.metrics = Metrics(labels)
+        self._minter = Minter(settings)
+        self.metrics = Metrics([t.name or t.id for t in settings.triggers])
         self._metrics_here = settings.server.metrics_port == 0
+        routes = [
+            Route("/healthz", self._health, methods=["GET"]),
+            Route("/readyz", self._ready, methods=["GET"]),
+            Route("/metrics", self._metrics, methods=["GET"]),
+            Route("/openapi.json", self._openapi_document, methods=["GET"]),
+            Route(CLIENT_JS_PATH, self._client_script, methods=["GET"]),
+            Route("/v1/sessions", self._mint, methods=["POST"]),
+        ]
+        # The methods of every route, for the checks before routing; the reward routes' own.
+        self._methods = {r.path: next(iter(r.methods - {"HEAD"})) for r in routes if r.methods}
+        self._methods[DROPIN_PATH] = "POST"
+        super().__init__(
+            routes=routes,
+            exception_handlers={
+                ProxyError: _on_refusal,
+                HTTPException: _on_http_exception,
+                Exception: _on_crash,
+            },
+            lifespan=lambda app: self.lifespan(),
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
-        """Open the limit store and the upstream client; close both on the way out."""
+        """Open the limit store and the upstream client; close both on the way out.
+
+        Mounted in a parent app, pass it on:
+        ``Starlette(..., lifespan=app.router.lifespan_context)``.
+        """
         secrets = self.settings.secrets
         if secrets.api_key is None or secrets.workspace_id is None:
             raise RuntimeError("serving needs the API key and the workspace id")
@@ -137,7 +167,9 @@ class App:
         traffic are short, so calls and awaits are a real share of their cost."""
         if scope["type"] != "http":
             if scope["type"] == "lifespan":
-                await self._lifespan(receive, send)
+                await super().__call__(scope, receive, send)
+            elif scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})  # no WebSocket routes
             return
         started = time.perf_counter()
         request = Request(scope, receive, self._trusted)
@@ -152,99 +184,152 @@ class App:
             record.code = exc.code
             if exc.cause is not None:
                 record.cause = exc.cause
-            answer = Answer(exc.status, _render(exc, request), exc.headers)
+            answer = Answer(exc.status, render_error(exc, request.path, request_id), exc.headers)
         except Exception:
             LOG.exception("unhandled error", extra={"fields": {"request_id": request_id}})
-            failure = ProxyError()
-            record.code = failure.code
-            answer = Answer(500, _render(failure, request))
-        record.status = status = answer.status
-        body = answer.body
-        headers = [
-            (b"x-request-id", request_id.encode()),
-            (b"content-type", answer.content_type),
-            (b"content-length", b"%d" % len(body)),
-            *answer.headers,
-        ]
-        if origin_ok and origin:
-            headers += self._cors.response_headers(origin)
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+            answer = _internal_error(record, request)
+        extra = self._cors.response_headers(origin) if origin_ok and origin else []
+        if answer is None:  # a Starlette route's: it sends its own answer
+            scope[_STATE] = (request, record)
+            # Starlette answers a crash (500, _on_crash) and then raises it again for the server.
+            with contextlib.suppress(Exception):
+                await super().__call__(scope, receive, _with_headers(send, record, extra))
+        else:
+            record.status = status = answer.status
+            body = answer.body
+            headers = [
+                (b"x-request-id", request_id.encode()),
+                (b"content-type", answer.content_type),
+                (b"content-length", b"%d" % len(body)),
+                *answer.headers,
+                *extra,
+            ]
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
         record.duration_ms = round((time.perf_counter() - started) * 1000, 3)
         log_access(record)
         self.metrics.observe(record)
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        message = await receive()
-        assert message["type"] == "lifespan.startup"
-        try:
-            async with self.lifespan():
-                await send({"type": "lifespan.startup.complete"})
-                await receive()  # lifespan.shutdown
-        except Exception as exc:
-            LOG.error("startup failed: %s", type(exc).__name__)
-            await send({"type": "lifespan.startup.failed", "message": type(exc).__name__})
-            return
-        await send({"type": "lifespan.shutdown.complete"})
-
     async def _route(
         self, request: Request, record: AccessRecord, origin: str | None, origin_ok: bool
-    ) -> Answer:
+    ) -> Answer | None:
+        """The checks before any route's own work; a reward route's answer, or None for a
+        Starlette route to answer."""
         path, method = request.path, request.method
         trigger = path.startswith(TRIGGER_PREFIX)
-        allowed = "POST" if trigger else _ROUTES.get(path)
+        allowed = "POST" if trigger else self._methods.get(path)
         if allowed is None:
             raise NotFound()
         if origin is not None and not origin_ok:
             raise OriginNotAllowed()
         preflight = method == "OPTIONS" and b"access-control-request-method" in request.headers
         if preflight and origin is not None:
-            return self._preflight(allowed, path.startswith(NECTOR_PREFIX))
-        if method == "HEAD" and allowed == "GET":
-            method = "GET"  # the server sends the head of the GET answer and no body
-        if method != allowed:
+            methods = f"{allowed}, OPTIONS"
+            headers = self._cors.preflight_headers(methods, path.startswith(NECTOR_PREFIX))
+            return Answer(204, b"", headers)
+        if method != allowed and not (method == "HEAD" and allowed == "GET"):
             raise MethodNotAllowed(headers=[(b"allow", allowed.encode())])
-        gateway = self._gateway
         if trigger:  # the reward route first: nearly every request takes it
             ref = path[len(TRIGGER_PREFIX) :]
             if not ref or "/" in ref:
                 raise NotFound()
-            if gateway is None:
-                raise StorageUnavailable("the proxy is not started")
-            return await gateway.trigger(request, ref, record, origin_ok)
-        if path == CLIENT_JS_PATH:
-            return Answer(200, self._client_js, [_JS_CACHE], _JS_TYPE)
-        if path == "/openapi.json":
-            return Answer(200, self._openapi)
-        if path == "/healthz":
-            return Answer(200, b'{"status":"ok"}')
-        if path == "/metrics":
-            if not self._metrics_here:
-                raise NotFound()  # served on the admin port instead
-            return Answer(200, self.metrics.render(), content_type=METRICS_CONTENT_TYPE)
-        if gateway is None:
-            raise StorageUnavailable("the proxy is not started")
-        if path == "/readyz":
-            await gateway.ping()
-            return Answer(200, b'{"status":"ready"}')
+            return await self._started().trigger(request, ref, record, origin_ok)
         if path == DROPIN_PATH:
-            return await gateway.dropin(request, record, origin_ok)
-        return await gateway.mint(request)  # /v1/sessions, the last route
+            return await self._started().dropin(request, record, origin_ok)
+        return None
 
-    def _preflight(self, allowed: str, nector: bool) -> Answer:
-        # The allow-origin and expose headers are added to every answer by __call__.
-        return Answer(204, b"", self._cors.preflight_headers(f"{allowed}, OPTIONS", nector))
+    def _started(self) -> Gateway:
+        if self._gateway is None:
+            raise StorageUnavailable("the proxy is not started")
+        return self._gateway
+
+    # --- Starlette routes -----------------------------------------------------------------
+
+    async def _health(self, request: StarletteRequest) -> Response:
+        return _json(b'{"status":"ok"}')
+
+    async def _ready(self, request: StarletteRequest) -> Response:
+        await self._started().ping()
+        return _json(b'{"status":"ready"}')
+
+    async def _metrics(self, request: StarletteRequest) -> Response:
+        if not self._metrics_here:
+            raise NotFound()  # served on the admin port instead
+        return Response(self.metrics.render(), media_type=METRICS_CONTENT_TYPE.decode())
+
+    async def _openapi_document(self, request: StarletteRequest) -> Response:
+        return _json(self._openapi)
+
+    async def _client_script(self, request: StarletteRequest) -> Response:
+        response = Response(self._client_js, media_type=_JS_TYPE.decode())
+        response.raw_headers += _JS_HEADERS
+        return response
+
+    async def _mint(self, request: StarletteRequest) -> Response:
+        view, _ = request.scope[_STATE]
+        answer = await self._minter.mint(view)
+        response = _json(answer.body)
+        response.raw_headers += answer.headers
+        return response
 
 
-def _render(error: ProxyError, request: Request) -> bytes:
-    """A refusal's body: the contract's error object, inside Nector's envelope on its paths."""
-    if request.path.startswith(NECTOR_PREFIX):
-        return error.nector_body(request.request_id)
-    return error.body(request.request_id)
+def _json(body: bytes) -> Response:
+    return Response(body, media_type="application/json")
 
 
-_JS_TYPE = b"text/javascript; charset=utf-8"
-_JS_CACHE = (b"cache-control", b"public, max-age=300")
+def _with_headers(send: Send, record: AccessRecord, extra: list[tuple[bytes, bytes]]) -> Send:
+    """``send`` that adds X-Request-ID and the CORS headers to the answer's head, and notes
+    its status for the access line."""
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            record.status = message["status"]
+            headers = [
+                (b"x-request-id", record.request_id.encode()),
+                *(message.get("headers") or []),
+                *extra,
+            ]
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return sending
+
+
+def _refusal(request: StarletteRequest, error: ProxyError) -> Response:
+    view, record = request.scope[_STATE]
+    record.code = error.code
+    if error.cause is not None:
+        record.cause = error.cause
+    response = _json(render_error(error, view.path, view.request_id))
+    response.status_code = error.status
+    response.raw_headers += error.headers
+    return response
+
+
+async def _on_refusal(request: StarletteRequest, exc: Exception) -> Response:
+    assert isinstance(exc, ProxyError)
+    return _refusal(request, exc)
+
+
+async def _on_http_exception(request: StarletteRequest, exc: Exception) -> Response:
+    """Starlette's own refusals (its router's 404 and 405) in the contract's shape."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        allow = (exc.headers or {}).get("Allow", "")
+        return _refusal(request, MethodNotAllowed(headers=[(b"allow", allow.encode())]))
+    return _refusal(request, NotFound())
+
+
+async def _on_crash(request: StarletteRequest, exc: Exception) -> Response:
+    view, _ = request.scope[_STATE]
+    LOG.exception("unhandled error", extra={"fields": {"request_id": view.request_id}})
+    return _refusal(request, ProxyError())
+
+
+def _internal_error(record: AccessRecord, request: Request) -> Answer:
+    failure = ProxyError()
+    record.code = failure.code
+    return Answer(500, render_error(failure, request.path, request.request_id))
 
 
 def _openapi(text: str, settings: Settings) -> bytes:
@@ -256,11 +341,16 @@ def _openapi(text: str, settings: Settings) -> bytes:
     return json.dumps(spec).encode()
 
 
+_LABELS = frozenset(
+    ["/healthz", "/readyz", "/metrics", "/openapi.json", CLIENT_JS_PATH, "/v1/sessions"]
+)
+
+
 def _route_label(path: str) -> str:
     """A bounded label for logs: made-up paths must not become new values."""
     if path.startswith(TRIGGER_PREFIX):
         return TRIGGER_PREFIX + "{trigger}"
-    return path if path in _ROUTES else "unknown"
+    return path if path in _LABELS or path == DROPIN_PATH else "unknown"
 
 
 def create_app(
@@ -269,6 +359,8 @@ def create_app(
     transport: httpx.AsyncBaseTransport | None = None,
     store: LimitStore | None = None,
 ) -> App:
-    """Build the proxy for ``settings``. ``transport`` replaces the upstream transport (tests
-    pass ``httpx.MockTransport``); ``store`` replaces the limit store named in the settings."""
+    """Build the proxy for ``settings``: a ``starlette.applications.Starlette``.
+
+    ``transport`` replaces the upstream transport (tests pass ``httpx.MockTransport``);
+    ``store`` replaces the limit store named in the settings."""
     return App(settings, transport=transport, store=store)

@@ -14,7 +14,7 @@ import string
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-from .errors import BodyTooLarge, InvalidBody
+from .errors import BodyTooLarge, InvalidBody, UnsupportedMediaType
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -62,10 +62,17 @@ class Request:
 
     __slots__ = ("client_ip", "headers", "method", "path", "receive", "request_id")
 
+    # ``path`` is the route's path: under a prefix (a Mount, or a server's root_path) the
+    # prefix is left out, as Starlette's routing does.
+
     def __init__(self, scope: Scope, receive: Receive, trusted: TrustedPeers | None) -> None:
         self.receive = receive
         self.method: str = scope["method"]
-        self.path: str = scope["path"]
+        path: str = scope["path"]
+        root = scope.get("root_path")
+        if root and path.startswith(root):
+            path = path[len(root) :]
+        self.path = path
         # Built from the last header back, so that the first occurrence of a repeated header
         # wins.
         headers: dict[bytes, bytes] = dict(reversed(scope["headers"]))
@@ -111,6 +118,41 @@ class Request:
         before reading more than ``limit`` + one chunk."""
         self.declared_length(limit)
         return await self.read(limit)
+
+    def check_json(self) -> None:
+        """A body's media type must be application/json, parameters allowed (415)."""
+        media = self.headers.get(b"content-type", b"")
+        if media != b"application/json" and (
+            media.split(b";", 1)[0].strip().lower() != b"application/json"
+        ):
+            raise UnsupportedMediaType()
+
+    async def json_body(self, limit: int) -> bytes:
+        """The whole body, read now: 413 over ``limit``, 415 if it is not empty and not
+        application/json."""
+        raw = await self.body(limit)
+        if raw:
+            self.check_json()
+        return raw
+
+    def declared_json_length(self, limit: int) -> int | None:
+        """The contract's checks before the session, the body's size (413) then its media type
+        (415), when the headers tell them: the Content-Length, if there is one. The body is
+        then read only once the session is known (``read_declared``), so the body of a request
+        refused at its session (most of a flood) is never read. Without one only reading the
+        body tells its size, and it is read first (``json_body``)."""
+        declared = self.declared_length(limit)
+        if declared:
+            self.check_json()
+        return declared
+
+    async def read_declared(self, limit: int, declared: int) -> bytes:
+        """The body of ``declared_json_length``'s request, which must be as long as it said:
+        its media type was checked only if it said the body was not empty."""
+        raw = await self.read(limit)
+        if len(raw) != declared:
+            raise InvalidBody("the body does not match its Content-Length")
+        return raw
 
     async def read(self, limit: int) -> bytes:
         """``body()`` once its Content-Length has been checked (``declared_length``)."""

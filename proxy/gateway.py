@@ -8,36 +8,25 @@ budget, the upstream call. The last four are one atomic store decision.
 
 from __future__ import annotations
 
-import hmac
-import json
-import time
-from dataclasses import dataclass, field
-
 from .asgi import Request
+from .auth import Authenticator
 from .errors import (
-    ExpiredSession,
     ForbiddenField,
-    Headers,
     IdempotencyInFlight,
     IdempotencyKeyReused,
     IdentityMismatch,
     InvalidBody,
-    InvalidMintKey,
-    InvalidSession,
-    LeadSessionRequired,
-    MissingSession,
-    NotFound,
-    OriginNotAllowed,
     ProxyError,
     RateLimited,
     StorageUnavailable,
-    UnsupportedMediaType,
     UpstreamBusy,
     UpstreamError,
     UpstreamUnreachable,
 )
+from .keys import IdempotencyClaim, Window, budget_window, customer_windows, idempotency_claim
 from .leadtokens import LeadTokens
-from .logs import LOG, AccessRecord, AuditThrottle, customer_hasher, log_audit
+from .logs import LOG, AccessRecord, log_audit
+from .memo import REPLAY_MEMO_SECONDS, DecisionMemo, OverQuota, Repeat
 from .policy import (
     Trigger,
     TriggerPolicy,
@@ -47,25 +36,9 @@ from .policy import (
     resolve_source,
     upstream_body,
 )
-from .ratelimit import (
-    REFUSAL_MARGIN_SECONDS,
-    REPLAY_MEMO_SECONDS,
-    Decision,
-    DecisionMemo,
-    FailureLimit,
-    IdempotencyClaim,
-    LimitStore,
-    Outcome,
-    OverQuota,
-    Repeat,
-    StoredAnswer,
-    Window,
-    budget_window,
-    customer_windows,
-    idempotency_claim,
-    quota_headers,
-)
-from .sessions import ClaimError, Session, SessionVerifier, mint_token
+from .ratelimit import REFUSAL_MARGIN_SECONDS, Decision, LimitStore, Outcome, StoredAnswer
+from .responses import Answer, quota_headers
+from .sessions import Session, SessionVerifier
 from .settings import Settings
 from .upstream import UpstreamClient
 
@@ -74,15 +47,6 @@ IN_FLIGHT_MARGIN_SECONDS = 5.0
 _REPLAYED = (b"idempotent-replayed", b"true")
 _REPEATABLE = (Outcome.RATE_LIMITED, Outcome.REPLAY)
 _OVER_QUOTA = RateLimited(1)  # the status, code and body of a remembered refusal
-_WANTS_BEARER = "no session: send 'Authorization: Bearer <session token>' or the session cookie"
-
-
-@dataclass(slots=True)
-class Answer:
-    status: int
-    body: bytes
-    headers: Headers = field(default_factory=list)  # beside x-request-id and content-type
-    content_type: bytes = b"application/json"
 
 
 class Gateway:
@@ -96,30 +60,25 @@ class Gateway:
         upstream: UpstreamClient,
     ) -> None:
         secrets = [s.reveal() for s in settings.secrets.session_secrets]
+        lead_secret = settings.secrets.lead_token_secret
+        storefront = settings.upstream.key_purpose == "storefront"
         self._settings = settings
         self._store = store
-        # Failed session checks are counted per client address in this process, even when
-        # the limit store is Redis: the limit is coarse by design, and a flood of forged
-        # tokens then costs the shared store nothing.
-        self._failures = FailureLimit(settings.limits.per_ip_invalid_session)
-        self._forgery_audits = AuditThrottle()
         self._upstream = upstream
-        self._verifier = SessionVerifier(secrets, settings.sessions.max_age_seconds)
-        self._secrets = secrets
+        self._auth = Authenticator(
+            SessionVerifier(secrets, settings.sessions.max_age_seconds),
+            cookie_name=settings.sessions.cookie_name,
+            failures=settings.limits.per_ip_invalid_session,
+            log_secret=secrets[-1],
+            leads_only=storefront,
+        )
         self._policy = TriggerPolicy(settings.triggers, settings.limits.per_customer)
-        self._hash_customer = customer_hasher(secrets[-1])
         self._budget = budget_window(settings.limits.upstream)
         self._repeats = DecisionMemo(store.clock)
         self._max_body = settings.server.max_body_bytes
-        self._cookie = settings.sessions.cookie_name
         self._in_flight = settings.upstream.timeout_seconds + IN_FLIGHT_MARGIN_SECONDS
-        mint_key = settings.secrets.mint_key
-        self._mint_key = mint_key.reveal().encode() if mint_key else None
-        lead_secret = settings.secrets.lead_token_secret
         self._lead_tokens = (
-            LeadTokens(lead_secret)
-            if settings.upstream.key_purpose == "storefront" and lead_secret is not None
-            else None
+            LeadTokens(lead_secret) if storefront and lead_secret is not None else None
         )
 
     async def ping(self) -> None:
@@ -132,12 +91,12 @@ class Gateway:
         self, request: Request, ref: str, record: AccessRecord, origin_ok: bool
     ) -> Answer:
         """``POST /v1/triggers/{ref}``: the body may be empty or ``{}``."""
-        # A body whose size the headers tell is read after the session (_declared_length).
-        declared = self._declared_length(request)
-        raw = await self._json_body(request) if declared is None else b""
-        session, token = self._session(request, record, origin_ok)
+        # A body whose size the headers tell is read after the session (declared_json_length).
+        declared = request.declared_json_length(self._max_body)
+        raw = await request.json_body(self._max_body) if declared is None else b""
+        session, token = self._auth.session(request, record, origin_ok)
         if declared is not None:
-            raw = await self._declared_body(request, declared)
+            raw = await request.read_declared(self._max_body, declared)
         headers = request.headers
         repeat_key = None
         if not raw or raw == b"{}":  # the usual bodies need no parsing
@@ -161,12 +120,12 @@ class Gateway:
 
     async def dropin(self, request: Request, record: AccessRecord, origin_ok: bool) -> Answer:
         """``POST /api/v2/merchant/activities``: Nector's own body shape."""
-        # A body whose size the headers tell is read after the session (_declared_length).
-        declared = self._declared_length(request)
-        raw = await self._json_body(request) if declared is None else b""
-        session, _ = self._session(request, record, origin_ok)
+        # A body whose size the headers tell is read after the session (declared_json_length).
+        declared = request.declared_json_length(self._max_body)
+        raw = await request.json_body(self._max_body) if declared is None else b""
+        session, _ = self._auth.session(request, record, origin_ok)
         if declared is not None:
-            raw = await self._declared_body(request, declared)
+            raw = await request.read_declared(self._max_body, declared)
         body = parse_object(raw)  # the trigger is named in the body
         if "trigger_id" not in body:
             raise InvalidBody("trigger_id is required")
@@ -181,117 +140,7 @@ class Gateway:
             raise
         return await self._reward(request, trigger, session, source, record, nector=True)
 
-    async def mint(self, request: Request) -> Answer:
-        """``POST /v1/sessions``: server-to-server minting with the mint key."""
-        if self._mint_key is None:
-            raise NotFound()
-        raw = await self._json_body(request)
-        scheme, _, given = (request.header(b"authorization") or "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            given.strip().encode("latin-1", "replace"), self._mint_key
-        ):
-            raise InvalidMintKey()
-        body = parse_object(raw)
-        max_age = self._settings.sessions.max_age_seconds
-        ttl = body.pop("ttl_seconds", max_age)
-        if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= max_age:
-            raise InvalidBody(f"ttl_seconds must be an integer from 1 to {max_age}")
-        if "exp" in body:
-            raise ForbiddenField('the client may not set "exp"; use ttl_seconds')
-        now = int(time.time())
-        try:
-            token = mint_token(self._secrets, body, ttl_seconds=ttl, clock=lambda: now)
-        except ClaimError as exc:
-            raise InvalidBody(str(exc)) from exc
-        data = {"token": token, "expires_at": now + ttl}
-        return Answer(200, json.dumps(data).encode(), [(b"cache-control", b"no-store")])
-
     # --- steps --------------------------------------------------------------------------
-
-    def _declared_length(self, request: Request) -> int | None:
-        """The contract's checks before the session, the body's size (413) then its media
-        type (415), when the headers tell them: the Content-Length, if there is one. The body
-        is then read only once the session is known (``_declared_body``), so that the body of
-        a request refused at its session (most of a flood) is never read. Without one only
-        reading the body tells its size, and it is read first (``_json_body``)."""
-        declared = request.declared_length(self._max_body)
-        if declared:
-            self._check_media_type(request)
-        return declared
-
-    async def _declared_body(self, request: Request, declared: int) -> bytes:
-        """The body of ``_declared_length``'s request, which must be as long as it said: its
-        media type was checked only if it said the body was not empty."""
-        raw = await request.read(self._max_body)
-        if len(raw) != declared:
-            raise InvalidBody("the body does not match its Content-Length")
-        return raw
-
-    async def _json_body(self, request: Request) -> bytes:
-        """The whole body, read now: 413 over the cap, 415 if it is not empty and not
-        application/json."""
-        raw = await request.body(self._max_body)
-        if raw:
-            self._check_media_type(request)
-        return raw
-
-    @staticmethod
-    def _check_media_type(request: Request) -> None:
-        """A body's media type must be application/json, parameters allowed (415)."""
-        media = request.headers.get(b"content-type", b"")
-        if media != b"application/json" and (
-            media.split(b";", 1)[0].strip().lower() != b"application/json"
-        ):
-            raise UnsupportedMediaType()
-
-    def _session(
-        self, request: Request, record: AccessRecord, origin_ok: bool
-    ) -> tuple[Session, str]:
-        """The verified session of a bearer token or, from an allowed Origin, of the cookie;
-        and the token."""
-        auth = request.headers.get(b"authorization")
-        try:
-            if auth is not None:
-                if auth.startswith(b"Bearer "):  # as clients write it: no other parsing
-                    token = auth[7:].decode("latin-1").strip()
-                else:
-                    scheme, _, token = auth.decode("latin-1").partition(" ")
-                    if scheme.lower() != "bearer":
-                        # Nector's own SDKs send Basic: no session at all, not a forgery.
-                        raise MissingSession(_WANTS_BEARER)
-                    token = token.strip()
-            else:
-                cookie = request.cookie(self._cookie)
-                if cookie is None:
-                    raise MissingSession()
-                # A cookie rides along on any site's request: only an allowed Origin may use it.
-                if not origin_ok:
-                    raise OriginNotAllowed("a cookie session needs an allowed Origin")
-                token = cookie
-            session = self._verifier.verify(token)
-        except OriginNotAllowed as exc:
-            record.session_refusal = exc.code
-            raise
-        except (MissingSession, InvalidSession) as exc:
-            record.session_refusal = exc.code
-            if isinstance(exc, InvalidSession) and not isinstance(exc, ExpiredSession):
-                left_out = self._forgery_audits.admit(request.client_ip)
-                if left_out is not None:
-                    log_audit("invalid_session", record, request.client_ip, left_out)
-            self._limit_client(request)
-            raise
-        record.customer = self._hash_customer(session.scope)
-        record.key_index = session.key_index
-        if self._lead_tokens is not None and session.subject_field != "lead_id":
-            # Nector's recipe for proving a customer_id to a storefront key is not public.
-            raise LeadSessionRequired()
-        return session, token
-
-    def _limit_client(self, request: Request) -> None:
-        """A coarse per-client-IP limit on requests that fail their session checks."""
-        wait = self._failures.hit(request.client_ip)
-        if wait > 0:
-            raise RateLimited(wait, "too many failed session checks")
 
     def _idempotency(
         self, header: str, session: Session, trigger: Trigger, source: str, body: bytes

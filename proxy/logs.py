@@ -202,48 +202,6 @@ def log_audit(event: str, record: AccessRecord, client_ip: str, suppressed: int 
     _emit(AUDIT, logging.WARNING, "tamper attempt refused", fields)
 
 
-class AuditThrottle:
-    """At most one audit line per client address every ``seconds`` for one kind of event.
-
-    A flood of forged tokens from one address would otherwise write an audit line beside the
-    access line of every request. Each refused request still has its access line (with its
-    ``session_refusal``); the audit line that is written says how many were left out since the
-    last one. Bounded: at ``max_addresses`` those not seen for ``seconds`` are forgotten, and
-    if none can be, a new address's lines are not throttled.
-    """
-
-    def __init__(
-        self,
-        *,
-        seconds: float = 1.0,
-        max_addresses: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._seconds = seconds
-        self._max = max_addresses
-        self._clock = clock
-        self._written: dict[str, float] = {}  # address -> when its last line was written
-        self._left_out: dict[str, int] = {}  # address -> lines left out since
-
-    def admit(self, address: str) -> int | None:
-        """None to leave this line out; else write it, with this many left out before it."""
-        now = self._clock()
-        written = self._written.get(address)
-        if written is None:
-            if len(self._written) >= self._max:
-                cutoff = now - self._seconds
-                for stale in [a for a, at in self._written.items() if at <= cutoff]:
-                    del self._written[stale]
-                    self._left_out.pop(stale, None)
-                if len(self._written) >= self._max:
-                    return 0
-        elif now - written < self._seconds:
-            self._left_out[address] = self._left_out.get(address, 0) + 1
-            return None
-        self._written[address] = now
-        return self._left_out.pop(address, 0)
-
-
 _LEVEL_NAMES = {logging.INFO: "info", logging.WARNING: "warning"}
 
 

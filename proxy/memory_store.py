@@ -20,15 +20,8 @@ import time
 from collections.abc import Callable, Sequence
 
 from .errors import StorageUnavailable
-from .ratelimit import (
-    Decision,
-    IdempotencyClaim,
-    Outcome,
-    StoredAnswer,
-    Window,
-    WindowState,
-    window_seconds,
-)
+from .keys import IdempotencyClaim, Window, window_seconds
+from .ratelimit import Decision, Outcome, StoredAnswer, WindowState
 
 SWEEP_INTERVAL = 1.0
 

@@ -24,7 +24,7 @@ from .errors import (
     SourceNotAllowed,
     TriggerNotAllowed,
 )
-from .ratelimit import rate_policy
+from .responses import rate_policy
 from .sessions import Session
 from .settings import SOURCES, Rate, TriggerSettings
 

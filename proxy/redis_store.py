@@ -31,15 +31,8 @@ from redis.exceptions import RedisError
 
 from .bounded import ExpiringMap
 from .errors import StorageUnavailable, failure_cause
-from .ratelimit import (
-    REFUSAL_MARGIN_SECONDS,
-    Decision,
-    IdempotencyClaim,
-    Outcome,
-    StoredAnswer,
-    Window,
-    WindowState,
-)
+from .keys import IdempotencyClaim, Window
+from .ratelimit import REFUSAL_MARGIN_SECONDS, Decision, Outcome, StoredAnswer, WindowState
 
 # KEYS: the idempotency key (or the prefix alone when there is none), then the windows:
 #       the customer's first, the budget last.

@@ -84,6 +84,8 @@ def run_shell(text: str, env: dict[str, str], timeout: float = 90) -> str:
 RUN_HERE = {
     ("README.md", "proxy.demo.nector"),
     ("README.md", "from proxy import mint_token"),
+    ("README.md", 'Mount("/rewards", app=rewards)'),
+    ("README.md", 'app.mount("/rewards", rewards)'),
     ("README.md", "X-Source: mobile"),
     ("sessions.md", "from proxy import mint_token"),
     ("sessions.md", "trigger-proxy mint"),
@@ -104,7 +106,8 @@ def test_the_readme_try_it_block_rewards_a_customer() -> None:
     nector, proxy = free_port(), free_port()
     text = text.replace("9000", str(nector)).replace("8000", str(proxy))
     output = run_shell(text, {})
-    answer = json.loads(output.strip().splitlines()[-1])
+    # The servers' own lines share the output (and may come after curl's): find the answer.
+    [answer] = [json.loads(line) for line in output.splitlines() if line.startswith('{"meta"')]
     assert answer["meta"] == {"status": "success"}
     assert 5 <= answer["data"]["wallet_reward"]["coins"] <= 50
 
@@ -137,3 +140,29 @@ def test_the_cli_and_http_examples_run(tmp_path: Path) -> None:
             answer = json.loads(run_shell(block("README.md", "X-Source: mobile"), env))
     assert answer["meta"] == {"status": "success"}
     assert nector.stand_in.calls[0].headers["x-source"] == "mobile"
+
+
+@pytest.mark.parametrize(
+    "needle", ['Mount("/rewards", app=rewards)', 'app.mount("/rewards", rewards)']
+)
+def test_the_mounting_examples_reward_the_customer_their_backend_signed_in(
+    needle: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from starlette.testclient import TestClient
+
+    from tests.conftest import ENVIRON
+
+    with StandInServer(stand_in_for(SPIN)) as nector:
+        for name, value in {**ENVIRON, "TRIGGER_PROXY_UPSTREAM_URL": nector.url}.items():
+            monkeypatch.setenv(name, value)
+        namespace: dict[str, object] = {}
+        exec(compile(block("README.md", needle), "README.md", "exec"), namespace)  # noqa: S102
+        with TestClient(namespace["app"], base_url="http://shop") as client:  # type: ignore[arg-type]
+            token = client.post("/login").json()["token"]
+            bearer = {"authorization": f"Bearer {token}"}
+            reward = client.post("/rewards/v1/triggers/spin-wheel", headers=bearer)
+            assert client.get("/rewards/healthz").json() == {"status": "ok"}
+            assert client.post("/v1/triggers/spin-wheel", headers=bearer).status_code == 404
+    assert reward.status_code == 200
+    assert reward.json()["meta"] == {"status": "success"}
+    assert nector.stand_in.calls[0].body["customer_id"] == "shopify-7001234"

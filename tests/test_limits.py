@@ -15,8 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
+from proxy.auth import FailureLimit
+from proxy.keys import Window
 from proxy.memory_store import MemoryStore
-from proxy.ratelimit import FailureLimit, Outcome, Window
+from proxy.ratelimit import Outcome
 from proxy.redis_store import RedisStore
 from proxy.settings import Rate
 from tests.conftest import (
@@ -653,14 +655,15 @@ async def test_a_remembered_decision_answers_only_the_same_request_with_a_valid_
         assert store.asked == asked + 1
         # The session is checked on every request: once it expires, nothing is remembered.
         assert h.app._gateway is not None
-        h.app._gateway._verifier._clock = lambda: 4_000_000_000.0
+        h.app._gateway._auth._verifier._clock = lambda: 4_000_000_000.0
         expired = await h.spin(tok)
         assert error_code(expired) == "expired_session"
         assert store.asked == asked + 1
 
 
 def test_the_decision_memo_is_bounded_and_forgets_what_expired() -> None:
-    from proxy.ratelimit import DecisionMemo, Repeat, StoredAnswer
+    from proxy.memo import DecisionMemo, Repeat
+    from proxy.ratelimit import StoredAnswer
 
     clock = Clock()
     memo = DecisionMemo(clock, size=2)
@@ -679,7 +682,9 @@ def test_the_decision_memo_is_bounded_and_forgets_what_expired() -> None:
 def test_over_quota_headers_are_the_stores_at_every_moment_and_rebuilt_only_when_they_change() -> (
     None
 ):
-    from proxy.ratelimit import Decision, OverQuota, WindowState, quota_headers, rate_policy
+    from proxy.memo import OverQuota
+    from proxy.ratelimit import Decision, WindowState
+    from proxy.responses import quota_headers, rate_policy
 
     windows = (Window("c:60:x", 2, 60), Window("c:3600:x", 5, 3600))
     policy = rate_policy([Rate(2, 60), Rate(5, 3600)])
@@ -712,7 +717,7 @@ async def test_a_flood_of_forged_tokens_writes_an_access_line_each_and_few_audit
 
 
 def test_the_audit_throttle_writes_one_line_a_second_per_address_and_counts_the_rest() -> None:
-    from proxy.logs import AuditThrottle
+    from proxy.auth import AuditThrottle
 
     clock = Clock()
     throttle = AuditThrottle(seconds=1.0, max_addresses=2, clock=clock)

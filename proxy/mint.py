@@ -1,0 +1,52 @@
+"""``POST /v1/sessions``: minting a session over HTTP, server to server, with the mint key.
+
+For a merchant backend that cannot sign itsdangerous tokens itself. Off unless
+TRIGGER_PROXY_MINT_KEY is set; the key is compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+
+from .asgi import Request
+from .errors import ForbiddenField, InvalidBody, InvalidMintKey, NotFound
+from .policy import parse_object
+from .responses import Answer
+from .sessions import ClaimError, mint_token
+from .settings import Settings
+
+
+class Minter:
+    def __init__(self, settings: Settings) -> None:
+        mint_key = settings.secrets.mint_key
+        self._mint_key = mint_key.reveal().encode() if mint_key else None
+        self._secrets = [s.reveal() for s in settings.secrets.session_secrets]
+        self._max_age = settings.sessions.max_age_seconds
+        self._max_body = settings.server.max_body_bytes
+
+    async def mint(self, request: Request) -> Answer:
+        """Sign the body's claims for ``ttl_seconds`` (at most ``sessions.max_age_seconds``)."""
+        if self._mint_key is None:
+            raise NotFound()
+        raw = await request.json_body(self._max_body)
+        scheme, _, given = (request.header(b"authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode("latin-1", "replace"), self._mint_key
+        ):
+            raise InvalidMintKey()
+        body = parse_object(raw)
+        max_age = self._max_age
+        ttl = body.pop("ttl_seconds", max_age)
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= max_age:
+            raise InvalidBody(f"ttl_seconds must be an integer from 1 to {max_age}")
+        if "exp" in body:
+            raise ForbiddenField('the client may not set "exp"; use ttl_seconds')
+        now = int(time.time())
+        try:
+            token = mint_token(self._secrets, body, ttl_seconds=ttl, clock=lambda: now)
+        except ClaimError as exc:
+            raise InvalidBody(str(exc)) from exc
+        data = {"token": token, "expires_at": now + ttl}
+        return Answer(200, json.dumps(data).encode(), [(b"cache-control", b"no-store")])

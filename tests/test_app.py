@@ -1,0 +1,95 @@
+"""The application as a Starlette app: its type, mounting under a prefix, its lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+
+import httpx
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from proxy.app import create_app
+from proxy.memory_store import MemoryStore
+from tests.conftest import Upstream, make_settings, nector_success, token
+
+
+def test_create_app_returns_a_starlette_application() -> None:
+    assert isinstance(create_app(make_settings()), Starlette)
+
+
+async def test_mounted_under_a_prefix_every_route_answers_there_and_nowhere_else() -> None:
+    upstream = Upstream()
+    rewards = create_app(make_settings(), transport=upstream.transport(), store=MemoryStore())
+    parent = Starlette(routes=[Mount("/rewards", app=rewards)])
+    transport = httpx.ASGITransport(app=parent)
+    bearer = {"authorization": f"Bearer {token()}"}
+    async with (
+        rewards.router.lifespan_context(parent),
+        httpx.AsyncClient(transport=transport, base_url="http://shop") as client,
+    ):
+        assert (await client.get("/rewards/healthz")).json() == {"status": "ok"}
+        assert (await client.get("/rewards/openapi.json")).status_code == 200
+        reward = await client.post("/rewards/v1/triggers/spin-wheel", headers=bearer)
+        refused = await client.post("/rewards/v1/triggers/not-listed", headers=bearer)
+        outside = await client.post("/v1/triggers/spin-wheel", headers=bearer)
+        unknown = await client.get("/rewards/nothing")
+    assert reward.status_code == 200
+    assert reward.json() == nector_success()
+    assert upstream.bodies[0]["customer_id"] == "customer-0001"
+    assert refused.json()["error"]["code"] == "trigger_not_allowed"
+    assert outside.status_code == 404
+    assert unknown.json()["error"]["code"] == "not_found"
+    assert len(upstream.requests) == 1
+
+
+async def test_a_shutdown_failure_is_reported_as_one() -> None:
+    class FailingStore(MemoryStore):
+        async def aclose(self) -> None:
+            raise OSError("the store would not close")
+
+    app = create_app(make_settings(), store=FailingStore(), transport=Upstream().transport())
+    sent: list[dict[str, object]] = []
+    messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+
+    async def receive() -> dict[str, object]:
+        return next(messages)
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    with contextlib.suppress(OSError):  # Starlette raises it again for the server, after reporting
+        await app({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
+    assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.failed"]
+
+
+async def test_a_websocket_is_closed_without_an_error() -> None:
+    app = create_app(make_settings())
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    await app({"type": "websocket", "path": "/healthz", "headers": []}, receive, send)
+    assert sent == [{"type": "websocket.close", "code": 1008}]
+
+
+async def test_starlette_routes_get_the_request_id_and_cors_headers() -> None:
+    upstream = Upstream(answer=lambda request: httpx.Response(200, json=nector_success()))
+    app = create_app(make_settings(), transport=upstream.transport(), store=MemoryStore())
+    transport = httpx.ASGITransport(app=app)
+    origin = {"origin": "https://shop.example.com"}
+    async with (
+        app.lifespan(),
+        httpx.AsyncClient(transport=transport, base_url="http://proxy") as client,
+    ):
+        health = await client.get("/healthz", headers=origin)
+        script = await client.get("/client/trigger-proxy.js")
+        wrong = await client.post("/healthz")
+    assert len(health.headers["x-request-id"]) == 32
+    assert health.headers["access-control-allow-origin"] == "https://shop.example.com"
+    assert script.headers["vary"] == "Origin"  # also without an Origin: a cache must know
+    assert (wrong.status_code, wrong.json()["error"]["code"]) == (405, "method_not_allowed")
+    assert wrong.headers["allow"] == "GET"
