@@ -21,7 +21,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.run import ENV, Lab
+from bench.lab import ENV, Lab
 from proxy.sessions import mint_token
 
 JSON = {"Content-Type": "application/json"}

@@ -4,6 +4,7 @@
   refusal.
 - ``forwarder``: a minimal Starlette proxy that forwards the body to the upstream with one
   aiohttp ClientSession: the floor for a forwarded request.
+- ``httpx_pool_proxy``: the proxy over httpx's own pool, the alternative to its transport.
 """
 
 from __future__ import annotations
@@ -51,3 +52,27 @@ async def _forward(request: Request) -> Response:
 forwarder = Starlette(
     routes=[Route("/{path:path}", _forward, methods=["POST"])], lifespan=_lifespan
 )
+
+
+def httpx_pool_proxy() -> Starlette:
+    """The proxy itself over httpx's own connection pool instead of its aiohttp transport:
+    the comparison behind that default. Built as ``serve`` builds it, from the config file in
+    BENCH_PROXY_CONFIG (uvicorn --factory)."""
+    import httpx
+
+    from proxy.app import create_app
+    from proxy.logs import configure
+    from proxy.serve import tune_gc
+    from proxy.settings import Settings
+    from proxy.upstream import KEEPALIVE_SECONDS
+
+    settings = Settings.load(os.environ["BENCH_PROXY_CONFIG"], os.environ)
+    configure(settings.logging.level, settings.logging.format)
+    size = settings.upstream.max_connections
+    limits = httpx.Limits(
+        max_connections=size, max_keepalive_connections=size, keepalive_expiry=KEEPALIVE_SECONDS
+    )
+    transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False, retries=0)
+    app = create_app(settings, transport=transport)
+    tune_gc()
+    return app

@@ -40,7 +40,7 @@ from .errors import (
     StorageUnavailable,
 )
 from .gateway import Gateway
-from .logs import LOG, AccessRecord, log_access
+from .logs import LOG, AccessRecord, RequestLog
 from .logs import flush as flush_logs
 from .memory_store import MemoryStore
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -97,6 +97,7 @@ class App(Starlette):
         self._client_js = static.joinpath("trigger-proxy.js").read_bytes()
         self._openapi = _openapi(static.joinpath("openapi.json").read_text(), settings)
         self._gateway: Gateway | None = None
+        self._log = RequestLog()
         self._minter = Minter(settings)
         self.metrics = Metrics([t.name or t.id for t in settings.triggers])
         self._metrics_here = settings.server.metrics_port == 0
@@ -140,7 +141,7 @@ class App(Starlette):
             workspace_id=secrets.workspace_id,
             transport=self._transport,
         )
-        self._gateway = Gateway(self.settings, store=store, upstream=upstream)
+        self._gateway = Gateway(self.settings, store=store, upstream=upstream, log=self._log)
         try:
             await store.ping()
         except StorageUnavailable as exc:
@@ -207,7 +208,7 @@ class App(Starlette):
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
         record.duration_ms = round((time.perf_counter() - started) * 1000, 3)
-        log_access(record)
+        self._log.access(record)
         self.metrics.observe(record)
 
     async def _route(

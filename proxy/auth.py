@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 
 from .asgi import Request
+from .claims import Session
 from .errors import (
     ExpiredSession,
     InvalidSession,
@@ -23,8 +24,8 @@ from .errors import (
     OriginNotAllowed,
     RateLimited,
 )
-from .logs import AccessRecord, customer_hasher, log_audit
-from .sessions import Session, SessionVerifier
+from .logs import AccessRecord, RequestLog, customer_hasher
+from .sessions import SessionVerifier
 from .settings import Rate
 
 _WANTS_BEARER = "no session: send 'Authorization: Bearer <session token>' or the session cookie"
@@ -44,6 +45,7 @@ class Authenticator:
         cookie_name: str,
         failures: Rate,
         log_secret: str,
+        log: RequestLog,
         leads_only: bool = False,
     ) -> None:
         self._verifier = verifier
@@ -52,6 +54,7 @@ class Authenticator:
         self._forgery_audits = AuditThrottle()
         self._hash_customer = customer_hasher(log_secret)
         self._leads_only = leads_only
+        self._log = log
 
     def session(
         self, request: Request, record: AccessRecord, origin_ok: bool
@@ -85,7 +88,7 @@ class Authenticator:
             if isinstance(exc, InvalidSession) and not isinstance(exc, ExpiredSession):
                 left_out = self._forgery_audits.admit(request.client_ip)
                 if left_out is not None:
-                    log_audit("invalid_session", record, request.client_ip, left_out)
+                    self._log.audit("invalid_session", record, request.client_ip, left_out)
             wait = self._failures.hit(request.client_ip)
             if wait > 0:
                 raise RateLimited(wait, "too many failed session checks") from exc

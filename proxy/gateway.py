@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .asgi import Request
 from .auth import Authenticator
+from .claims import Session
 from .errors import (
     ForbiddenField,
     IdempotencyInFlight,
@@ -25,7 +26,7 @@ from .errors import (
 )
 from .keys import IdempotencyClaim, Window, budget_window, customer_windows, idempotency_claim
 from .leadtokens import LeadTokens
-from .logs import LOG, AccessRecord, log_audit
+from .logs import LOG, AccessRecord, RequestLog
 from .memo import REPLAY_MEMO_SECONDS, DecisionMemo, OverQuota, Repeat
 from .policy import (
     Trigger,
@@ -38,7 +39,7 @@ from .policy import (
 )
 from .ratelimit import REFUSAL_MARGIN_SECONDS, Decision, LimitStore, Outcome, StoredAnswer
 from .responses import Answer, quota_headers
-from .sessions import Session, SessionVerifier
+from .sessions import SessionVerifier
 from .settings import Settings
 from .upstream import UpstreamClient
 
@@ -58,6 +59,7 @@ class Gateway:
         *,
         store: LimitStore,
         upstream: UpstreamClient,
+        log: RequestLog,
     ) -> None:
         secrets = [s.reveal() for s in settings.secrets.session_secrets]
         lead_secret = settings.secrets.lead_token_secret
@@ -65,12 +67,14 @@ class Gateway:
         self._settings = settings
         self._store = store
         self._upstream = upstream
+        self._log = log
         self._auth = Authenticator(
             SessionVerifier(secrets, settings.sessions.max_age_seconds),
             cookie_name=settings.sessions.cookie_name,
             failures=settings.limits.per_ip_invalid_session,
             log_secret=secrets[-1],
             leads_only=storefront,
+            log=log,
         )
         self._policy = TriggerPolicy(settings.triggers, settings.limits.per_customer)
         self._budget = budget_window(settings.limits.upstream)
@@ -114,7 +118,7 @@ class Gateway:
             try:
                 check_trigger_body(parse_object(raw))
             except ForbiddenField:
-                log_audit("forbidden_field", record, request.client_ip)
+                self._log.audit("forbidden_field", record, request.client_ip)
                 raise
         return await self._reward(request, trigger, session, source, record, repeat_key=repeat_key)
 
@@ -136,7 +140,7 @@ class Gateway:
         try:
             check_dropin_body(body, session)
         except (ForbiddenField, IdentityMismatch) as exc:
-            log_audit(exc.code, record, request.client_ip)
+            self._log.audit(exc.code, record, request.client_ip)
             raise
         return await self._reward(request, trigger, session, source, record, nector=True)
 

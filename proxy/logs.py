@@ -162,19 +162,12 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
 def configure(level: str, fmt: str) -> None:
     """Route the proxy's loggers to stderr in the chosen format. Tracebacks are never printed:
     an exception's text may hold data from a request."""
-    global _direct
     formatter = LineFormatter(json_lines=fmt == "json")
     handler = BatchingStreamHandler(sys.stderr)
     handler.setFormatter(formatter)
     LOG.handlers[:] = [handler]
     LOG.setLevel(level.upper())
     LOG.propagate = False
-    _direct = (handler, formatter)
-
-
-# Set by configure(): the proxy's own handler and formatter, which request lines reach without
-# a LogRecord. Unset (tests, an embedding app's own logging), lines go through logging.
-_direct: tuple[BatchingStreamHandler, LineFormatter] | None = None
 
 
 def flush() -> None:
@@ -183,40 +176,55 @@ def flush() -> None:
         handler.flush()
 
 
-def log_access(record: AccessRecord) -> None:
-    _emit(ACCESS, logging.INFO, "request", vars(record))
+class RequestLog:
+    """The access line of every request and the audit lines of tamper attempts.
 
+    Where ``configure()`` has set the proxy's own handler up (``serve``), a line is formatted
+    and queued on that handler alone, directly: a LogRecord (and Logger.findCaller's stack
+    walk) cost more than the rest of a refusal, and these lines name their source in ``logger``
+    already. Elsewhere (an embedding app's own logging) lines go through ``logging``. Which one
+    is decided when the app is built.
+    """
 
-def log_audit(event: str, record: AccessRecord, client_ip: str, suppressed: int = 0) -> None:
-    """An audit line; ``suppressed`` counts the like events left out before it (AuditThrottle)."""
-    fields: dict[str, Any] = {
-        "event": event,
-        "request_id": record.request_id,
-        "route": record.route,
-        "trigger": record.trigger,
-        "customer": record.customer,
-        "client_ip": client_ip,
-    }
-    if suppressed:
-        fields["suppressed"] = suppressed
-    _emit(AUDIT, logging.WARNING, "tamper attempt refused", fields)
+    def __init__(self) -> None:
+        self._direct: tuple[BatchingStreamHandler, LineFormatter] | None = None
+        for handler in LOG.handlers:
+            formatter = handler.formatter
+            if isinstance(handler, BatchingStreamHandler) and isinstance(formatter, LineFormatter):
+                self._direct = (handler, formatter)
+                break
+
+    def access(self, record: AccessRecord) -> None:
+        self._emit(ACCESS, logging.INFO, "request", vars(record))
+
+    def audit(self, event: str, record: AccessRecord, client_ip: str, suppressed: int = 0) -> None:
+        """An audit line; ``suppressed`` counts the like events left out before it."""
+        fields: dict[str, Any] = {
+            "event": event,
+            "request_id": record.request_id,
+            "route": record.route,
+            "trigger": record.trigger,
+            "customer": record.customer,
+            "client_ip": client_ip,
+        }
+        if suppressed:
+            fields["suppressed"] = suppressed
+        self._emit(AUDIT, logging.WARNING, "tamper attempt refused", fields)
+
+    def _emit(
+        self, logger: logging.Logger, level: int, message: str, fields: dict[str, Any]
+    ) -> None:
+        """Log one request line. ``fields`` is copied, never kept."""
+        if not logger.isEnabledFor(level):
+            return
+        if self._direct is not None:
+            handler, formatter = self._direct
+            name = _LEVEL_NAMES[level]
+            handler.write_line(formatter.line(time.time(), name, logger.name, message, fields))
+            return
+        record = logger.makeRecord(logger.name, level, "", 0, message, (), None)
+        record.fields = dict(fields)
+        logger.handle(record)
 
 
 _LEVEL_NAMES = {logging.INFO: "info", logging.WARNING: "warning"}
-
-
-def _emit(logger: logging.Logger, level: int, message: str, fields: dict[str, Any]) -> None:
-    """Log one request line. Once configure() has run, the line is formatted and queued on the
-    proxy's handler directly: a LogRecord (and Logger.findCaller's stack walk) cost more than
-    the rest of a refusal, and these lines name their source in ``logger`` already.
-    ``fields`` is copied, never kept."""
-    if not logger.isEnabledFor(level):
-        return
-    if _direct is not None:
-        handler, formatter = _direct
-        name = _LEVEL_NAMES[level]
-        handler.write_line(formatter.line(time.time(), name, logger.name, message, fields))
-        return
-    record = logger.makeRecord(logger.name, level, "", 0, message, (), None)
-    record.fields = dict(fields)
-    logger.handle(record)

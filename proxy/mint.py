@@ -11,10 +11,11 @@ import json
 import time
 
 from .asgi import Request
+from .claims import ClaimError
 from .errors import ForbiddenField, InvalidBody, InvalidMintKey, NotFound
 from .policy import parse_object
 from .responses import Answer
-from .sessions import ClaimError, mint_token
+from .sessions import mint_token
 from .settings import Settings
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
+from .claims import Session
 from .errors import (
     ForbiddenField,
     IdentityMismatch,
@@ -25,7 +26,6 @@ from .errors import (
     TriggerNotAllowed,
 )
 from .responses import rate_policy
-from .sessions import Session
 from .settings import SOURCES, Rate, TriggerSettings
 
 DEFAULT_SOURCE = "web"

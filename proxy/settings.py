@@ -171,7 +171,6 @@ class UpstreamSettings:
     allow_insecure_http: bool = False
     max_response_bytes: int = 65536
     max_connections: int = 100
-    transport: Literal["aiohttp", "httpx"] = "aiohttp"  # httpx's own pool: see README notes
 
 
 @dataclass(frozen=True, slots=True)
@@ -456,7 +455,7 @@ def _read_secrets(environ: Mapping[str, str], purpose: Purpose) -> Secrets:
 def _read_upstream(r: _Reader, env: _EnvOverrides) -> UpstreamSettings:
     r.only(
         "url", "timeout_seconds", "key_purpose", "allow_insecure_http", "max_response_bytes",
-        "max_connections", "transport",
+        "max_connections",
     )  # fmt: skip
     env.apply(r, "url", "UPSTREAM_URL", str)
     env.apply(r, "timeout_seconds", "UPSTREAM_TIMEOUT_SECONDS", float)
@@ -464,14 +463,10 @@ def _read_upstream(r: _Reader, env: _EnvOverrides) -> UpstreamSettings:
     url = r.string("url", d.url)
     allow_insecure = r.boolean("allow_insecure_http", d.allow_insecure_http)
     _check_upstream_url(r.key("url"), url, allow_insecure)
-    transport = r.string("transport", d.transport)
-    if transport not in ("aiohttp", "httpx"):
-        raise ConfigError(r.key("transport"), 'must be "aiohttp" or "httpx"')
     key_purpose = r.string("key_purpose", d.key_purpose)
     if key_purpose not in ("server", "storefront"):
         raise ConfigError(r.key("key_purpose"), 'must be "server" or "storefront"')
     return UpstreamSettings(
-        transport=transport,
         url=url,
         key_purpose=key_purpose,
         timeout_seconds=r.number("timeout_seconds", d.timeout_seconds, 0.05),

@@ -1,9 +1,8 @@
 """Forwarding to Nector over httpx's transport API, faults mapped to the contract.
 
-The default transport is aiohttp's (``transport.AiohttpTransport``), because httpx's own
-connection pool costs 0.7-1.6 ms of CPU per request (encode/httpx#3215) against ~0.2 ms for
-aiohttp (README, design notes; ``upstream.transport = "httpx"`` selects httpx's for
-comparison). Tests pass ``httpx.MockTransport``.
+The transport is aiohttp's (``transport.AiohttpTransport``), because httpx's own connection
+pool rescans every connection on each request (encode/httpx#3215; docs/design.md, and the
+benchmark compares the two side by side). Tests pass ``httpx.MockTransport``.
 
 The total deadline is enforced here (``deadlines.Deadlines``: asyncio.timeout's rule, one timer
 for all calls), and the transport is given no timeouts of its own (no ``timeout`` extension),
@@ -56,14 +55,7 @@ class UpstreamAnswer:
 
 
 def default_transport(settings: UpstreamSettings) -> httpx.AsyncBaseTransport:
-    """The transport named by ``upstream.transport``: aiohttp's (the default) or httpx's own."""
-    if settings.transport == "httpx":
-        limits = httpx.Limits(
-            max_connections=settings.max_connections,
-            max_keepalive_connections=settings.max_connections,
-            keepalive_expiry=KEEPALIVE_SECONDS,
-        )
-        return httpx.AsyncHTTPTransport(limits=limits, trust_env=False, retries=0)
+    """aiohttp's connection pool behind httpx's transport API (``transport.AiohttpTransport``)."""
     import aiohttp
 
     from .transport import AiohttpTransport

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from proxy import cli, logs
-from proxy.cli import GC_THRESHOLDS, main
+from proxy import logs, serve
+from proxy.cli import main
+from proxy.serve import GC_THRESHOLDS
 from proxy.sessions import SessionVerifier
 from tests.conftest import ALL_SECRETS, ENVIRON, SESSION_SECRET
 from tests.redis_util import free_port
@@ -126,14 +127,12 @@ def test_serve_sets_the_collector_up_before_serving(monkeypatch: pytest.MonkeyPa
         seen.append((gc.get_threshold(), gc.get_freeze_count()))
         return True
 
-    monkeypatch.setattr(cli, "_run_one", run_one)
+    monkeypatch.setattr(serve, "_run_one", run_one)
     saved = (gc.get_threshold(), logs.LOG.handlers[:], logs.LOG.level, logs.LOG.propagate)
-    saved_direct = logs._direct
     try:
         assert main(["serve", "--config", EXAMPLE, "--port", str(free_port())], ENVIRON) == 0
     finally:
         thresholds, logs.LOG.handlers[:], logs.LOG.level, logs.LOG.propagate = saved
-        logs._direct = saved_direct
         gc.set_threshold(*thresholds)
         gc.unfreeze()
     [(serving, frozen)] = seen

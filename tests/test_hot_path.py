@@ -84,14 +84,14 @@ def bearer(tok: str) -> tuple[bytes, bytes]:
 @pytest.fixture
 def production_logging() -> Iterator[None]:
     """Logs as ``serve`` sets them up (JSON access lines at info), written to nowhere."""
-    saved = (logs.LOG.handlers[:], logs.LOG.level, logs.LOG.propagate, logs._direct)
+    saved = (logs.LOG.handlers[:], logs.LOG.level, logs.LOG.propagate)
     logs.configure("info", "json")
     logs.LOG.handlers[0].setStream(open(os.devnull, "w"))  # noqa: SIM115  # closed below
     try:
         yield
     finally:
         logs.LOG.handlers[0].stream.close()
-        logs.LOG.handlers[:], logs.LOG.level, logs.LOG.propagate, logs._direct = saved
+        logs.LOG.handlers[:], logs.LOG.level, logs.LOG.propagate = saved
 
 
 @pytest.mark.usefixtures("production_logging")

@@ -13,7 +13,7 @@ from proxy import logs
 
 @pytest.fixture
 def stream() -> Iterator[io.StringIO]:
-    saved = (logs.LOG.handlers[:], logs.LOG.level, logs.LOG.propagate, logs._direct)
+    saved = (logs.LOG.handlers[:], logs.LOG.level, logs.LOG.propagate)
     logs.configure("info", "json")
     out = io.StringIO()
     handler = logs.LOG.handlers[0]
@@ -23,7 +23,7 @@ def stream() -> Iterator[io.StringIO]:
     try:
         yield out
     finally:
-        logs.LOG.handlers[:], logs.LOG.level, logs.LOG.propagate, logs._direct = saved
+        logs.LOG.handlers[:], logs.LOG.level, logs.LOG.propagate = saved
 
 
 def lines(out: io.StringIO) -> list[dict[str, object]]:
@@ -33,10 +33,11 @@ def lines(out: io.StringIO) -> list[dict[str, object]]:
 def test_request_lines_keep_their_values_and_order_with_other_lines(stream: io.StringIO) -> None:
     record = logs.AccessRecord("r1", "POST", "/v1/triggers/{trigger}")
     record.status = 401
-    logs.log_access(record)
+    log = logs.RequestLog()
+    log.access(record)
     record.status = 500  # after the line was logged: not in it
     logs.LOG.warning("between")  # through logging's LogRecord path
-    logs.log_audit("invalid_session", record, "203.0.113.9", suppressed=3)
+    log.audit("invalid_session", record, "203.0.113.9", suppressed=3)
     assert stream.getvalue() == ""  # batched
     logs.flush()
     first, second, third = lines(stream)
@@ -58,10 +59,11 @@ def test_request_lines_keep_their_values_and_order_with_other_lines(stream: io.S
 def test_a_full_batch_is_written_at_once(stream: io.StringIO) -> None:
     handler = logs.LOG.handlers[0]
     assert isinstance(handler, logs.BatchingStreamHandler)
+    log = logs.RequestLog()
     for i in range(handler.max_lines - 1):
-        logs.log_access(logs.AccessRecord(f"r{i}", "GET", "/healthz"))
+        log.access(logs.AccessRecord(f"r{i}", "GET", "/healthz"))
     assert stream.getvalue() == ""
-    logs.log_access(logs.AccessRecord("last", "GET", "/healthz"))
+    log.access(logs.AccessRecord("last", "GET", "/healthz"))
     written = lines(stream)
     assert len(written) == handler.max_lines
     assert [line["request_id"] for line in written[-2:]] == [f"r{handler.max_lines - 2}", "last"]

@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 from itsdangerous import URLSafeTimedSerializer
 
 from proxy import errors
+from proxy.claims import Session
 from proxy.policy import TriggerPolicy, upstream_body
-from proxy.sessions import SALT, Session
+from proxy.sessions import SALT
 from tests.conftest import (
     CUSTOMER,
     SESSION_SECRET,

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from proxy.claims import ClaimError, parse_claims
 from proxy.errors import ExpiredSession, InvalidSession
-from proxy.sessions import SALT, ClaimError, SessionVerifier, mint_token, parse_claims
+from proxy.sessions import SALT, SessionVerifier, mint_token
 
 VECTORS = json.loads((Path(__file__).parent.parent / "docs/session-token-vectors.json").read_text())
 DOC = (Path(__file__).parent.parent / "docs/sessions.md").read_text()

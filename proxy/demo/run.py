@@ -171,8 +171,8 @@ def run_demo(port: int = 8080) -> int:
         print(f"trigger-proxy demo: cannot listen on {HOST}:{port}: {exc.strerror}")
         return 1
     back = _bind(0)
+    configure("info", "plain")  # before the app is built: its request lines take this handler
     demo = build_demo(front.getsockname()[1], back.getsockname()[1])
-    configure("info", "plain")
 
     async def main() -> None:
         async with serving(demo, front, back):

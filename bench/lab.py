@@ -1,0 +1,269 @@
+"""The servers of a benchmark run: the proxy as ``serve`` runs it, the reference apps, the
+upstream (nginx or bench/fast_upstream.py), a private Redis, each pinned to its core."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WRK_SCRIPT = ROOT / "bench" / "wrk" / "requests.lua"
+RESULTS = ROOT / "bench" / "results"
+TICKS = os.sysconf("SC_CLK_TCK")
+SPIN = "6b1f7c1e-1d2f-4c8e-9a55-0c3b1f1d2a10"
+QUOTA = "0f6d3a52-7b8e-4c1d-9e2f-5a4b3c2d1e0f"
+ENV = {
+    "TRIGGER_PROXY_API_KEY": "bench-api-key-" + "k" * 32,
+    "TRIGGER_PROXY_WORKSPACE_ID": "bench-workspace-" + "w" * 32,
+    "TRIGGER_PROXY_SESSION_SECRETS": "bench-session-secret-" + "s" * 32,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pinned(core: int, argv: Sequence[str]) -> list[str]:
+    return ["taskset", "-c", str(core), *argv] if shutil.which("taskset") else list(argv)
+
+
+@dataclass
+class Server:
+    name: str
+    argv: list[str]
+    port: int
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Server:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRIGGER_PROXY_")}
+        self.process = subprocess.Popen(
+            self.argv, env={**env, **self.env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{self.name} did not start") from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+    def cpu_seconds(self) -> float:
+        assert self.process is not None
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS
+
+    def rss_mb(self) -> float:
+        assert self.process is not None
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+
+def proxy_config(upstream_url: str, storage: str, budget: str = "1000000/second") -> str:
+    return f"""
+[upstream]
+url = "{upstream_url}"
+timeout_seconds = 10.0
+max_connections = 100
+
+[limits]
+storage_url = "{storage}"
+per_customer = "100000/minute"
+upstream = "{budget}"
+per_ip_invalid_session = "10000000/second"
+
+[logging]
+level = "info"
+format = "json"
+
+[[triggers]]
+id = "{SPIN}"
+name = "spin-wheel"
+per_customer = "100000/minute"
+
+[triggers.override.wallet]
+title = "Spin the wheel"
+operation = "cr"
+coin_range = {{ min = 5, max = 50 }}
+
+[[triggers]]
+id = "{QUOTA}"
+name = "quota"
+per_customer = "1/day"
+"""
+
+
+def make_tokens(directory: Path) -> dict[str, Path]:
+    from proxy.sessions import mint_token
+
+    secret = [ENV["TRIGGER_PROXY_SESSION_SECRETS"]]
+    files = {}
+
+    def write(name: str, lines: Sequence[str]) -> None:
+        path = directory / f"{name}.txt"
+        path.write_text("\n".join(lines) + "\n")
+        files[name] = path
+
+    def customers(prefix: str, n: int) -> list[str]:
+        return [mint_token(secret, {"customer_id": f"{prefix}-{i:06}"}) for i in range(n)]
+
+    # Many customers for forwarding; few for the quota and replay scenarios, so that the
+    # warm-up spends every one's first call.
+    write("customers", customers("bench", 10000))
+    write("quota", customers("quota", 500))
+    write("replay", customers("replay", 500))
+    write(
+        "forged", [secrets.token_urlsafe(40) + "." + secrets.token_urlsafe(6) for _ in range(10000)]
+    )
+    return files
+
+
+class Lab:
+    """The servers of one run; started once, loaded one at a time."""
+
+    def __init__(self, workdir: Path, with_redis: bool, *, nginx: bool = False) -> None:
+        self.workdir = workdir
+        self.servers: dict[str, Server] = {}
+        if nginx:
+            port = free_port()
+            self.upstream = self._add("upstream", pinned(1, self._nginx_argv(port)), port=port)
+        else:
+            self.upstream = self._add(
+                "upstream",
+                pinned(1, [sys.executable, "-m", "bench.fast_upstream", "--port", "{port}"]),
+            )
+        self.redis_url: str | None = None
+        if with_redis and shutil.which("redis-server"):
+            port = free_port()
+            self.redis = Server(
+                "redis",
+                pinned(
+                    1,
+                    [
+                        "redis-server",
+                        "--port",
+                        str(port),
+                        "--bind",
+                        "127.0.0.1",
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                    ],
+                ),
+                port,
+            )
+            self.redis_url = f"redis://127.0.0.1:{port}/0"
+
+    def _nginx_argv(self, port: int) -> list[str]:
+        """nginx answering fast_upstream's fixed body: one worker, no master, no access log,
+        everything it writes kept in the run's directory."""
+        from bench.fast_upstream import BODY
+
+        d = self.workdir
+        temp = " ".join(
+            f"{kind}_temp_path {d}/nginx-{kind};"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        config = d / "nginx.conf"
+        config.write_text(
+            f"daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid;\n"
+            f"error_log {d}/nginx-error.log error;\n"
+            "events { worker_connections 4096; }\n"
+            f"http {{ access_log off; keepalive_requests 10000000; {temp}\n"
+            f"  server {{ listen 127.0.0.1:{port};\n"
+            f"    location / {{ default_type application/json; return 200 '{BODY.decode()}'; }}\n"
+            "  }\n}\n"
+        )
+        return ["nginx", "-p", str(d), "-c", str(config)]
+
+    def _add(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None, port: int = 0
+    ) -> Server:
+        port = port or free_port()
+        server = Server(name, [a.replace("{port}", str(port)) for a in argv], port, env or {})
+        self.servers[name] = server
+        return server
+
+    def uvicorn(
+        self, name: str, app: str, env: dict[str, str] | None = None, *, factory: bool = False
+    ) -> Server:
+        argv = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            *(["--factory"] if factory else []),
+            app,
+            "--port",
+            "{port}",
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ]
+        return self._add(name, pinned(0, argv), env)
+
+    def proxy(self, name: str, storage: str, budget: str = "1000000/second") -> Server:
+        config = self._config(name, storage, budget)
+        argv = [
+            sys.executable,
+            "-m",
+            "proxy.cli",
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            "{port}",
+        ]
+        return self._add(name, pinned(0, argv), ENV)
+
+    def httpx_pool_proxy(self, name: str) -> Server:
+        """The proxy over httpx's own connection pool instead of its aiohttp transport: the
+        comparison behind that default (bench.minimal:httpx_pool_proxy)."""
+        env = {**ENV, "BENCH_PROXY_CONFIG": str(self._config(name, "memory://", "1000000/second"))}
+        return self.uvicorn(name, "bench.minimal:httpx_pool_proxy", env, factory=True)
+
+    def _config(self, name: str, storage: str, budget: str) -> Path:
+        config = self.workdir / f"{name}.toml"
+        config.write_text(
+            proxy_config(self.upstream.url + "/api/v2/merchant/activities", storage, budget)
+        )
+        return config
+
+    def start(self) -> None:
+        if self.redis_url:
+            self.redis.start()
+        for server in self.servers.values():
+            server.start()
+
+    def stop(self) -> None:
+        for server in self.servers.values():
+            server.stop()
+        if self.redis_url:
+            self.redis.stop()
