@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import AsyncIterator
 from importlib import resources
@@ -30,8 +29,18 @@ from starlette.requests import Request as StarletteRequest
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .asgi import Message, Receive, Request, Scope, Send, TrustedPeers
+from .asgi import Receive, Request, Scope, Send, TrustedPeers
 from .cors import CorsPolicy
+from .endpoints import (
+    STATE,
+    internal_error,
+    json_response,
+    on_crash,
+    on_http_exception,
+    on_refusal,
+    openapi_document,
+    with_headers,
+)
 from .errors import (
     MethodNotAllowed,
     NotFound,
@@ -57,7 +66,6 @@ CLIENT_JS_PATH = "/client/trigger-proxy.js"
 _JS_TYPE = b"text/javascript; charset=utf-8"
 # The script's CORS headers depend on the Origin, so every copy of it says so.
 _JS_HEADERS = [(b"cache-control", b"public, max-age=300"), (b"vary", b"Origin")]
-_STATE = "trigger_proxy"  # the scope key under which a request's view and record travel
 
 
 async def _flush_periodically(metrics: Metrics, interval: float = 0.2) -> None:
@@ -95,7 +103,7 @@ class App(Starlette):
         self._trusted = trusted if trusted else None
         static = resources.files("proxy").joinpath("static")
         self._client_js = static.joinpath("trigger-proxy.js").read_bytes()
-        self._openapi = _openapi(static.joinpath("openapi.json").read_text(), settings)
+        self._openapi = openapi_document(static.joinpath("openapi.json").read_text(), settings)
         self._gateway: Gateway | None = None
         self._log = RequestLog()
         self._minter = Minter(settings)
@@ -115,9 +123,9 @@ class App(Starlette):
         super().__init__(
             routes=routes,
             exception_handlers={
-                ProxyError: _on_refusal,
-                HTTPException: _on_http_exception,
-                Exception: _on_crash,
+                ProxyError: on_refusal,
+                HTTPException: on_http_exception,
+                Exception: on_crash,
             },
             lifespan=lambda app: self.lifespan(),
         )
@@ -188,13 +196,13 @@ class App(Starlette):
             answer = Answer(exc.status, render_error(exc, request.path, request_id), exc.headers)
         except Exception:
             LOG.exception("unhandled error", extra={"fields": {"request_id": request_id}})
-            answer = _internal_error(record, request)
+            answer = internal_error(record, request)
         extra = self._cors.response_headers(origin) if origin_ok and origin else []
         if answer is None:  # a Starlette route's: it sends its own answer
-            scope[_STATE] = (request, record)
-            # Starlette answers a crash (500, _on_crash) and then raises it again for the server.
+            scope[STATE] = (request, record)
+            # Starlette answers a crash (500, on_crash) and then raises it again for the server.
             with contextlib.suppress(Exception):
-                await super().__call__(scope, receive, _with_headers(send, record, extra))
+                await super().__call__(scope, receive, with_headers(send, record, extra))
         else:
             record.status = status = answer.status
             body = answer.body
@@ -247,11 +255,11 @@ class App(Starlette):
     # --- Starlette routes -----------------------------------------------------------------
 
     async def _health(self, request: StarletteRequest) -> Response:
-        return _json(b'{"status":"ok"}')
+        return json_response(b'{"status":"ok"}')
 
     async def _ready(self, request: StarletteRequest) -> Response:
         await self._started().ping()
-        return _json(b'{"status":"ready"}')
+        return json_response(b'{"status":"ready"}')
 
     async def _metrics(self, request: StarletteRequest) -> Response:
         if not self._metrics_here:
@@ -259,7 +267,7 @@ class App(Starlette):
         return Response(self.metrics.render(), media_type=METRICS_CONTENT_TYPE.decode())
 
     async def _openapi_document(self, request: StarletteRequest) -> Response:
-        return _json(self._openapi)
+        return json_response(self._openapi)
 
     async def _client_script(self, request: StarletteRequest) -> Response:
         response = Response(self._client_js, media_type=_JS_TYPE.decode())
@@ -267,79 +275,11 @@ class App(Starlette):
         return response
 
     async def _mint(self, request: StarletteRequest) -> Response:
-        view, _ = request.scope[_STATE]
+        view, _ = request.scope[STATE]
         answer = await self._minter.mint(view)
-        response = _json(answer.body)
+        response = json_response(answer.body)
         response.raw_headers += answer.headers
         return response
-
-
-def _json(body: bytes) -> Response:
-    return Response(body, media_type="application/json")
-
-
-def _with_headers(send: Send, record: AccessRecord, extra: list[tuple[bytes, bytes]]) -> Send:
-    """``send`` that adds X-Request-ID and the CORS headers to the answer's head, and notes
-    its status for the access line."""
-
-    async def sending(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            record.status = message["status"]
-            headers = [
-                (b"x-request-id", record.request_id.encode()),
-                *(message.get("headers") or []),
-                *extra,
-            ]
-            message = {**message, "headers": headers}
-        await send(message)
-
-    return sending
-
-
-def _refusal(request: StarletteRequest, error: ProxyError) -> Response:
-    view, record = request.scope[_STATE]
-    record.code = error.code
-    if error.cause is not None:
-        record.cause = error.cause
-    response = _json(render_error(error, view.path, view.request_id))
-    response.status_code = error.status
-    response.raw_headers += error.headers
-    return response
-
-
-async def _on_refusal(request: StarletteRequest, exc: Exception) -> Response:
-    assert isinstance(exc, ProxyError)
-    return _refusal(request, exc)
-
-
-async def _on_http_exception(request: StarletteRequest, exc: Exception) -> Response:
-    """Starlette's own refusals (its router's 404 and 405) in the contract's shape."""
-    assert isinstance(exc, HTTPException)
-    if exc.status_code == 405:
-        allow = (exc.headers or {}).get("Allow", "")
-        return _refusal(request, MethodNotAllowed(headers=[(b"allow", allow.encode())]))
-    return _refusal(request, NotFound())
-
-
-async def _on_crash(request: StarletteRequest, exc: Exception) -> Response:
-    view, _ = request.scope[_STATE]
-    LOG.exception("unhandled error", extra={"fields": {"request_id": view.request_id}})
-    return _refusal(request, ProxyError())
-
-
-def _internal_error(record: AccessRecord, request: Request) -> Answer:
-    failure = ProxyError()
-    record.code = failure.code
-    return Answer(500, render_error(failure, request.path, request.request_id))
-
-
-def _openapi(text: str, settings: Settings) -> bytes:
-    """The OpenAPI document with this deployment's own values filled in."""
-    spec = json.loads(text)
-    mint = spec["paths"]["/v1/sessions"]["post"]["requestBody"]["content"]["application/json"]
-    mint["schema"]["properties"]["ttl_seconds"]["maximum"] = settings.sessions.max_age_seconds
-    spec["components"]["securitySchemes"]["sessionCookie"]["name"] = settings.sessions.cookie_name
-    return json.dumps(spec).encode()
 
 
 _LABELS = frozenset(

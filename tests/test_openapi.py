@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
 
 from proxy import errors
-from proxy.app import TRIGGER_PREFIX, _openapi, create_app
+from proxy.app import TRIGGER_PREFIX, create_app
+from proxy.endpoints import openapi_document
 from tests.conftest import MINT_KEY, SPIN, make_settings, token, tried
 from tests.servers import ProxyProcess, StandInServer, proxy_config, stand_in_for
 
@@ -34,7 +35,7 @@ def live_config() -> dict:
 
 
 # The document exactly as the live server below serves it (a test checks that it does).
-SERVED = json.loads(_openapi(SPEC_PATH.read_text(), make_settings(**live_config())))
+SERVED = json.loads(openapi_document(SPEC_PATH.read_text(), make_settings(**live_config())))
 
 
 def configure(loaded: schemathesis.BaseSchema) -> schemathesis.BaseSchema:

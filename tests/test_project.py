@@ -12,7 +12,7 @@ import proxy
 
 ROOT = Path(__file__).parent.parent
 PACKAGE = ROOT / "proxy"
-CORE = ("errors", "policy", "sessions", "settings", "ratelimit")
+CORE = ("errors", "policy", "claims", "sessions", "schema", "settings", "keys", "ratelimit")
 FRAMEWORKS = ("starlette", "httpx", "redis", "uvicorn", "aiohttp")
 
 
@@ -53,12 +53,62 @@ def test_the_core_imports_no_framework_and_no_edge() -> None:
         assert not {"proxy.app", "proxy.gateway", "proxy.upstream", "proxy.redis_store"} & found
 
 
-def test_settings_import_nothing_of_the_project() -> None:
-    assert not any(i.startswith("proxy") for i in imports(PACKAGE / "settings.py"))
+def test_the_schema_imports_nothing_of_the_project() -> None:
+    assert not any(i.startswith("proxy") for i in imports(PACKAGE / "schema.py"))
+
+
+def modules() -> dict[str, Path]:
+    """Every module of the product, the benchmark and the tests, by dotted name."""
+    found = {}
+    for folder in ("proxy", "bench", "tests"):
+        for path in (ROOT / folder).rglob("*.py"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            found[name] = path
+    return found
+
+
+def test_no_import_cycle_anywhere() -> None:
+    known = modules()
+    graph: dict[str, set[str]] = {}
+    for name, path in known.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                    base = f"{anchor}.{base}" if base else anchor
+                names = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+            targets |= {n for n in names if n in known and n != name}
+        graph[name] = targets
+    # Depth-first search; a module met again on the current path closes a cycle.
+    done: set[str] = set()
+
+    def visit(name: str, path: list[str]) -> None:
+        if name in path:
+            raise AssertionError("import cycle: " + " -> ".join([*path[path.index(name) :], name]))
+        if name in done:
+            return
+        for target in sorted(graph[name]):
+            visit(target, [*path, name])
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])
+
+
+def test_each_module_stays_readable_in_one_sitting() -> None:
+    sizes = {p.name: len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")}
+    assert not {name: n for name, n in sizes.items() if n > 310}
 
 
 def test_the_store_and_the_upstream_client_do_not_import_each_other() -> None:
-    stores = ("memory_store", "redis_store", "ratelimit")
+    stores = ("memory_store", "redis_store", "ratelimit", "keys")
     assert not any(f"proxy.{s}" in imports(PACKAGE / "upstream.py") for s in stores)
     for store in stores:
         assert "proxy.upstream" not in imports(PACKAGE / f"{store}.py")
