@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import typing
 
 BODY = (
     b'{"meta":{"status":"success"},"data":{"activity":{"_id":"a1"},'
@@ -32,7 +33,8 @@ class Upstream(asyncio.Protocol):
     count = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # uvloop's transports are asyncio.Transport in behaviour, not by inheritance.
+        self.transport = typing.cast(asyncio.Transport, transport)
         self.buffer = b""
 
     def data_received(self, data: bytes) -> None:

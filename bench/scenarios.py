@@ -68,7 +68,7 @@ def forward_scenarios(store: str) -> list[Scenario]:
 
 
 def median(samples: list[Sample], attr: str) -> float:
-    return statistics.median(getattr(s, attr) for s in samples)
+    return float(statistics.median(float(getattr(s, attr)) for s in samples))
 
 
 def run_groups(args: argparse.Namespace) -> dict[str, Any]:

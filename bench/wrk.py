@@ -59,10 +59,14 @@ def run_wrk(server: Server, s: Scenario, seconds: float, tokens: dict[str, Path]
     cpu = server.cpu_seconds() - cpu_before
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     s.sent += requests
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
     latency = re.search(r"LATENCY p50=(\d+) p99=(\d+)", out)
-    statuses = dict(part.split("=") for part in re.search(r"STATUS (.*)", out).group(1).split())  # type: ignore[union-attr]
-    assert latency is not None
+    status = re.search(r"STATUS (.*)", out)
+    assert found is not None, out
+    assert latency is not None, out
+    assert status is not None, out
+    rps = float(found.group(1))
+    statuses = dict(part.split("=", 1) for part in status.group(1).split())
     return Sample(
         rps=rps,
         p50_us=float(latency.group(1)),

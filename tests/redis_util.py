@@ -30,7 +30,7 @@ def redis_available(url: str = SHARED_REDIS) -> bool:
 
 def shared_redis_store() -> RedisStore:
     """A store on the machine's shared Redis, under a key prefix of its own."""
-    from tests.conftest import need
+    from tests.helpers import need
 
     need(redis_available(SHARED_REDIS), f"no Redis at {SHARED_REDIS}")
     return RedisStore(SHARED_REDIS, prefix=f"test:{uuid.uuid4().hex}:")

@@ -18,7 +18,7 @@ import httpx
 import uvicorn
 
 from proxy.demo.nector import NectorStandIn, StandInTrigger
-from tests.conftest import ENVIRON, SHOP
+from tests.helpers import ENVIRON, SHOP
 from tests.redis_util import free_port
 
 
@@ -187,7 +187,7 @@ class ProxyProcess:
 
 
 def proxy_config(upstream_url: str, **sections: Any) -> dict[str, Any]:
-    from tests.conftest import config
+    from tests.helpers import config
 
     base = config(
         upstream={"url": upstream_url, "timeout_seconds": 3.0},

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 
 import httpx
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from proxy.app import create_app
+from proxy.asgi import Message
 from proxy.memory_store import MemoryStore
-from tests.conftest import Upstream, make_settings, nector_success, token
+from tests.helpers import Upstream, make_settings, nector_success, token
 
 
 def test_create_app_returns_a_starlette_application() -> None:
@@ -48,13 +50,15 @@ async def test_a_shutdown_failure_is_reported_as_one() -> None:
             raise OSError("the store would not close")
 
     app = create_app(make_settings(), store=FailingStore(), transport=Upstream().transport())
-    sent: list[dict[str, object]] = []
-    messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+    sent: list[Message] = []
+    messages: Iterator[Message] = iter(
+        [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    )
 
-    async def receive() -> dict[str, object]:
+    async def receive() -> Message:
         return next(messages)
 
-    async def send(message: dict[str, object]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     with contextlib.suppress(OSError):  # Starlette raises it again for the server, after reporting
@@ -64,12 +68,12 @@ async def test_a_shutdown_failure_is_reported_as_one() -> None:
 
 async def test_a_websocket_is_closed_without_an_error() -> None:
     app = create_app(make_settings())
-    sent: list[dict[str, object]] = []
+    sent: list[Message] = []
 
-    async def receive() -> dict[str, object]:
+    async def receive() -> Message:
         return {"type": "websocket.connect"}
 
-    async def send(message: dict[str, object]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     await app({"type": "websocket", "path": "/healthz", "headers": []}, receive, send)

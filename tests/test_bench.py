@@ -12,7 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import need, tried
+import pytest
+
+from tests.helpers import need, tried
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 

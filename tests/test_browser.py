@@ -9,12 +9,19 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.conftest import need
 from tests.demo_process import DemoProcess
+from tests.helpers import need
+
+pytestmark = pytest.mark.slow
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent.parent / "test-artifacts"
@@ -25,8 +32,14 @@ ARGS = [
 ]  # fmt: skip
 
 
+def number(text: str) -> int:
+    found = re.search(r"\d+", text)
+    assert found is not None, text
+    return int(found.group())
+
+
 @pytest.fixture
-def browser():
+def browser() -> Iterator[Browser]:
     need(Path(CHROMIUM).exists(), "Debian's chromium is not installed (apt-get install chromium)")
     try:
         from playwright.sync_api import sync_playwright
@@ -40,7 +53,7 @@ def browser():
             instance.close()
 
 
-def test_spin_the_wheel_in_a_real_browser(browser, tmp_path: Path) -> None:
+def test_spin_the_wheel_in_a_real_browser(browser: Browser, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -55,7 +68,7 @@ def test_spin_the_wheel_in_a_real_browser(browser, tmp_path: Path) -> None:
         expect(page.locator("#who")).to_contain_text("Logged in as demo-")
         page.click("#spin")
         expect(page.locator("#result")).to_have_text(re.compile(r"You won \d+ coins!"))
-        won = int(re.search(r"\d+", page.locator("#result").inner_text()).group())
+        won = number(page.locator("#result").inner_text())
         assert 5 <= won <= 50
         expect(page.locator("#balance")).to_have_text(f"Balance: {won} coins")
         expect(page.locator("#left")).to_have_text("Spins left this minute: 0")
@@ -65,11 +78,11 @@ def test_spin_the_wheel_in_a_real_browser(browser, tmp_path: Path) -> None:
         page.click("#spin")
         expect(page.locator("#error")).to_have_text("You have used your spins for now.")
         expect(page.locator("#countdown")).to_have_text(re.compile(r"Next spin in \d+s"))
-        first = int(re.search(r"\d+", page.locator("#countdown").inner_text()).group())
+        first = number(page.locator("#countdown").inner_text())
         assert 1 <= first <= 60
         expect(page.locator("#spin")).to_be_disabled()
         page.wait_for_timeout(1500)
-        later = int(re.search(r"\d+", page.locator("#countdown").inner_text()).group())
+        later = number(page.locator("#countdown").inner_text())
         assert later < first  # it counts down
         expect(page.locator("#balance")).to_have_text(f"Balance: {won} coins")  # nothing paid
         page.screenshot(path=str(ARTIFACTS / "demo-countdown.png"), full_page=True)
@@ -112,14 +125,15 @@ document.querySelector("#steal").onclick = () =>
 
 
 def test_a_page_written_for_nector_is_rewarded_through_the_dropin_route(
-    browser, tmp_path: Path
+    browser: Browser, tmp_path: Path
 ) -> None:
     from playwright.sync_api import expect
     from starlette.applications import Starlette
+    from starlette.requests import Request
     from starlette.responses import HTMLResponse
     from starlette.routing import Route
 
-    from tests.conftest import API_KEY, SPIN, token
+    from tests.helpers import API_KEY, SPIN, token
     from tests.servers import (
         ProxyProcess,
         StandInServer,
@@ -128,7 +142,7 @@ def test_a_page_written_for_nector_is_rewarded_through_the_dropin_route(
         stand_in_for,
     )
 
-    async def page(request):  # type: ignore[no-untyped-def]
+    async def page(request: Request) -> HTMLResponse:
         return HTMLResponse(WIDGET_PAGE)
 
     shop = ThreadedServer(Starlette(routes=[Route("/", page)]))

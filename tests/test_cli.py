@@ -15,8 +15,10 @@ from proxy import logs, serve
 from proxy.cli import main
 from proxy.serve import GC_THRESHOLDS
 from proxy.sessions import SessionVerifier
-from tests.conftest import ALL_SECRETS, ENVIRON, SESSION_SECRET
+from tests.helpers import ALL_SECRETS, ENVIRON, SESSION_SECRET
 from tests.redis_util import free_port
+
+pytestmark = pytest.mark.slow
 
 EXAMPLE = str(Path(__file__).parent.parent / "config" / "proxy.example.toml")
 
@@ -231,7 +233,7 @@ def test_check_config_probe_says_what_answered_and_what_did_not(tmp_path: Path) 
 
 
 def test_check_config_probe_pings_a_live_redis(tmp_path: Path) -> None:
-    from tests.conftest import need
+    from tests.helpers import need
     from tests.redis_util import SHARED_REDIS, redis_available
 
     need(redis_available(SHARED_REDIS), f"no Redis at {SHARED_REDIS}")

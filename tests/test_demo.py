@@ -7,8 +7,11 @@ import socket
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.demo_process import REAL_LOOKING_KEY, DemoProcess
+
+pytestmark = pytest.mark.slow
 
 
 def test_the_demo_serves_a_reward_over_http(tmp_path: Path) -> None:

@@ -15,10 +15,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 import yaml
 
-from tests.conftest import ALL_SECRETS, ENVIRON
+from tests.helpers import ALL_SECRETS, ENVIRON
 from tests.redis_util import free_port
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).parent.parent
 DOCKERFILE = (ROOT / "Dockerfile").read_text()

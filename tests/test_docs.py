@@ -19,9 +19,11 @@ from pathlib import Path
 import pytest
 
 from proxy.sessions import SessionVerifier
-from tests.conftest import MINT_KEY, SESSION_SECRET, SPIN
+from tests.helpers import MINT_KEY, SESSION_SECRET, SPIN
 from tests.redis_util import free_port
 from tests.servers import ProxyProcess, StandInServer, proxy_config, stand_in_for
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -150,7 +152,7 @@ def test_the_mounting_examples_reward_the_customer_their_backend_signed_in(
 ) -> None:
     from starlette.testclient import TestClient
 
-    from tests.conftest import ENVIRON
+    from tests.helpers import ENVIRON
 
     with StandInServer(stand_in_for(SPIN)) as nector:
         for name, value in {**ENVIRON, "TRIGGER_PROXY_UPSTREAM_URL": nector.url}.items():

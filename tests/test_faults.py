@@ -12,8 +12,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from proxy.memory_store import MemoryStore
-from tests.conftest import Harness, error_code, make_settings, open_harness, token, tried
+from tests.helpers import Harness, error_code, make_settings, open_harness, token, tried
 from tests.redis_util import free_port
+
+pytestmark = pytest.mark.slow
 
 TIMEOUT = 0.5
 OK_BODY = json.dumps(
@@ -142,7 +144,11 @@ async def settle() -> None:
 
 def proxy_tasks() -> int:
     """Tasks of the proxy and the test, not of the fake upstream's own handlers."""
-    return sum(1 for t in asyncio.all_tasks() if "FaultyUpstream" not in t.get_coro().__qualname__)
+    return sum(
+        1
+        for t in asyncio.all_tasks()
+        if "FaultyUpstream" not in getattr(t.get_coro(), "__qualname__", "")
+    )
 
 
 @pytest.mark.parametrize(("mode", "status", "code"), FAULTS)

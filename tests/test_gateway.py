@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -11,7 +12,7 @@ from itsdangerous import URLSafeTimedSerializer
 
 from proxy.asgi import Message
 from proxy.sessions import SALT, mint_token
-from tests.conftest import (
+from tests.helpers import (
     API_KEY,
     CHECKIN,
     CUSTOMER,
@@ -144,7 +145,9 @@ async def test_every_response_has_a_request_id(harness: Harness) -> None:
         {"name": "x"},
     ],
 )
-async def test_any_field_on_the_trigger_route_is_forbidden(harness: Harness, body: dict) -> None:
+async def test_any_field_on_the_trigger_route_is_forbidden(
+    harness: Harness, body: dict[str, Any]
+) -> None:
     response = await harness.spin(body=body)
     assert response.status_code == 400
     assert error_code(response) == "forbidden_field"
@@ -186,7 +189,7 @@ async def test_body_over_the_cap_is_413(harness: Harness) -> None:
 
 
 async def test_chunked_body_over_the_cap_is_413(harness: Harness) -> None:
-    async def chunks():
+    async def chunks() -> AsyncIterator[bytes]:
         for _ in range(40):
             yield b" " * 1000
 
@@ -383,7 +386,9 @@ async def test_dropin_without_customer_uses_the_session(harness: Harness) -> Non
 @pytest.mark.parametrize(
     "body", [{"customer_id": "someone-else-1"}, {"lead_id": LEAD}, {"customer_id": 12345678}]
 )
-async def test_dropin_other_customer_is_identity_mismatch(harness: Harness, body: dict) -> None:
+async def test_dropin_other_customer_is_identity_mismatch(
+    harness: Harness, body: dict[str, Any]
+) -> None:
     response = await harness.post(
         "/api/v2/merchant/activities", tok=token(), body={"trigger_id": SPIN, **body}
     )
@@ -410,7 +415,9 @@ async def test_dropin_extra_field_is_forbidden(harness: Harness) -> None:
         ({"trigger_id": UNKNOWN}, 403, "trigger_not_allowed"),
     ],
 )
-async def test_dropin_trigger_checks(harness: Harness, body: dict, status: int, code: str) -> None:
+async def test_dropin_trigger_checks(
+    harness: Harness, body: dict[str, Any], status: int, code: str
+) -> None:
     response = await harness.post("/api/v2/merchant/activities", tok=token(), body=body)
     assert (response.status_code, error_code(response)) == (status, code)
 
@@ -561,7 +568,7 @@ async def test_source_is_checked_before_body_fields(harness: Harness) -> None:
 # --- the upstream's answers -------------------------------------------------------------------
 
 
-def answering(response: httpx.Response):
+def answering(response: httpx.Response) -> Callable[[httpx.Request], httpx.Response]:
     return lambda request: response
 
 
@@ -665,7 +672,7 @@ async def test_escaped_credentials_are_scrubbed_too() -> None:
 
 
 async def test_mint_route_issues_a_token_that_the_proxy_accepts(harness: Harness) -> None:
-    from tests.conftest import MINT_KEY
+    from tests.helpers import MINT_KEY
 
     minted = await harness.post(
         "/v1/sessions", tok=MINT_KEY, body={"customer_id": "customer-minted", "ttl_seconds": 60}
@@ -698,8 +705,8 @@ async def test_mint_route_needs_the_mint_key(harness: Harness, auth: str | None)
         {"customer_id": "customer-a1", "admin": True},
     ],
 )
-async def test_mint_route_validates_claims(harness: Harness, body: dict) -> None:
-    from tests.conftest import MINT_KEY
+async def test_mint_route_validates_claims(harness: Harness, body: dict[str, Any]) -> None:
+    from tests.helpers import MINT_KEY
 
     response = await harness.post("/v1/sessions", tok=MINT_KEY, body=body)
     assert response.status_code == 400
@@ -707,7 +714,7 @@ async def test_mint_route_validates_claims(harness: Harness, body: dict) -> None
 
 
 async def test_mint_route_is_404_without_a_mint_key() -> None:
-    from tests.conftest import ENVIRON
+    from tests.helpers import ENVIRON
 
     environ = {k: v for k, v in ENVIRON.items() if k != "TRIGGER_PROXY_MINT_KEY"}
     async with open_harness(make_settings(environ)) as h:

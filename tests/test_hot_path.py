@@ -21,7 +21,7 @@ import pytest
 from bench.minimal import floor
 from proxy import logs
 from proxy.app import App
-from tests.conftest import make_settings, open_harness, token, tried
+from tests.helpers import make_settings, open_harness, token, tried
 
 Message = MutableMapping[str, Any]
 ASGI = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
@@ -86,11 +86,13 @@ def production_logging() -> Iterator[None]:
     """Logs as ``serve`` sets them up (JSON access lines at info), written to nowhere."""
     saved = (logs.LOG.handlers[:], logs.LOG.level, logs.LOG.propagate)
     logs.configure("info", "json")
-    logs.LOG.handlers[0].setStream(open(os.devnull, "w"))  # noqa: SIM115  # closed below
+    handler = logs.LOG.handlers[0]
+    assert isinstance(handler, logs.BatchingStreamHandler)
+    handler.setStream(open(os.devnull, "w"))  # noqa: SIM115  # closed below
     try:
         yield
     finally:
-        logs.LOG.handlers[0].stream.close()
+        handler.stream.close()
         logs.LOG.handlers[:], logs.LOG.level, logs.LOG.propagate = saved
 
 

@@ -9,18 +9,21 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import ALL_SECRETS, CHECKIN, MOBILE_ONLY, SHOP, SPIN, error_code, need, token
+from tests.helpers import ALL_SECRETS, CHECKIN, MOBILE_ONLY, SHOP, SPIN, error_code, need, token
 from tests.redis_util import SHARED_REDIS, PrivateRedis, free_port, redis_available
 from tests.servers import ProxyProcess, StandInServer, proxy_config, stand_in_for
+
+pytestmark = pytest.mark.slow
 
 LEAD = "2b7e1516-28ae-4d2a-a6f7-15887e09cf4f"
 
 
-def spin(base: str, tok: str | None = None, **kwargs) -> httpx.Response:
+def spin(base: str, tok: str | None = None, **kwargs: Any) -> httpx.Response:
     headers = kwargs.pop("headers", {})
     headers.setdefault("authorization", f"Bearer {tok or token()}")
     return httpx.post(f"{base}/v1/triggers/spin-wheel", headers=headers, timeout=10, **kwargs)
@@ -157,7 +160,7 @@ def test_sigterm_lets_an_in_flight_reward_finish(tmp_path: Path) -> None:
 # --- replicas sharing Redis ------------------------------------------------------------------
 
 
-def redis_config(nector_url: str, storage: str, **limits) -> dict:
+def redis_config(nector_url: str, storage: str, **limits: Any) -> dict[str, Any]:
     return proxy_config(
         nector_url,
         limits={

@@ -12,8 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import SPIN, token, tried
+from tests.helpers import SPIN, token, tried
 from tests.servers import ProxyProcess, StandInServer, proxy_config, stand_in_for
+
+pytestmark = pytest.mark.slow
 
 REQUESTS, CONCURRENCY, CUSTOMERS = 2000, 50, 200
 

@@ -9,8 +9,9 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.conftest import (
+from tests.helpers import (
     ALL_SECRETS,
     CUSTOMER,
     OLD_SESSION_SECRET,
@@ -135,10 +136,11 @@ async def test_metrics_can_move_to_an_admin_port() -> None:
         assert (await h.client.get("/metrics")).status_code == 404
 
 
+@pytest.mark.slow
 def test_metrics_sum_every_worker(tmp_path: Path) -> None:
     """Several uvicorn workers (which need Redis) report through prometheus-client's
     multiprocess mode: the admin port serves the sum over workers."""
-    from tests.conftest import need
+    from tests.helpers import need
     from tests.redis_util import SHARED_REDIS, free_port, redis_available
 
     need(redis_available(SHARED_REDIS), f"no Redis at {SHARED_REDIS}")

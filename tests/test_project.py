@@ -17,7 +17,7 @@ FRAMEWORKS = ("starlette", "httpx", "redis", "uvicorn", "aiohttp")
 
 
 def imports(module: Path) -> set[str]:
-    found = set()
+    found: set[str] = set()
     for node in ast.walk(ast.parse(module.read_text())):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)

@@ -22,7 +22,7 @@ from proxy import errors
 from proxy.claims import Session
 from proxy.policy import TriggerPolicy, upstream_body
 from proxy.sessions import SALT
-from tests.conftest import (
+from tests.helpers import (
     CUSTOMER,
     SESSION_SECRET,
     SHOP,

@@ -15,8 +15,8 @@ from proxy.errors import UpstreamUnreachable
 from proxy.leadtokens import LeadTokens
 from proxy.memory_store import MemoryStore
 from proxy.ratelimit import LimitStore
-from proxy.settings import Secret
-from tests.conftest import (
+from proxy.settings import Secret, Settings
+from tests.helpers import (
     API_KEY,
     ENVIRON,
     SHOP,
@@ -158,7 +158,7 @@ async def test_an_upstream_failure_on_the_dropin_route_is_in_nectors_envelope() 
 # --- storefront-purpose keys -----------------------------------------------------------------
 
 
-def storefront_settings():  # type: ignore[no-untyped-def]
+def storefront_settings() -> Settings:
     environ = {**ENVIRON, "TRIGGER_PROXY_LEAD_TOKEN_SECRET": LEAD_SECRET}
     return make_settings(environ, upstream={"key_purpose": "storefront"})
 
@@ -297,6 +297,7 @@ async def harness() -> AsyncIterator[Harness]:
         yield h
 
 
+@pytest.mark.slow
 def test_serve_with_a_storefront_key_is_accepted_by_nector(tmp_path: Path) -> None:
     stand_in = stand_in_for(SPIN, lead_token_secret=LEAD_SECRET)
     stand_in.customers.add(LEAD)

@@ -7,27 +7,22 @@ import hashlib
 import hmac
 import json
 import zlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from proxy.claims import ClaimError, parse_claims
 from proxy.errors import ExpiredSession, InvalidSession
 from proxy.sessions import SALT, SessionVerifier, mint_token
+from tests.helpers import Clock
 
 VECTORS = json.loads((Path(__file__).parent.parent / "docs/session-token-vectors.json").read_text())
 DOC = (Path(__file__).parent.parent / "docs/sessions.md").read_text()
 OLD = "an-old-signing-secret-of-32-chars-or-more"
 NEW = "the-new-signing-secret-of-32-chars-or-more"
 T0 = 1_767_225_600
-
-
-class Clock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def verifier(
@@ -37,7 +32,7 @@ def verifier(
 
 
 def test_round_trip_gives_the_claims_back() -> None:
-    clock = Clock()
+    clock = Clock(T0)
     tok = mint_token([OLD, NEW], {"customer_id": "customer-1", "name": "Ada"}, clock=clock)
     session = verifier(clock).verify(tok)
     assert (session.subject_field, session.subject, session.name) == (
@@ -49,13 +44,13 @@ def test_round_trip_gives_the_claims_back() -> None:
 
 
 def test_every_listed_secret_verifies_and_reports_its_position() -> None:
-    clock = Clock()
+    clock = Clock(T0)
     old_token = mint_token([OLD], {"customer_id": "customer-1"}, clock=clock)
     assert verifier(clock).verify(old_token).key_index == 0
 
 
 def test_a_removed_secret_no_longer_verifies() -> None:
-    clock = Clock()
+    clock = Clock(T0)
     old_token = mint_token([OLD], {"customer_id": "customer-1"}, clock=clock)
     with pytest.raises(InvalidSession) as info:
         verifier(clock, [NEW]).verify(old_token)
@@ -63,7 +58,7 @@ def test_a_removed_secret_no_longer_verifies() -> None:
 
 
 def test_max_age_is_enforced_at_the_second() -> None:
-    clock = Clock()
+    clock = Clock(T0)
     tok = mint_token([NEW], {"customer_id": "customer-1"}, clock=clock)
     clock.now = T0 + 3600
     verifier(clock).verify(tok)
@@ -73,7 +68,7 @@ def test_max_age_is_enforced_at_the_second() -> None:
 
 
 def test_max_age_applies_whatever_exp_says() -> None:
-    clock = Clock()
+    clock = Clock(T0)
     tok = mint_token([NEW], {"customer_id": "customer-1", "exp": T0 + 10 * 86400}, clock=clock)
     clock.now = T0 + 7200
     with pytest.raises(ExpiredSession):
@@ -81,7 +76,7 @@ def test_max_age_applies_whatever_exp_says() -> None:
 
 
 def test_exp_is_refused_from_its_second_on() -> None:
-    clock = Clock()
+    clock = Clock(T0)
     tok = mint_token([NEW], {"customer_id": "customer-1"}, ttl_seconds=60, clock=clock)
     clock.now = T0 + 59
     assert verifier(clock).verify(tok).expires_at == T0 + 60
@@ -100,8 +95,8 @@ def test_exp_is_refused_from_its_second_on() -> None:
         lambda t: "x" * 5000,
     ],
 )
-def test_tampered_tokens_are_invalid(tampered) -> None:
-    clock = Clock()
+def test_tampered_tokens_are_invalid(tampered: Callable[[str], str]) -> None:
+    clock = Clock(T0)
     tok = mint_token([NEW], {"customer_id": "customer-1"}, clock=clock)
     with pytest.raises(InvalidSession):
         verifier(clock).verify(tampered(tok))
@@ -139,7 +134,9 @@ def test_tampered_tokens_are_invalid(tampered) -> None:
         ),
     ],
 )
-def test_claims_are_checked_and_the_error_names_the_claim(claims: dict, problem: str) -> None:
+def test_claims_are_checked_and_the_error_names_the_claim(
+    claims: dict[str, Any], problem: str
+) -> None:
     with pytest.raises(ClaimError, match=problem):
         parse_claims(claims)
     with pytest.raises(ClaimError):
@@ -175,7 +172,7 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
-def independent_mint(secret: str, salt: str, timestamp: int, claims: dict) -> str:
+def independent_mint(secret: str, salt: str, timestamp: int, claims: dict[str, Any]) -> str:
     """The format exactly as docs/sessions.md describes it, with no itsdangerous."""
     raw = json.dumps(claims, separators=(",", ":")).encode()
     compressed = zlib.compress(raw)
@@ -196,7 +193,7 @@ def test_the_documented_format_reproduces_every_vector() -> None:
 
 
 def test_a_remembered_token_still_expires_by_age_and_by_exp() -> None:
-    clock = Clock()
+    clock = Clock(T0)
     check = verifier(clock)
     aged = mint_token([NEW], {"customer_id": "customer-1"}, clock=clock)
     short = mint_token([NEW], {"customer_id": "customer-2"}, ttl_seconds=60, clock=clock)
@@ -214,7 +211,7 @@ def test_a_remembered_token_still_expires_by_age_and_by_exp() -> None:
 def test_forged_tokens_are_never_remembered_and_the_memory_is_bounded() -> None:
     from proxy.sessions import VERIFIED_CACHE_SIZE
 
-    clock = Clock()
+    clock = Clock(T0)
     check = verifier(clock)
     for i in range(200):
         with pytest.raises(InvalidSession):
@@ -240,7 +237,7 @@ def test_the_quick_signature_check_agrees_with_itsdangerous() -> None:
     check must never refuse a token itsdangerous accepts, nor pick another secret."""
     from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-    clock = Clock()
+    clock = Clock(T0)
     check = verifier(clock)
     claims = {"customer_id": "customer-1"}
     tokens = {
@@ -297,11 +294,11 @@ def test_a_correctly_signed_malformed_token_is_invalid(value: bytes) -> None:
 
     tok = Signer(NEW, salt=SALT, digest_method=hashlib.sha1).sign(value).decode()
     with pytest.raises(InvalidSession):
-        verifier(Clock()).verify(tok)
+        verifier(Clock(T0)).verify(tok)
 
 
 def test_compressed_claims_are_read_as_itsdangerous_writes_them() -> None:
-    clock = Clock()
+    clock = Clock(T0)
     claims = {"customer_id": "c" * 100, "name": "Ada " * 30, "referral_code": "r" * 100}
     tok = mint_token([NEW], claims, clock=clock)
     assert tok.startswith(".")  # itsdangerous compressed it

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from proxy.settings import ConfigError, Rate, Secret, Settings, parse_rates
-from tests.conftest import ALL_SECRETS, ENVIRON, SPIN, config
+from tests.helpers import ALL_SECRETS, ENVIRON, SPIN, config
 
 EXAMPLE = Path(__file__).parent.parent / "config" / "proxy.example.toml"
 
 
-def wallet_trigger(**wallet: object) -> dict:
+def wallet_trigger(**wallet: object) -> dict[str, Any]:
     return {"id": SPIN, "override": {"wallet": {"title": "t", **wallet}}}
 
 
-def load(data: dict, environ: dict | None = None) -> Settings:
+def load(data: dict[str, Any], environ: dict[str, str] | None = None) -> Settings:
     return Settings.from_mapping(data, ENVIRON if environ is None else environ)
 
 
@@ -37,7 +38,7 @@ def test_the_example_config_loads() -> None:
         ("10/hours", (Rate(10, 3600),)),
     ],
 )
-def test_rates_parse(text: str, rates: tuple) -> None:
+def test_rates_parse(text: str, rates: tuple[Rate, ...]) -> None:
     assert parse_rates(text) == rates
 
 
@@ -83,7 +84,7 @@ def test_bad_rates_are_refused(text: str) -> None:
          "triggers[0].override.offer.offer_id"),
     ],
 )  # fmt: skip
-def test_mistakes_name_the_key(data: dict, key: str) -> None:
+def test_mistakes_name_the_key(data: dict[str, Any], key: str) -> None:
     with pytest.raises(ConfigError) as info:
         load(data)
     assert info.value.key == key
