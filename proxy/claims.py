@@ -29,7 +29,7 @@ class ClaimError(ValueError):
 class Session(NamedTuple):
     """A verified customer identity, as ``parse_claims`` builds it. ``key_index`` is the
     position of the verifying secret. A tuple: one is built for every token verified, and a
-    frozen dataclass costs four times as much to build."""
+    frozen dataclass costs several times as much to build."""
 
     subject_field: str  # "customer_id" or "lead_id"
     subject: str

@@ -3,14 +3,14 @@
 ``Deadlines(seconds).run(call)`` is ``async with asyncio.timeout(seconds): await call``: the
 call is cancelled at its deadline and the caller gets TimeoutError, while any other
 cancellation goes through as it is. What differs is the timer. asyncio.timeout arms one per
-call, and on uvloop that is a libuv timer made, started, stopped and closed every time: 16 µs
-of CPU per forwarded call at one connection, in one process, against 4 to 5 µs here (README,
-design notes). Here the calls in flight wait in a dict in the order they started,
-which, with one ``seconds`` for all and a monotonic clock, is the order of their deadlines; a
-single timer is set for the earliest deadline pending when it is set. When it fires it cancels
-the calls past their deadline and is set again for the earliest left. Under load it fires
-about once every ``seconds``; when the upstream stalls, at most once every ``TICK`` seconds,
-each time cancelling every call past its deadline, so a call can end up to ``TICK`` late.
+call, and on uvloop that is a libuv timer made, started, stopped and closed every time, a cost
+per forwarded call that one shared timer avoids (docs/design.md). Here the calls in flight wait
+in a dict in the order they started, which, with one ``seconds`` for all and a monotonic clock,
+is the order of their deadlines; a single timer is set for the earliest deadline pending when
+it is set. When it fires it cancels the calls past their deadline and is set again for the
+earliest left. Under load it fires about once every ``seconds``; when the upstream stalls, at
+most once every ``TICK`` seconds, each time cancelling every call past its deadline, so a call
+can end up to ``TICK`` late.
 """
 
 from __future__ import annotations

@@ -158,11 +158,10 @@ def tune_gc() -> None:
 
     The youngest generation is collected whenever the tracked objects allocated outnumber those
     freed by the first threshold, 700 by default. The objects of a few dozen requests in flight
-    at once (aiohttp's, uvicorn's, ours) cross that again and again: on the bench's forwarding
-    run, 160 collections a second that found next to no garbage, whose survivors (the requests
-    still in flight) were promoted and then set off collections of the whole heap. They cost
-    43 µs of CPU per forwarded request, a tenth of it; at 10,000, next to none. Garbage cycles
-    are rare here, so the larger young generation holds little.
+    at once (aiohttp's, uvicorn's, ours) cross that again and again: collections that find
+    next to no garbage, whose survivors (the requests still in flight) are promoted and then set
+    off collections of the whole heap (docs/design.md). Garbage cycles are rare here, so the
+    larger young generation holds little.
 
     What exists by now (modules, settings, the app) lives as long as the process: frozen
     (gc.freeze moves it to a generation no collection walks), full collections skip it.

@@ -29,9 +29,8 @@ from .settings import MIN_SECRET_LENGTH
 SALT = "trigger-proxy.session"
 MAX_TOKEN_LENGTH = 4096
 MAX_CLAIMS_BYTES = 65536  # a compressed payload is refused if it inflates past this
-# Remembered verified tokens: about 540 bytes each with the token (tracemalloc), 2.2 MB in all.
-# 16,384 were tried: 6.6 MB more, which took the memory benchmark's RSS to 116-119.8 MB against
-# its 120 MB target.
+# Remembered verified tokens: as many as a busy minute's customers, and no more than the memory
+# benchmark's bound allows (bench/README.md, the memory group).
 VERIFIED_CACHE_SIZE = 4096
 Clock = Callable[[], float]
 
@@ -167,8 +166,8 @@ class SessionVerifier:
 
         itsdangerous's signature (HMAC-SHA1 with the key its signer derives from the secret and
         the salt, base64url without padding) in one call per secret, compared in constant time
-        with the token's signature as it is written. Its Signer.unsign() spends about five
-        times as long to refuse a forged token, and forged tokens are the flood to absorb.
+        with the token's signature as it is written. Its Signer.unsign() takes several times
+        as long to refuse a forged token, and forged tokens are the flood to absorb.
         """
         value, sep, signature = token.rpartition(".")
         if not sep or not token.isascii():
@@ -183,9 +182,9 @@ class SessionVerifier:
 def _hmac_sha1(key: bytes) -> Callable[[bytes], bytes]:
     """HMAC-SHA1 under ``key``, as a function of the message.
 
-    OpenSSL's HMAC state after the key is kept and copied for each message: a third of the
-    time of hmac.digest(), which sets the key up again on every call (1.1 against 3.9 µs
-    here; forged tokens are checked against every secret). Where the interpreter's hashlib
+    OpenSSL's HMAC state after the key is kept and copied for each message, instead of
+    hmac.digest() setting the key up again on every call (forged tokens are checked against
+    every secret). Where the interpreter's hashlib
     has no OpenSSL HMAC object, hmac.digest() it is.
     """
     try:

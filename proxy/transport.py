@@ -1,11 +1,10 @@
 """An httpx transport over one aiohttp ClientSession: httpx's API, aiohttp's speed.
 
-httpx's own connection pool costs 0.7-1.6 ms of CPU per request (encode/httpx#3215); aiohttp's
-costs a fraction of that. The proxy keeps httpx as its client API (``httpx.Request`` in,
-``httpx.Response`` out) and sends through aiohttp here. This replaces the httpx-aiohttp
-package, whose general adapter (every request's URL turned back into a string, headers walked
-through httpx's mappings, a timeout object and a generator per response) cost about 20 µs of
-CPU a call that this one does not (bench/README.md).
+httpx's own connection pool rescans every connection on each request (encode/httpx#3215);
+aiohttp's does not (the benchmark compares the two side by side). The proxy keeps httpx as its
+client API (``httpx.Request`` in, ``httpx.Response`` out) and sends through aiohttp here, with
+none of a general adapter's work (a URL turned back into a string, headers walked through
+httpx's mappings, a timeout object and a generator per response).
 
 What it keeps of aiohttp's defaults and what it changes:
 - no cookie jar (``DummyCookieJar``): aiohttp's default jar would send a cookie Nector set on

@@ -166,9 +166,8 @@ class UpstreamClient:
                 return status, b"", retry_after
             # Nector is asked for an uncompressed answer (accept-encoding: identity), so the
             # transport's stream is the body as it is, without httpx's decoder and chunker
-            # layers (a tenth of a forwarded request's CPU); a compressed answer anyway goes
-            # through httpx's decoders. The raw list is read directly: two lookups through
-            # httpx's Headers cost as much as the rest of this function.
+            # layers; a compressed answer anyway goes through httpx's decoders. The raw header
+            # list is read directly, cheaper than lookups through httpx's Headers.
             encoded = any(
                 name.lower() == b"content-encoding" and value.strip().lower() != b"identity"
                 for name, value in response.headers.raw
@@ -184,8 +183,8 @@ class UpstreamClient:
                 chunks.append(chunk)
             return status, b"".join(chunks), 0.0
         finally:
-            # The stream itself, not Response.aclose(): that wraps the same call in a
-            # generator-based context manager, a fortieth of a forwarded request's CPU.
+            # The stream itself, not Response.aclose(), which wraps the same call in a
+            # generator-based context manager.
             closing = response.stream
             assert isinstance(closing, httpx.AsyncByteStream)  # an async transport's answer
             await closing.aclose()
@@ -193,8 +192,8 @@ class UpstreamClient:
     def _relayable(self, raw: bytes) -> bytes:
         """The body as relayed: a JSON object, with the credentials scrubbed."""
         try:
-            # Parsed to check that it is one JSON object. orjson takes a seventh of the
-            # stdlib's time; what it refuses (NaN, say) is judged by json.loads, as before.
+            # Parsed to check that it is one JSON object, by orjson for speed; what it refuses
+            # (NaN, say) is judged by json.loads.
             data = orjson.loads(raw)
         except orjson.JSONDecodeError:
             data = None
