@@ -3,7 +3,7 @@
 Nector asks a storefront read-only key to prove, on customer-scoped calls, which lead the call
 is for: an ``x-leadtoken`` header holding an HS256 JWT ``{"lead_id": ..., "exp": ...}`` signed
 with the key's signing secret, valid at most one hour (nector.readme.io, "Authentication",
-Path A; ../shared/NECTOR.md). The proxy holds that secret, so it mints the token itself for
+Path A). The proxy holds that secret, so it mints the token itself for
 the session's lead; the browser never sees the secret or the token.
 
 A lead's token is reused while it has more than ``renew_before`` seconds left, so a customer's

@@ -128,3 +128,24 @@ def test_all_is_honest() -> None:
         if not name.startswith("_") and not isinstance(value, types.ModuleType)
     }
     assert public - {"annotations"} == set(proxy.__all__)
+
+
+def test_the_example_config_lists_every_key_of_the_schema() -> None:
+    import tomllib
+    from dataclasses import fields
+
+    from proxy.schema import SECTIONS, OfferOverride, TriggerSettings, WalletOverride
+
+    example = tomllib.loads((ROOT / "config" / "proxy.example.toml").read_text())
+    for name, section in SECTIONS.items():
+        missing = {f.name for f in fields(section)} - set(example[name])
+        assert not missing, f"[{name}] lacks {missing}"
+    spin = example["triggers"][0]
+    per_trigger = {f.name for f in fields(TriggerSettings)} - {"wallet", "offer"} | {"override"}
+    assert per_trigger <= set(spin)
+    assert {f.name for f in fields(WalletOverride)} - {"coin_min", "coin_max"} | {
+        "coin_range"
+    } <= set(spin["override"]["wallet"])
+    assert {f.name for f in fields(OfferOverride)} <= set(
+        example["triggers"][1]["override"]["offer"]
+    )

@@ -1,13 +1,14 @@
 """A stand-in for Nector's "Reward Using Trigger" call, for the demo and the tests.
 
-It behaves as ../shared/NECTOR.md describes the real service: it checks the three headers and
+It behaves as Nector's public API reference and its own storefront widget show the real service
+(joinnector/joinnector-resources, joinnector-merchant-websdk): it checks the three headers and
 the key, knows a few triggers and customers, keeps wallet balances, applies ``coin_range`` and
-offers only on triggers whose "Allow override" is on, and answers Nector's envelope
-(``{"meta": {...}, "data": {...}}``): success with ``activity`` and ``wallet_reward``, 422
-"Lead does not exists" for an unknown lead, the error envelope for bad calls. It enforces
-Nector's "strict param check": strings must be strings, numbers numbers. Given a
-``lead_token_secret`` it plays a STOREFRONT-purpose key: every call must carry an
-``x-leadtoken`` (HS256 JWT of the body's lead_id, unexpired) signed with that secret.
+offers only on triggers whose "Allow override" is on, and answers Nector's envelope (``{"meta":
+{...}, "data": {...}}``): success with ``activity`` and ``wallet_reward``, 422 "Lead does not
+exists" for an unknown lead, the error envelope for bad calls. It enforces Nector's "strict
+param check": strings must be strings, numbers numbers. Given a ``lead_token_secret`` it plays
+a STOREFRONT-purpose key: every call must carry an ``x-leadtoken`` (HS256 JWT of the body's
+lead_id, unexpired) signed with that secret.
 
 Run it alone for local development against a real proxy:
 
