@@ -52,13 +52,13 @@ from .errors import (
 from .gateway import Gateway
 from .logs import LOG, AccessRecord, RequestLog
 from .logs import flush as flush_logs
-from .memory_store import MemoryStore
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
 from .mint import Minter
 from .ratelimit import LimitStore
 from .responses import NECTOR_PREFIX, Answer, render_error
-from .settings import LimitSettings, Settings, display_url
+from .settings import Settings, display_url
+from .stores import open_store
 from .upstream import UpstreamClient
 
 TRIGGER_PREFIX = "/v1/triggers/"
@@ -76,14 +76,6 @@ async def _flush_periodically(metrics: Metrics, interval: float = 0.2) -> None:
         await asyncio.sleep(interval)
         flush_logs()
         metrics.flush()
-
-
-def open_store(settings: LimitSettings) -> LimitStore:
-    if settings.storage_url.startswith("memory:"):
-        return MemoryStore(max_keys=settings.memory_max_keys)
-    from .redis_store import RedisStore
-
-    return RedisStore(settings.storage_url)
 
 
 class App(Starlette):
@@ -141,9 +133,9 @@ class App(Starlette):
         secrets = self.settings.secrets
         if secrets.api_key is None or secrets.workspace_id is None:
             raise RuntimeError("serving needs the API key and the workspace id")
-        store = (
-            self._given_store if self._given_store is not None else open_store(self.settings.limits)
-        )
+        store = self._given_store
+        if store is None:
+            store = open_store(self.settings.limits, secrets.workspace_id.reveal())
         upstream = UpstreamClient(
             self.settings.upstream,
             api_key=secrets.api_key,
@@ -239,13 +231,14 @@ class App(Starlette):
             return Answer(204, b"", headers)
         if method != allowed and not (method == "HEAD" and allowed == "GET"):
             raise MethodNotAllowed(headers=[(b"allow", allowed.encode())])
+        cookie_ok = origin_ok and origin is not None and self._cors.allows_cookie(origin)
         if trigger:  # the reward route first: nearly every request takes it
             ref = path[len(TRIGGER_PREFIX) :]
             if not ref or "/" in ref:
                 raise NotFound()
-            return await self._started().trigger(request, ref, record, origin_ok)
+            return await self._started().trigger(request, ref, record, cookie_ok)
         if path == DROPIN_PATH:
-            return await self._started().dropin(request, record, origin_ok)
+            return await self._started().dropin(request, record, cookie_ok)
         return None
 
     def _started(self) -> Gateway:

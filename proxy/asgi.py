@@ -167,7 +167,8 @@ class Request:
         while True:
             message = await self.receive()
             if message["type"] == "http.disconnect":
-                break
+                # Never what the client sent: a request is acted on only once it is whole.
+                raise InvalidBody("the body did not fully arrive")
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
@@ -184,5 +185,8 @@ def _forwarded_client(header: str | None, trusted: TrustedPeers) -> str | None:
         return None
     for hop in reversed([h.strip() for h in header.split(",")]):
         if hop and hop not in trusted:
-            return hop
+            try:  # anything else is text a client wrote: the peer's address stands instead
+                return str(ipaddress.ip_address(hop))
+            except ValueError:
+                return None
     return None

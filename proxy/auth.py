@@ -57,10 +57,18 @@ class Authenticator:
         self._log = log
 
     def session(
-        self, request: Request, record: AccessRecord, origin_ok: bool
+        self, request: Request, record: AccessRecord, cookie_ok: bool
     ) -> tuple[Session, str]:
-        """The verified session of a bearer token or, from an allowed Origin, of the cookie;
-        and the token."""
+        """The verified session of a bearer token or, when ``cookie_ok`` (an Origin listed by
+        name, CorsPolicy.allows_cookie), of the cookie; and the token.
+
+        An address past its failure limit is refused before any token is looked at, so a
+        valid token and a forged one get the same 429: no oracle for guessing tokens."""
+        client = request.client_ip
+        wait = self._failures.wait(client)
+        if wait > 0:
+            record.session_refusal = "rate_limited"
+            raise RateLimited(wait, "too many failed session checks")
         auth = request.headers.get(b"authorization")
         try:
             if auth is not None:
@@ -76,8 +84,8 @@ class Authenticator:
                 cookie = request.cookie(self._cookie)
                 if cookie is None:
                     raise MissingSession()
-                if not origin_ok:
-                    raise OriginNotAllowed("a cookie session needs an allowed Origin")
+                if not cookie_ok:
+                    raise OriginNotAllowed("a cookie session needs an Origin listed by name")
                 token = cookie
             session = self._verifier.verify(token)
         except OriginNotAllowed as exc:
@@ -123,6 +131,15 @@ class FailureLimit:
 
     def __len__(self) -> int:
         return len(self._times)
+
+    def wait(self, address: str) -> float:
+        """The seconds until ``address`` may fail once more (0.0 if it may now); counts
+        nothing."""
+        times = self._times.get(address)
+        if times is None or len(times) < self._limit:
+            return 0.0
+        start = self._clock() - self._seconds
+        return max(0.0, times[-self._limit] - start)
 
     def hit(self, address: str) -> float:
         """Count one failure from ``address``: 0.0 if it is within the limit, else the seconds

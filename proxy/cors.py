@@ -29,6 +29,11 @@ class CorsPolicy:
     def allows(self, origin: str) -> bool:
         return self._any or origin in self._origins
 
+    def allows_cookie(self, origin: str) -> bool:
+        """A cookie session counts only from an origin listed by name, with credentials on:
+        "*" would let any site spend a visitor's session (a plain form POST needs no CORS)."""
+        return self._credentials and origin in self._origins
+
     def response_headers(self, origin: str) -> Headers:
         headers = [
             (b"access-control-allow-origin", origin.encode("latin-1")),

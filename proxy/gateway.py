@@ -92,13 +92,13 @@ class Gateway:
     # --- routes -------------------------------------------------------------------------
 
     async def trigger(
-        self, request: Request, ref: str, record: AccessRecord, origin_ok: bool
+        self, request: Request, ref: str, record: AccessRecord, cookie_ok: bool
     ) -> Answer:
         """``POST /v1/triggers/{ref}``: the body may be empty or ``{}``."""
         # A body whose size the headers tell is read after the session (declared_json_length).
         declared = request.declared_json_length(self._max_body)
         raw = await request.json_body(self._max_body) if declared is None else b""
-        session, token = self._auth.session(request, record, origin_ok)
+        session, token = self._auth.session(request, record, cookie_ok)
         if declared is not None:
             raw = await request.read_declared(self._max_body, declared)
         headers = request.headers
@@ -122,12 +122,12 @@ class Gateway:
                 raise
         return await self._reward(request, trigger, session, source, record, repeat_key=repeat_key)
 
-    async def dropin(self, request: Request, record: AccessRecord, origin_ok: bool) -> Answer:
+    async def dropin(self, request: Request, record: AccessRecord, cookie_ok: bool) -> Answer:
         """``POST /api/v2/merchant/activities``: Nector's own body shape."""
         # A body whose size the headers tell is read after the session (declared_json_length).
         declared = request.declared_json_length(self._max_body)
         raw = await request.json_body(self._max_body) if declared is None else b""
-        session, _ = self._auth.session(request, record, origin_ok)
+        session, _ = self._auth.session(request, record, cookie_ok)
         if declared is not None:
             raw = await request.read_declared(self._max_body, declared)
         body = parse_object(raw)  # the trigger is named in the body

@@ -167,6 +167,16 @@ def configure(level: str, fmt: str) -> None:
     LOG.handlers[:] = [handler]
     LOG.setLevel(level.upper())
     LOG.propagate = False
+    # The server's own lines (uvicorn.error: startup, protocol warnings) in the same format
+    # and stream, not as plain text beside JSON.
+    server = logging.getLogger("uvicorn")
+    server.handlers[:] = [handler]
+    server.setLevel(max(logging.WARNING, LOG.level))
+    server.propagate = False
+    errors = logging.getLogger("uvicorn.error")  # whatever an earlier config set on it
+    errors.handlers[:] = []
+    errors.setLevel(logging.NOTSET)
+    errors.propagate = True
 
 
 def flush() -> None:

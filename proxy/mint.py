@@ -1,7 +1,8 @@
 """``POST /v1/sessions``: minting a session over HTTP, server to server, with the mint key.
 
 For a merchant backend that cannot sign itsdangerous tokens itself. Off unless
-TRIGGER_PROXY_MINT_KEY is set; the key is compared in constant time.
+TRIGGER_PROXY_MINT_KEY is set; the key is compared in constant time, and wrong keys are limited
+per client address like failed sessions (past the limit nothing is compared).
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import json
 import time
 
 from .asgi import Request
+from .auth import FailureLimit
 from .claims import ClaimError
-from .errors import ForbiddenField, InvalidBody, InvalidMintKey, NotFound
+from .errors import ForbiddenField, InvalidBody, InvalidMintKey, NotFound, RateLimited
 from .policy import parse_object
 from .responses import Answer
 from .sessions import mint_token
@@ -26,16 +28,21 @@ class Minter:
         self._secrets = [s.reveal() for s in settings.secrets.session_secrets]
         self._max_age = settings.sessions.max_age_seconds
         self._max_body = settings.server.max_body_bytes
+        self._failures = FailureLimit(settings.limits.per_ip_invalid_session)
 
     async def mint(self, request: Request) -> Answer:
         """Sign the body's claims for ``ttl_seconds`` (at most ``sessions.max_age_seconds``)."""
         if self._mint_key is None:
             raise NotFound()
         raw = await request.json_body(self._max_body)
+        wait = self._failures.wait(request.client_ip)
+        if wait > 0:
+            raise RateLimited(wait, "too many wrong mint keys")
         scheme, _, given = (request.header(b"authorization") or "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(
             given.strip().encode("latin-1", "replace"), self._mint_key
         ):
+            self._failures.hit(request.client_ip)
             raise InvalidMintKey()
         body = parse_object(raw)
         max_age = self._max_age
@@ -49,5 +56,7 @@ class Minter:
             token = mint_token(self._secrets, body, ttl_seconds=ttl, clock=lambda: now)
         except ClaimError as exc:
             raise InvalidBody(str(exc)) from exc
+        except UnicodeError as exc:  # a lone surrogate in a claim cannot be UTF-8
+            raise InvalidBody("the claims must be valid Unicode text") from exc
         data = {"token": token, "expires_at": now + ttl}
         return Answer(200, json.dumps(data).encode(), [(b"cache-control", b"no-store")])

@@ -13,6 +13,8 @@ from __future__ import annotations
 import binascii
 import hashlib
 import hmac
+import json
+import re
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -65,7 +67,31 @@ def _load_payload(payload: str) -> Any:
             raise ValueError("the claims are too large or cut short")
     # orjson reads strict UTF-8 JSON as json.loads(data.decode("utf-8")) does; what it refuses
     # beyond that (NaN, integers past 64 bits, lone surrogates) no valid claims can hold.
-    return orjson.loads(data)
+    claims = orjson.loads(data)
+    if len(_KEY_ENDS.findall(data)) > _keys(claims):
+        # Perhaps a key written twice (the last would win here, another parser's the first):
+        # refused, as request bodies are, once json reads each pair (only then, for speed).
+        json.loads(data, object_pairs_hook=_no_duplicates)
+    return claims
+
+
+_KEY_ENDS = re.compile(rb'"\s*:')  # at least one after each key (and maybe in a string)
+
+
+def _keys(value: Any) -> int:
+    """The object keys in a decoded claims value, nested ones included."""
+    if isinstance(value, dict):
+        return len(value) + sum(_keys(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_keys(v) for v in value)
+    return 0
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ValueError("a claim is written twice")
+    return dict(pairs)
 
 
 class _ClockedSigner(TimestampSigner):

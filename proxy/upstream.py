@@ -164,15 +164,16 @@ class UpstreamClient:
             if status in (401, 403, 429) or status >= 500 or 300 <= status < 400:
                 retry_after = _retry_after(response.headers.get("retry-after"))
                 return status, b"", retry_after
-            # Nector is asked for an uncompressed answer (accept-encoding: identity), so the
-            # transport's stream is the body as it is, without httpx's decoder and chunker
-            # layers; a compressed answer anyway goes through httpx's decoders. The raw header
-            # list is read directly, cheaper than lookups through httpx's Headers.
-            encoded = any(
+            # Nector is asked for an uncompressed answer (accept-encoding: identity); one that
+            # comes compressed anyway is refused unread, since a few kilobytes can inflate to
+            # gigabytes before any cap on the inflated size is reached. The raw header list is
+            # read directly, cheaper than lookups through httpx's Headers.
+            if any(
                 name.lower() == b"content-encoding" and value.strip().lower() != b"identity"
                 for name, value in response.headers.raw
-            )
-            stream = response.aiter_bytes() if encoded else response.stream
+            ):
+                raise UpstreamError(cause="compressed_answer")
+            stream = response.stream
             assert isinstance(stream, AsyncIterable)
             chunks = []
             size = 0
