@@ -45,15 +45,20 @@ def test_check_config_accepts_the_example_and_prints_no_secret() -> None:
         assert secret not in result.stdout + result.stderr
 
 
-def test_check_config_hides_a_redis_password(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:hunter2-pass@127.0.0.1:6379/0", "redis://:***@127.0.0.1:6379/0"),
+        ("redis://127.0.0.1:6379/0?password=hunter2-pass", "redis://127.0.0.1:6379/0?password=***"),
+    ],
+)
+def test_check_config_hides_a_redis_password(tmp_path: Path, url: str, shown: str) -> None:
     path = tmp_path / "p.toml"
-    path.write_text(
-        Path(EXAMPLE).read_text().replace('"memory://"', '"redis://:hunter2-pass@127.0.0.1:6379/0"')
-    )
+    path.write_text(Path(EXAMPLE).read_text().replace('"memory://"', f'"{url}"'))
     result = run("check-config", "--config", str(path), env=ENVIRON)
     assert result.returncode == 0, result.stderr
     assert "hunter2-pass" not in result.stdout
-    assert "redis://:***@127.0.0.1:6379/0" in result.stdout
+    assert shown in result.stdout
 
 
 @pytest.mark.parametrize(
