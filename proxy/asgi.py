@@ -30,6 +30,10 @@ _ID_PREFIX = secrets.token_hex(10)
 _ID_COUNTER = itertools.count()
 
 
+def new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFFFFFF:012x}"
+
+
 class TrustedPeers:
     """Peers (load balancers) whose X-Forwarded-For and X-Request-ID are believed.
 
@@ -80,7 +84,7 @@ class Request:
         client = scope.get("client")
         peer = client[0] if client else None
         self.client_ip = peer or "unknown"
-        self.request_id = f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFFFFFF:012x}"
+        self.request_id = new_request_id()
         if trusted is not None and peer in trusted:
             self.client_ip = _forwarded_client(self.header(b"x-forwarded-for"), trusted) or peer
             given = self.header(b"x-request-id") or ""

@@ -18,6 +18,7 @@
     ├── MethodNotAllowed            405 method_not_allowed
     ├── IdempotencyInFlight         409 idempotency_in_flight   (Retry-After)
     ├── BodyTooLarge                413 body_too_large
+    ├── HeadersTooLarge             431 headers_too_large     (by the server protocol)
     ├── UnsupportedMediaType        415 unsupported_media_type
     ├── IdempotencyKeyReused        422 idempotency_key_reused
     ├── RateLimited                 429 rate_limited            (Retry-After)
@@ -181,6 +182,10 @@ class IdempotencyInFlight(_RetryLater):
 
 class BodyTooLarge(ProxyError):
     status, code, message = 413, "body_too_large", "the body is too large"
+
+
+class HeadersTooLarge(ProxyError):
+    status, code, message = 431, "headers_too_large", "the request line and headers are too large"
 
 
 class UnsupportedMediaType(ProxyError):

@@ -222,6 +222,10 @@ class ServerSettings:
     shutdown_grace_seconds: float = setting(10.0, low=0)
     metrics_port: int = setting(0, low=0, high=65535)  # 0: /metrics on the main port
     metrics_host: str = setting("127.0.0.1")
+    max_head_bytes: int = setting(16384, low=1024)  # request line and headers together
+    head_timeout_seconds: float = setting(10.0, low=0.1)  # for the whole head to arrive
+    body_timeout_seconds: float = setting(10.0, low=0.1)  # for the whole body, once the head is in
+    max_concurrency: int = setting(1000, low=1)  # connections and requests; past it, 503
 
 
 @dataclass(frozen=True, slots=True)

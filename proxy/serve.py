@@ -53,11 +53,15 @@ def serve(
         f"listening on http://{host}:{port} ({workers} worker{'s' * (workers > 1)}, "
         f"storage {display_url(settings.limits.storage_url)})"
     )
+    from .server_protocol import limited_protocol
+
     app = None if workers > 1 else create_app(settings)
     config = uvicorn.Config(
         app or "proxy.serve:app_from_environment",
         factory=app is None,
         workers=workers,
+        http=limited_protocol(server),  # limits on the request head and the time it takes
+        limit_concurrency=server.max_concurrency,
         proxy_headers=False,  # the app applies server.forwarded_allow_ips itself
         server_header=False,
         timeout_graceful_shutdown=math.ceil(server.shutdown_grace_seconds),
@@ -145,9 +149,11 @@ def app_from_environment() -> object:
     """The app factory uvicorn calls in each worker process."""
     from .app import create_app
     from .logs import configure
+    from .server_protocol import limited_protocol
 
     settings = Settings.load(os.environ[CONFIG_PATH_VARIABLE], os.environ)
     configure(settings.logging.level, settings.logging.format)
+    limited_protocol(settings.server)  # this worker's connections get the deployment's limits
     app = create_app(settings)
     tune_gc()
     return app

@@ -212,7 +212,7 @@ def test_check_config_names_every_missing_variable_in_one_run() -> None:
 def test_check_config_names_every_mistake_in_the_file(tmp_path: Path) -> None:
     path = tmp_path / "p.toml"
     text = Path(EXAMPLE).read_text()
-    text = text.replace("timeout_seconds = 10.0", 'timeout_seconds = "ten"')
+    text = text.replace("\ntimeout_seconds = 10.0", '\ntimeout_seconds = "ten"')
     text = text.replace('per_customer = "1/day"', 'per_customer = "daily"')
     path.write_text(text.replace('cookie_name = "trigger_session"', 'cookie_name = "a b"'))
     lines = run("check-config", "--config", str(path), env=ENVIRON).stderr.splitlines()

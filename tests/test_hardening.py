@@ -180,3 +180,49 @@ def test_the_servers_own_lines_are_in_the_configured_format() -> None:
             logger.handlers[:], logger.level, logger.propagate = handlers, level, propagate
     [line] = [json.loads(text) for text in out.getvalue().splitlines()]
     assert (line["logger"], line["level"]) == ("uvicorn.error", "warning")
+
+
+# --- the server's own limits (findings 1 and 5), on a real `serve` --------------------------
+
+
+def raw_exchange(port: int, data: bytes, *, wait: float = 5.0) -> bytes:
+    """Send ``data`` and read until the server closes the connection (or ``wait`` passes)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
+        sock.sendall(data)
+        chunks = []
+        try:
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except TimeoutError:
+            chunks.append(b"<still open>")
+        except ConnectionResetError:
+            chunks.append(b"<reset>")
+    return b"".join(chunks)
+
+
+@pytest.mark.slow
+def test_the_server_limits_the_head_and_the_time_a_request_takes(tmp_path: Any) -> None:
+    from tests.helpers import SPIN
+    from tests.servers import ProxyProcess, StandInServer, proxy_config, stand_in_for
+
+    limits = {"max_head_bytes": 4096, "head_timeout_seconds": 1.0, "body_timeout_seconds": 1.0}
+    with StandInServer(stand_in_for(SPIN)) as nector:
+        with ProxyProcess(tmp_path, proxy_config(nector.url, server=limits)) as proxy:
+            huge = b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-pad: " + b"a" * 200_000 + b"\r\n\r\n"
+            answer = raw_exchange(proxy.port, huge)
+            assert answer.startswith(b"HTTP/1.1 431 ")
+            assert (
+                b'"code": "headers_too_large"' in answer or b'"code":"headers_too_large"' in answer
+            )
+            # A head that never ends, and a body that never ends, are cut off.
+            assert raw_exchange(proxy.port, b"GET /healthz HTTP/1.1\r\nhost: x\r\n") == b""
+            head = (
+                b"POST /v1/triggers/spin-wheel HTTP/1.1\r\nhost: x\r\n"
+                b"authorization: Bearer " + token().encode() + b"\r\n"
+                b"content-type: application/json\r\ncontent-length: 2\r\n\r\n{"
+            )
+            assert b"<still open>" not in raw_exchange(proxy.port, head)
+            assert httpx.get(f"{proxy.base_url}/healthz").status_code == 200
+    assert nector.stand_in.calls == []  # the cut-off reward was never forwarded
