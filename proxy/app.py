@@ -101,7 +101,8 @@ class App(Starlette):
         self._log = RequestLog()
         self._minter = Minter(settings)
         self.metrics = Metrics([t.name or t.id for t in settings.triggers])
-        self._metrics_here = settings.server.metrics_port == 0
+        # Per-trigger volumes and forgery rates are not for everyone (SECURITY.md, finding 7).
+        self._metrics_here = settings.server.metrics_on_main_port
         routes = [
             Route("/healthz", self._health, methods=["GET"]),
             Route("/readyz", self._ready, methods=["GET"]),
@@ -257,7 +258,7 @@ class App(Starlette):
 
     async def _metrics(self, request: StarletteRequest) -> Response:
         if not self._metrics_here:
-            raise NotFound()  # served on the admin port instead
+            raise NotFound()  # only on the admin port, or nowhere
         return Response(self.metrics.render(), media_type=METRICS_CONTENT_TYPE.decode())
 
     async def _openapi_document(self, request: StarletteRequest) -> Response:

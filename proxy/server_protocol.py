@@ -29,6 +29,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._head_bytes = 0
+        self._tail = b""
         self._in_head = True
         self._deadline: asyncio.TimerHandle | None = None
         self._arm(self.head_timeout)
@@ -39,7 +40,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self._in_head:
-            self._head_bytes += len(data)
+            # Only the head counts: a body (or the next request) may share its chunk. The
+            # blank line that ends a head may itself be split between two chunks.
+            seen = self._tail + data
+            end = seen.find(b"\r\n\r\n")
+            self._head_bytes += len(data) if end < 0 else max(0, end - len(self._tail))
+            self._tail = seen[-3:]
             if self._head_bytes > self.max_head_bytes:
                 self._refuse_head()
                 return
@@ -57,6 +63,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_complete()
         self._in_head = True  # whatever comes next on this connection is a new head
         self._head_bytes = 0
+        self._tail = b""
         self._arm(self.head_timeout)
 
     def _expects_body(self) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -41,6 +42,16 @@ def value(found: dict[str, float], name: str, **labels: str) -> float:
         if metric == name and got == wanted:
             return number
     return 0.0
+
+
+PUBLIC = make_settings(server={"metrics_on_main_port": True})
+
+
+@pytest.fixture
+async def harness() -> AsyncIterator[Harness]:
+    """This module reads /metrics on the main port."""
+    async with open_harness(PUBLIC) as h:
+        yield h
 
 
 async def test_counters_match_a_mixed_run(harness: Harness) -> None:
@@ -110,7 +121,7 @@ async def test_only_the_session_check_counts_session_refusals(harness: Harness) 
 
 
 async def test_upstream_faults_are_counted_by_code() -> None:
-    async with open_harness() as h:
+    async with open_harness(PUBLIC) as h:
         h.upstream.answer = lambda request: httpx.Response(500)
         await h.spin()
         found = samples((await h.client.get("/metrics")).text)
@@ -131,9 +142,10 @@ async def test_counts_reach_the_collectors_without_a_scrape() -> None:
         assert registry.get_sample_value("trigger_proxy_session_refusals_total", refused) == 1
 
 
-async def test_metrics_can_move_to_an_admin_port() -> None:
-    async with open_harness(make_settings(server={"metrics_port": 9999})) as h:
-        assert (await h.client.get("/metrics")).status_code == 404
+async def test_metrics_are_off_the_public_port_unless_asked_for() -> None:
+    for server in ({}, {"metrics_port": 9999}):
+        async with open_harness(make_settings(server=server)) as h:
+            assert (await h.client.get("/metrics")).status_code == 404
 
 
 @pytest.mark.slow

@@ -32,6 +32,7 @@ def live_config() -> dict[str, Any]:
             "per_ip_invalid_session": "100000/minute",
         },
         triggers=[{"id": SPIN, "name": "spin-wheel"}],
+        server={"metrics_on_main_port": True},
     )
 
 
