@@ -86,7 +86,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def _too_slow(self) -> None:
         self._deadline = None
         if self._in_head and self.cycle is not None and not self.cycle.response_complete:
-            return  # a response is under way; the next head's clock starts after it
+            self._arm(self.head_timeout)  # a response is under way: the next head waits for it
+            return
         if not self.transport.is_closing():
             self.transport.close()
 
