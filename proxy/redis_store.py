@@ -24,15 +24,13 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import redis.asyncio as redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from .bounded import ExpiringMap
 from .errors import StorageUnavailable, failure_cause
 from .keys import IdempotencyClaim, Window
 from .ratelimit import REFUSAL_MARGIN_SECONDS, Decision, Outcome, StoredAnswer, WindowState
+from .redis_client import connect
 
 # KEYS: the idempotency key (or the prefix alone when there is none), then the windows:
 #       the customer's first, the budget last.
@@ -170,19 +168,7 @@ class RedisStore:
         max_connections: int = 64,
     ) -> None:
         self._prefix = prefix
-        # No retries inside the client: a request that cannot be decided now is refused now
-        # (503 storage_unavailable); the next request reconnects.
-        # A blocking pool: a burst beyond max_connections waits for a free connection (up to
-        # the timeout) instead of failing with "Too many connections".
-        pool = redis.BlockingConnectionPool.from_url(
-            url,
-            socket_timeout=timeout_seconds,
-            socket_connect_timeout=timeout_seconds,
-            retry=Retry(NoBackoff(), 0),
-            max_connections=max_connections,
-            timeout=timeout_seconds,
-        )
-        self._redis: redis.Redis = redis.Redis(connection_pool=pool)
+        self._redis = connect(url, timeout_seconds=timeout_seconds, max_connections=max_connections)
         self._admit = self._redis.register_script(ADMIT)
         self._finish = self._redis.register_script(FINISH)
         self._release = self._redis.register_script(RELEASE)

@@ -191,8 +191,14 @@ def _origins(key: str, origins: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _storage_url(key: str, url: str) -> str:
-    if urlsplit(url).scheme not in ("memory", "redis", "rediss", "unix"):
-        raise ConfigError(key, "must be memory:// or redis://host:port/db")
+    schemes = ("memory", "redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel")
+    parts = urlsplit(url)
+    if parts.scheme not in schemes:
+        raise ConfigError(
+            key, "must be memory://, redis://host:port/db or redis+sentinel://host:port/service"
+        )
+    if parts.scheme.endswith("+sentinel") and not parts.path.strip("/"):
+        raise ConfigError(key, "names no service: redis+sentinel://host:port/<service>[/db]")
     return url
 
 

@@ -65,10 +65,20 @@ def test_no_secret_is_baked_into_the_image() -> None:
 
 def test_compose_runs_two_replicas_with_redis_behind_a_load_balancer() -> None:
     services = COMPOSE["services"]
-    assert set(services) >= {"proxy", "redis", "lb"}
+    assert set(services) >= {"proxy", "redis", "redis-replica", "lb"}
     proxy = services["proxy"]
     assert proxy["deploy"]["replicas"] == 2
-    assert proxy["environment"]["TRIGGER_PROXY_STORAGE_URL"].startswith("redis://redis:")
+    # Redis behind three Sentinels, which the proxies ask where the primary is.
+    sentinels = [name for name in services if name.startswith("sentinel-")]
+    assert len(sentinels) == 3
+    url = proxy["environment"]["TRIGGER_PROXY_STORAGE_URL"]
+    from proxy.redis_client import parse_sentinel_url
+
+    target = parse_sentinel_url(url)
+    assert sorted(host for host, _ in target.sentinels) == sorted(sentinels)
+    assert target.service == "rewards"
+    for name in sentinels:
+        assert "sentinel monitor rewards redis 6379 2" in " ".join(services[name]["command"])
     for name in (
         "TRIGGER_PROXY_API_KEY",
         "TRIGGER_PROXY_WORKSPACE_ID",

@@ -226,3 +226,34 @@ def test_the_server_limits_the_head_and_the_time_a_request_takes(tmp_path: Any) 
             assert b"<still open>" not in raw_exchange(proxy.port, head)
             assert httpx.get(f"{proxy.base_url}/healthz").status_code == 200
     assert nector.stand_in.calls == []  # the cut-off reward was never forwarded
+
+
+# --- Redis behind Sentinel: the URL (the failover itself: tests/test_sentinel.py) ------------
+
+
+def test_a_sentinel_url_names_the_sentinels_the_service_and_the_primarys_password() -> None:
+    from proxy.redis_client import parse_sentinel_url
+
+    target = parse_sentinel_url(
+        "rediss+sentinel://:p%40ss@10.0.0.1:26379,sentinel-b/rewards/2?sentinel_password=s3"
+    )
+    assert target.sentinels == [("10.0.0.1", 26379), ("sentinel-b", 26379)]
+    assert (target.service, target.db, target.password, target.tls) == ("rewards", 2, "p@ss", True)
+    assert target.sentinel_password == "s3"
+    for bad, reason in [
+        ("redis+sentinel://h:1", "names no service"),
+        ("redis+sentinel://h:port/svc", "host:port"),
+        ("redis+sentinel://h/s/x", "database number"),
+    ]:
+        with pytest.raises(ValueError, match=reason):
+            parse_sentinel_url(bad)
+
+
+def test_the_config_takes_a_sentinel_url_and_hides_its_password() -> None:
+    from proxy.settings import ConfigError, display_url
+
+    url = "redis+sentinel://:hunter2@s1:26379,s2:26379/rewards/0"
+    assert make_settings(limits={"storage_url": url}).limits.storage_url == url
+    assert "hunter2" not in display_url(url)
+    with pytest.raises(ConfigError, match="names no service"):
+        make_settings(limits={"storage_url": "redis+sentinel://s1:26379"})

@@ -1,0 +1,174 @@
+"""Redis behind Sentinel: the primary fails over while rewards run (issue 19).
+
+A primary and a replica (Debian's redis-server) and three Sentinels (the same binary with
+--sentinel), all on free loopback ports of their own, never the shared Redis. The primary is
+killed while rewards keep coming: rewards fail closed during the switch (503), resume on the
+promoted replica by themselves, nothing is paid twice, every 200 reached Nector exactly once,
+and the workspace budget and the Idempotency-Key records written before the failover (and
+replicated, which the test waits for) hold after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from proxy.app import create_app
+from tests.helpers import ENVIRON, Upstream, make_settings, need, token
+from tests.redis_util import PrivateRedis, free_port
+
+pytestmark = [pytest.mark.slow, pytest.mark.redis]
+SERVICE = "rewards"
+
+
+class Sentinels:
+    """Three Sentinels watching one primary, on ports of their own."""
+
+    def __init__(self, workdir: Path, primary_port: int) -> None:
+        self.ports = [free_port() for _ in range(3)]
+        self.processes: list[subprocess.Popen[bytes]] = []
+        for port in self.ports:
+            conf = workdir / f"sentinel-{port}.conf"
+            conf.write_text(
+                f"port {port}\nbind 127.0.0.1\ndir {workdir}\n"
+                f"sentinel monitor {SERVICE} 127.0.0.1 {primary_port} 2\n"
+                f"sentinel down-after-milliseconds {SERVICE} 1000\n"
+                f"sentinel failover-timeout {SERVICE} 5000\n"
+            )
+            self.processes.append(
+                subprocess.Popen(
+                    ["redis-server", str(conf), "--sentinel"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{port}" for port in self.ports)
+        return f"redis+sentinel://{hosts}/{SERVICE}/0"
+
+    def primary_port(self) -> int | None:
+        try:
+            client = redis.Redis(port=self.ports[0], socket_timeout=0.5)
+            address = client.execute_command(  # type: ignore[no-untyped-call]
+                "SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE
+            )
+            client.close()
+        except redis.RedisError:
+            return None
+        return int(address[1]) if address else None
+
+    def see_the_replica(self) -> bool:
+        try:
+            for port in self.ports:
+                client = redis.Redis(port=port, socket_timeout=0.5)
+                replicas = client.execute_command(  # type: ignore[no-untyped-call]
+                    "SENTINEL", "REPLICAS", SERVICE
+                )
+                client.close()
+                if not replicas:
+                    return False
+        except redis.RedisError:
+            return False
+        return True
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.kill()
+            process.wait(10)
+
+
+def wait_for(check: object, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[tuple[PrivateRedis, PrivateRedis, Sentinels]]:
+    need(PrivateRedis.installed(), "redis-server is not installed (apt-get install redis-server)")
+    primary = PrivateRedis(tmp_path)
+    primary.start()
+    replica = PrivateRedis(tmp_path)
+    replica.start()
+    redis.Redis(port=replica.port).replicaof("127.0.0.1", primary.port)
+    sentinels = Sentinels(tmp_path, primary.port)
+    try:
+        wait_for(sentinels.see_the_replica, 20, "the Sentinels to see the replica")
+        yield primary, replica, sentinels
+    finally:
+        sentinels.stop()
+        replica.stop()
+        primary.stop()
+
+
+async def test_rewards_survive_a_failover_and_nothing_is_paid_twice(
+    cluster: tuple[PrivateRedis, PrivateRedis, Sentinels],
+) -> None:
+    primary, replica, sentinels = cluster
+    upstream = Upstream()
+    environ = {**ENVIRON, "TRIGGER_PROXY_WORKSPACE_ID": f"shopify-{uuid.uuid4().hex[:8]}"}
+    budget = 16
+    settings = make_settings(
+        environ,
+        limits={
+            "storage_url": sentinels.url,
+            "per_customer": "1000/minute",
+            "upstream": f"{budget}/minute",
+        },
+        triggers=[{"id": "6b1f7c1e-1d2f-4c8e-9a55-0c3b1f1d2a10", "name": "spin-wheel"}],
+    )
+    app = create_app(settings, transport=upstream.transport())
+    transport = httpx.ASGITransport(app=app)
+    bearer = {"authorization": f"Bearer {token()}"}
+    answers: list[tuple[str, int, bool]] = []
+
+    async def spin(key: str) -> httpx.Response:
+        response = await client.post(
+            "/v1/triggers/spin-wheel", headers={**bearer, "idempotency-key": key}
+        )
+        answers.append((key, response.status_code, "idempotent-replayed" in response.headers))
+        return response
+
+    async with (
+        app.lifespan(),
+        httpx.AsyncClient(transport=transport, base_url="http://p") as client,
+    ):
+        before = [(await spin(f"before-{i}")).status_code for i in range(10)]
+        assert before == [200] * 10
+        # Replicated before the failover (Redis replicates asynchronously: docs/operations.md).
+        waited = redis.Redis(port=primary.port).execute_command("WAIT", 1, 5000)  # type: ignore[no-untyped-call]
+        assert waited == 1
+        primary.stop()  # the primary dies
+        statuses: list[int] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            statuses.append((await spin(f"during-{len(statuses)}")).status_code)
+            if statuses[-1] == 200:
+                break
+            await asyncio.sleep(0.1)
+        assert sentinels.primary_port() == replica.port  # the replica was promoted
+        assert 503 in statuses  # refused (fail closed) while there was no primary
+        assert statuses[-1] == 200  # and resumed by itself
+        # The records written before the failover hold on the new primary.
+        replay = await spin("before-0")
+        assert (replay.status_code, "idempotent-replayed" in replay.headers) == (200, True)
+        after = [(await spin(f"after-{i}")).status_code for i in range(10)]
+
+    paid = [key for key, status, replayed in answers if status == 200 and not replayed]
+    assert len(upstream.requests) == len(paid)  # every 200 reached Nector once, none twice
+    assert len(set(paid)) == len(paid)
+    # The budget survived: 16 a minute in all, 10 spent before, 1 during: 5 left after.
+    assert after.count(200) == budget - 10 - 1
+    assert set(after[budget - 11 :]) == {503}
