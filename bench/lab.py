@@ -213,13 +213,21 @@ class Lab:
         return server
 
     def uvicorn(
-        self, name: str, app: str, env: dict[str, str] | None = None, *, factory: bool = False
+        self,
+        name: str,
+        app: str,
+        env: dict[str, str] | None = None,
+        *,
+        factory: bool = False,
+        http: str = "httptools",
     ) -> Server:
         argv = [
             sys.executable,
             "-m",
             "uvicorn",
             *(["--factory"] if factory else []),
+            "--http",
+            http,
             app,
             "--port",
             "{port}",

@@ -20,6 +20,11 @@ from .asgi import new_request_id
 from .errors import HeadersTooLarge
 from .schema import ServerSettings
 
+# How often one sweep per server closes the connections past their deadline: a deadline is a
+# float on the connection, not a timer of its own (on uvloop a timer is made, started, stopped
+# and closed for every call_later: two a request would cost the refusals, bench/README.md).
+SWEEP_SECONDS = 0.5
+
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
     max_head_bytes = 16384
@@ -31,21 +36,18 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._tail = b""
         self._in_head = True
-        self._deadline: asyncio.TimerHandle | None = None
-        self._arm(self.head_timeout)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
+        self._due: float | None = self.loop.time() + self.head_timeout
+        _sweep_soon(self)
 
     def data_received(self, data: bytes) -> None:
         if self._in_head:
-            # Only the head counts: a body (or the next request) may share its chunk. The
-            # blank line that ends a head may itself be split between two chunks.
-            seen = self._tail + data
-            end = seen.find(b"\r\n\r\n")
-            self._head_bytes += len(data) if end < 0 else max(0, end - len(self._tail))
-            self._tail = seen[-3:]
+            # Only the head counts: a body (or the next request) may share its chunk, and the
+            # blank line that ends a head may be split between two chunks.
+            end = data.find(b"\r\n\r\n")
+            if end < 0 and self._tail and (self._tail + data[:3]).find(b"\r\n\r\n") >= 0:
+                end = 0
+            self._head_bytes += len(data) if end < 0 else end
+            self._tail = data[-3:]
             if self._head_bytes > self.max_head_bytes:
                 self._refuse_head()
                 return
@@ -54,17 +56,14 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         super().on_headers_complete()
-        if self._expects_body():
-            self._arm(self.body_timeout)
-        else:
-            self._disarm()
+        self._due = self.loop.time() + self.body_timeout if self._expects_body() else None
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._in_head = True  # whatever comes next on this connection is a new head
         self._head_bytes = 0
         self._tail = b""
-        self._arm(self.head_timeout)
+        self._due = self.loop.time() + self.head_timeout
 
     def _expects_body(self) -> bool:
         for name, value in self.headers:
@@ -74,20 +73,14 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 return True
         return False
 
-    def _arm(self, seconds: float) -> None:
-        self._disarm()
-        self._deadline = self.loop.call_later(seconds, self._too_slow)
-
-    def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-
-    def _too_slow(self) -> None:
-        self._deadline = None
-        if self._in_head and self.cycle is not None and not self.cycle.response_complete:
-            self._arm(self.head_timeout)  # a response is under way: the next head waits for it
+    def _past_due(self, now: float) -> None:
+        """Close the connection if its head or body is late (a response under way waits)."""
+        if self._due is None or now < self._due:
             return
+        if self._in_head and self.cycle is not None and not self.cycle.response_complete:
+            self._due = now + self.head_timeout  # the next head's clock starts after it
+            return
+        self._due = None
         if not self.transport.is_closing():
             self.transport.close()
 
@@ -99,6 +92,24 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             b"content-length: %d\r\nconnection: close\r\n\r\n%b" % (len(body), body)
         )
         self.transport.close()
+
+
+def _sweep_soon(protocol: LimitedHttpToolsProtocol) -> None:
+    """Start the server's sweep of its connections, once (kept on uvicorn's server state, which
+    all of one server's connections share)."""
+    state = protocol.server_state
+    if getattr(state, "trigger_proxy_sweep", None) is not None:
+        return
+    loop = protocol.loop
+
+    def sweep() -> None:
+        now = loop.time()
+        for connection in list(state.connections):
+            if isinstance(connection, LimitedHttpToolsProtocol):
+                connection._past_due(now)
+        state.trigger_proxy_sweep = loop.call_later(SWEEP_SECONDS, sweep)  # type: ignore[attr-defined]
+
+    state.trigger_proxy_sweep = loop.call_later(SWEEP_SECONDS, sweep)  # type: ignore[attr-defined]
 
 
 def limited_protocol(settings: ServerSettings) -> type[LimitedHttpToolsProtocol]:
