@@ -39,39 +39,36 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._due: float | None = self.loop.time() + self.head_timeout
         _sweep_soon(self)
 
+    # The base class's methods are called by name, not through super(): these run on every
+    # request, and the refusals they serve are short.
     def data_received(self, data: bytes) -> None:
         if self._in_head:
             # Only the head counts: a body (or the next request) may share its chunk, and the
             # blank line that ends a head may be split between two chunks.
             end = data.find(b"\r\n\r\n")
-            if end < 0 and self._tail and (self._tail + data[:3]).find(b"\r\n\r\n") >= 0:
-                end = 0
-            self._head_bytes += len(data) if end < 0 else end
-            self._tail = data[-3:]
+            if end < 0 and not (self._tail and b"\r\n\r\n" in self._tail + data[:3]):
+                self._head_bytes += len(data)
+                self._tail = data[-3:]
+            elif end > 0:
+                self._head_bytes += end
             if self._head_bytes > self.max_head_bytes:
                 self._refuse_head()
                 return
-        super().data_received(data)
+        HttpToolsProtocol.data_received(self, data)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        super().on_headers_complete()
-        self._due = self.loop.time() + self.body_timeout if self._expects_body() else None
+        # The body's deadline; a request without a body completes at once, and the next
+        # head's deadline replaces it.
+        self._due = self.loop.time() + self.body_timeout
+        HttpToolsProtocol.on_headers_complete(self)
 
     def on_message_complete(self) -> None:
-        super().on_message_complete()
+        HttpToolsProtocol.on_message_complete(self)
         self._in_head = True  # whatever comes next on this connection is a new head
         self._head_bytes = 0
         self._tail = b""
         self._due = self.loop.time() + self.head_timeout
-
-    def _expects_body(self) -> bool:
-        for name, value in self.headers:
-            if name == b"content-length":
-                return value.strip() not in (b"0", b"")
-            if name == b"transfer-encoding":
-                return True
-        return False
 
     def _past_due(self, now: float) -> None:
         """Close the connection if its head or body is late (a response under way waits)."""
