@@ -13,6 +13,7 @@ a part of a body). uvicorn's h11 protocol limits the head's size, but is the slo
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -20,9 +21,9 @@ from .asgi import new_request_id
 from .errors import HeadersTooLarge
 from .schema import ServerSettings
 
-# How often one sweep per server closes the connections past their deadline: a deadline is a
-# float on the connection, not a timer of its own (on uvloop a timer is made, started, stopped
-# and closed for every call_later: two a request would cost the refusals, bench/README.md).
+# How often one sweep per server closes the connections past their deadline. A deadline is a
+# float on the connection, counted on the sweep's own clock, not a timer of its own (a timer
+# or a clock read per request would cost the refusals: bench/README.md, bench/parsers.py).
 SWEEP_SECONDS = 0.5
 
 
@@ -31,13 +32,19 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     head_timeout = 10.0
     body_timeout = 10.0
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Set here, with the base class's own, so instances keep sharing one key table.
         self._head_bytes = 0
         self._tail = b""
         self._in_head = True
-        self._due: float | None = self.loop.time() + self.head_timeout
-        _sweep_soon(self)
+        self._sweep: _Sweep | None = None
+        self._due: float | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._sweep = sweep = _Sweep.of(self)
+        self._due = sweep.now + self.head_timeout
 
     # The base class's methods are called by name, not through super(): these run on every
     # request, and the refusals they serve are short.
@@ -49,26 +56,23 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             if end < 0 and not (self._tail and b"\r\n\r\n" in self._tail + data[:3]):
                 self._head_bytes += len(data)
                 self._tail = data[-3:]
-            elif end > 0:
-                self._head_bytes += end
-            if self._head_bytes > self.max_head_bytes:
-                self._refuse_head()
-                return
+                if self._head_bytes > self.max_head_bytes:
+                    self._refuse_head()
+                    return
+            else:
+                if self._head_bytes + end > self.max_head_bytes:
+                    self._refuse_head()
+                    return
+                self._in_head = False  # the head ends here: the body's deadline begins
+                self._due = self._sweep.now + self.body_timeout  # type: ignore[union-attr]
         HttpToolsProtocol.data_received(self, data)
-
-    def on_headers_complete(self) -> None:
-        self._in_head = False
-        # The body's deadline; a request without a body completes at once, and the next
-        # head's deadline replaces it.
-        self._due = self.loop.time() + self.body_timeout
-        HttpToolsProtocol.on_headers_complete(self)
 
     def on_message_complete(self) -> None:
         HttpToolsProtocol.on_message_complete(self)
         self._in_head = True  # whatever comes next on this connection is a new head
         self._head_bytes = 0
         self._tail = b""
-        self._due = self.loop.time() + self.head_timeout
+        self._due = self._sweep.now + self.head_timeout  # type: ignore[union-attr]
 
     def _past_due(self, now: float) -> None:
         """Close the connection if its head or body is late (a response under way waits)."""
@@ -91,22 +95,31 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-def _sweep_soon(protocol: LimitedHttpToolsProtocol) -> None:
-    """Start the server's sweep of its connections, once (kept on uvicorn's server state, which
-    all of one server's connections share)."""
-    state = protocol.server_state
-    if getattr(state, "trigger_proxy_sweep", None) is not None:
-        return
-    loop = protocol.loop
+class _Sweep:
+    """One server's sweep of its connections, and the clock their deadlines count on. Kept on
+    uvicorn's server state, which all of that server's connections share."""
 
-    def sweep() -> None:
-        now = loop.time()
-        for connection in list(state.connections):
+    def __init__(self, protocol: LimitedHttpToolsProtocol) -> None:
+        self._loop = protocol.loop
+        self._connections = protocol.server_state.connections
+        self.now = self._loop.time()
+        self._loop.call_later(SWEEP_SECONDS, self._run)
+
+    @classmethod
+    def of(cls, protocol: LimitedHttpToolsProtocol) -> _Sweep:
+        state = protocol.server_state
+        sweep: _Sweep | None = getattr(state, "trigger_proxy_sweep", None)
+        if sweep is None or sweep._loop is not protocol.loop:
+            sweep = cls(protocol)
+            state.trigger_proxy_sweep = sweep  # type: ignore[attr-defined]
+        return sweep
+
+    def _run(self) -> None:
+        self.now = now = self._loop.time()
+        for connection in list(self._connections):
             if isinstance(connection, LimitedHttpToolsProtocol):
                 connection._past_due(now)
-        state.trigger_proxy_sweep = loop.call_later(SWEEP_SECONDS, sweep)  # type: ignore[attr-defined]
-
-    state.trigger_proxy_sweep = loop.call_later(SWEEP_SECONDS, sweep)  # type: ignore[attr-defined]
+        self._loop.call_later(SWEEP_SECONDS, self._run)
 
 
 def limited_protocol(settings: ServerSettings) -> type[LimitedHttpToolsProtocol]:
