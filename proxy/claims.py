@@ -143,3 +143,12 @@ def parse_claims(claims: object, *, key_index: int = 0) -> Session:
         key_index=key_index,
         scope=f"{subject_field}:{subject}",
     )
+
+
+def refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A ``json.loads`` object hook that refuses a key written twice: parsers disagree on which
+    duplicate wins, so refusing is the only safe reading (request bodies and claims alike)."""
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate key")
+    return result

@@ -72,15 +72,15 @@ class Reader:
     def string(self, name: str, default: Any = None) -> Any:
         return self.get(name, str, default)
 
-    def number(self, name: str, default: float, minimum: float) -> float:
+    def number(self, name: str, default: float, minimum: float | None = None) -> float:
         value = float(self.get(name, (int, float), default))
-        if value < minimum:
+        if minimum is not None and value < minimum:
             raise ConfigError(self.key(name), f"must be at least {minimum:g}")
         return value
 
-    def integer(self, name: str, default: int, minimum: int) -> int:
+    def integer(self, name: str, default: int, minimum: int | None = None) -> int:
         value: int = self.get(name, int, default)
-        if value < minimum:
+        if minimum is not None and value < minimum:
             raise ConfigError(self.key(name), f"must be at least {minimum}")
         return value
 

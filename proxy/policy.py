@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
-from .claims import Session
+from .claims import Session, refuse_duplicates
 from .errors import (
     ForbiddenField,
     IdentityMismatch,
@@ -117,14 +117,6 @@ class TriggerPolicy:
         return trigger
 
 
-def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        # Parsers disagree on which duplicate wins; refusing is the only safe reading.
-        raise ValueError("duplicate key")
-    return result
-
-
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
@@ -135,7 +127,7 @@ def parse_object(raw: bytes) -> dict[str, Any]:
         return {}
     try:
         value = json.loads(
-            raw, object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant
+            raw, object_pairs_hook=refuse_duplicates, parse_constant=_refuse_constant
         )
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise InvalidJSON() from exc

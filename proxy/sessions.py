@@ -24,7 +24,7 @@ import orjson
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from .bounded import drop_oldest
-from .claims import ClaimError, Session, parse_claims
+from .claims import ClaimError, Session, parse_claims, refuse_duplicates
 from .errors import ExpiredSession, InvalidSession
 from .settings import MIN_SECRET_LENGTH
 
@@ -71,7 +71,7 @@ def _load_payload(payload: str) -> Any:
     if len(_KEY_ENDS.findall(data)) > _keys(claims):
         # Perhaps a key written twice (the last would win here, another parser's the first):
         # refused, as request bodies are, once json reads each pair (only then, for speed).
-        json.loads(data, object_pairs_hook=_no_duplicates)
+        json.loads(data, object_pairs_hook=refuse_duplicates)
     return claims
 
 
@@ -85,13 +85,6 @@ def _keys(value: Any) -> int:
     if isinstance(value, list):
         return sum(_keys(v) for v in value)
     return 0
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [key for key, _ in pairs]
-    if len(set(keys)) != len(keys):
-        raise ValueError("a claim is written twice")
-    return dict(pairs)
 
 
 class _ClockedSigner(TimestampSigner):

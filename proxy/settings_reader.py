@@ -81,11 +81,8 @@ def _read_value(r: Reader, name: str, hint: Any, default: Any, meta: Mapping[str
     if hint is bool:
         value: Any = r.boolean(name, default)
     elif hint is int or hint is float:
-        low = meta["low"]
-        if hint is int:
-            value = r.integer(name, default, int(low) if low is not None else -(2**63))
-        else:
-            value = r.number(name, default, low if low is not None else float("-inf"))
+        read = r.integer if hint is int else r.number
+        value = read(name, default, meta["low"])
         if meta["high"] is not None and value > meta["high"]:
             raise ConfigError(r.key(name), f"must be at most {meta['high']:g}")
     elif hint is Rate:
