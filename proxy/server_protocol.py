@@ -22,8 +22,8 @@ from .errors import HeadersTooLarge
 from .schema import ServerSettings
 
 # How often one sweep per server closes the connections past their deadline. A deadline is a
-# float on the connection, counted on the sweep's own clock, not a timer of its own (a timer
-# or a clock read per request would cost the refusals: bench/README.md, bench/parsers.py).
+# float on the connection, counted on the sweep's own clock, not a timer of its own: a timer,
+# or even a clock read, per request cost the refusals several percent (docs/performance.md).
 SWEEP_SECONDS = 0.5
 
 
@@ -34,7 +34,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # Set here, with the base class's own, so instances keep sharing one key table.
+        # Every instance has these from the start, as it has the base class's own.
         self._head_bytes = 0
         self._tail = b""
         self._in_head = True
@@ -60,7 +60,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                     self._refuse_head()
                     return
             else:
-                if self._head_bytes + end > self.max_head_bytes:
+                if self._head_bytes + max(end, 0) > self.max_head_bytes:
                     self._refuse_head()
                     return
                 self._in_head = False  # the head ends here: the body's deadline begins
