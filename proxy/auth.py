@@ -64,8 +64,7 @@ class Authenticator:
 
         An address past its failure limit is refused before any token is looked at, so a
         valid token and a forged one get the same 429: no oracle for guessing tokens."""
-        client = request.client_ip
-        wait = self._failures.wait(client)
+        wait = self._failures.wait(request.client_ip)
         if wait > 0:
             record.session_refusal = "rate_limited"
             raise RateLimited(wait, "too many failed session checks")
