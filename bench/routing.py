@@ -20,19 +20,14 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from bench.lab import ENV, SPIN
 from proxy.app import create_app
 from proxy.memory_store import MemoryStore
 from proxy.settings import Settings
 
-SECRET = "bench-session-secret-0123456789-abcdefgh"
-ENVIRON = {
-    "TRIGGER_PROXY_API_KEY": "ak_bench",
-    "TRIGGER_PROXY_WORKSPACE_ID": "shopify-bench",
-    "TRIGGER_PROXY_SESSION_SECRETS": SECRET,
-}
 CONFIG = {
     "limits": {"per_ip_invalid_session": "100000000/second"},
-    "triggers": [{"id": "6b1f7c1e-1d2f-4c8e-9a55-0c3b1f1d2a10", "name": "spin-wheel"}],
+    "triggers": [{"id": SPIN, "name": "spin-wheel"}],
 }
 
 
@@ -70,9 +65,11 @@ async def main(rounds: int = 7, n: int = 20_000) -> None:
     handler = logs.LOG.handlers[0]
     assert isinstance(handler, logs.BatchingStreamHandler)
     handler.setStream(open(os.devnull, "w"))  # noqa: SIM115, ASYNC230 - for the process's life
-    proxy = create_app(Settings.from_mapping(CONFIG, ENVIRON), store=MemoryStore())
+    proxy = create_app(Settings.from_mapping(CONFIG, ENV), store=MemoryStore())
     routed = Starlette(routes=[Route("/v1/triggers/{trigger}", proxy, methods=["POST"])])
-    session = mint_token([SECRET], {"customer_id": "customer-bench-1"}).encode()
+    session = mint_token(
+        [ENV["TRIGGER_PROXY_SESSION_SECRETS"]], {"customer_id": "customer-bench-1"}
+    ).encode()
     cases = {
         "401 forged token": ("/v1/triggers/spin-wheel", b"forged.token.signature"),
         "403 unknown trigger": ("/v1/triggers/not-listed", session),
