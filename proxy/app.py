@@ -6,11 +6,11 @@ and the lifespan is Starlette's (it opens and closes the limit store and the ups
 
 Every HTTP request first passes the checks the contract puts before any route's own work, in
 one frame: route and method, then the Origin (403 origin_not_allowed), then a browser's
-preflight. The reward routes (``POST /v1/triggers/{trigger}`` and Nector's drop-in) are then
-answered there directly, since refusals are most of the traffic and Starlette's middleware
-stack and routing in front would add half again to a refusal's CPU (bench/routing.py); the
-rest goes on to Starlette's router. Every answer gets X-Request-ID and the CORS headers, and
-one access line.
+preflight. The reward routes (``POST /v1/triggers/{trigger}`` and Nector's drop-in) and the
+reads (``GET /api/v2/merchant/...``, ``reading.py``) are then answered there directly, since
+refusals are most of the traffic and Starlette's middleware stack and routing in front would
+add half again to a refusal's CPU (bench/routing.py); the rest goes on to Starlette's router.
+Every answer gets X-Request-ID and the CORS headers, and one access line.
 
 Mounted under a prefix (``Mount("/rewards", app=...)``), routes are matched without it.
 """
@@ -53,29 +53,19 @@ from .gateway import Gateway
 from .logs import LOG, AccessRecord, RequestLog
 from .logs import flush as flush_logs
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from .metrics import Metrics
+from .metrics import Metrics, flush_periodically
 from .mint import Minter
+from .paths import CLIENT_JS_PATH, DROPIN_PATH, TRIGGER_PREFIX, permits, read_of, route_label
 from .ratelimit import LimitStore
+from .reading import Reads
 from .responses import NECTOR_PREFIX, Answer, render_error
 from .settings import Settings, display_url
-from .stores import open_store
+from .stores import open_store, shared_blobs
 from .upstream import UpstreamClient
 
-TRIGGER_PREFIX = "/v1/triggers/"
-DROPIN_PATH = NECTOR_PREFIX + "activities"
-CLIENT_JS_PATH = "/client/trigger-proxy.js"
 _JS_TYPE = b"text/javascript; charset=utf-8"
 # The script's CORS headers depend on the Origin, so every copy of it says so.
 _JS_HEADERS = [(b"cache-control", b"public, max-age=300"), (b"vary", b"Origin")]
-
-
-async def _flush_periodically(metrics: Metrics, interval: float = 0.2) -> None:
-    """Batched log lines and counted requests go out at least this often, even when no request
-    comes (other workers' scrapes read the counts from disk in multiprocess mode)."""
-    while True:
-        await asyncio.sleep(interval)
-        flush_logs()
-        metrics.flush()
 
 
 class App(Starlette):
@@ -98,6 +88,7 @@ class App(Starlette):
         self._client_js = static.joinpath("trigger-proxy.js").read_bytes()
         self._openapi = openapi_document(static.joinpath("openapi.json").read_text(), settings)
         self._gateway: Gateway | None = None
+        self._reads: Reads | None = None
         self._log = RequestLog()
         self._minter = Minter(settings)
         self.metrics = Metrics([t.name or t.id for t in settings.triggers])
@@ -143,7 +134,16 @@ class App(Starlette):
             workspace_id=secrets.workspace_id,
             transport=self._transport,
         )
-        self._gateway = Gateway(self.settings, store=store, upstream=upstream, log=self._log)
+        self._gateway = gateway = Gateway(
+            self.settings, store=store, upstream=upstream, log=self._log
+        )
+        self._reads = reads = Reads(
+            self.settings,
+            auth=gateway.auth,
+            store=store,
+            upstream=upstream,
+            blobs=shared_blobs(store),
+        )
         try:
             await store.ping()
         except StorageUnavailable as exc:
@@ -154,12 +154,13 @@ class App(Starlette):
                 display_url(self.settings.limits.storage_url),
                 exc.cause,
             )
-        flusher = asyncio.create_task(_flush_periodically(self.metrics))
+        flusher = asyncio.create_task(flush_periodically(self.metrics))
         try:
             yield
         finally:
-            self._gateway = None
+            self._gateway = self._reads = None
             flusher.cancel()
+            await reads.aclose()
             await upstream.aclose()
             await store.aclose()
             flush_logs()
@@ -177,7 +178,7 @@ class App(Starlette):
         started = time.perf_counter()
         request = Request(scope, receive, self._trusted)
         request_id = request.request_id
-        record = AccessRecord(request_id, request.method, _route_label(request.path))
+        record = AccessRecord(request_id, request.method, route_label(request.path))
         raw_origin = request.headers.get(b"origin")
         origin = None if raw_origin is None else raw_origin.decode("latin-1")
         origin_ok = origin is not None and self._cors.allows(origin)
@@ -208,6 +209,8 @@ class App(Starlette):
                 *extra,
             ]
             await send({"type": "http.response.start", "status": status, "headers": headers})
+            if request.method == "HEAD":
+                body = b""  # the length stays the GET's (RFC 9110, 9.3.2)
             await send({"type": "http.response.body", "body": body})
         record.duration_ms = round((time.perf_counter() - started) * 1000, 3)
         self._log.access(record)
@@ -220,7 +223,14 @@ class App(Starlette):
         Starlette route to answer."""
         path, method = request.path, request.method
         trigger = path.startswith(TRIGGER_PREFIX)
-        allowed = "POST" if trigger else self._methods.get(path)
+        read = None
+        if trigger:
+            allowed: str | None = "POST"
+        else:
+            allowed = self._methods.get(path)
+            read = read_of(path) if path.startswith(NECTOR_PREFIX) else None
+            if read is not None:  # a read, or the drop-in's GET and POST
+                allowed = "GET, POST" if path == DROPIN_PATH else "GET"
         if allowed is None:
             raise NotFound()
         if origin is not None and not origin_ok:
@@ -230,7 +240,7 @@ class App(Starlette):
             methods = f"{allowed}, OPTIONS"
             headers = self._cors.preflight_headers(methods, path.startswith(NECTOR_PREFIX))
             return Answer(204, b"", headers)
-        if method != allowed and not (method == "HEAD" and allowed == "GET"):
+        if method != allowed and not permits(allowed, method):
             raise MethodNotAllowed(headers=[(b"allow", allowed.encode())])
         cookie_ok = origin_ok and origin is not None and self._cors.allows_cookie(origin)
         if trigger:  # the reward route first: nearly every request takes it
@@ -238,6 +248,10 @@ class App(Starlette):
             if not ref or "/" in ref:
                 raise NotFound()
             return await self._started().trigger(request, ref, record, cookie_ok)
+        if read is not None and method != "POST":
+            if self._reads is None:
+                raise StorageUnavailable("the proxy is not started")
+            return await self._reads.read(request, read, record, cookie_ok)
         if path == DROPIN_PATH:
             return await self._started().dropin(request, record, cookie_ok)
         return None
@@ -275,18 +289,6 @@ class App(Starlette):
         response = json_response(answer.body)
         response.raw_headers += answer.headers
         return response
-
-
-_LABELS = frozenset(
-    ["/healthz", "/readyz", "/metrics", "/openapi.json", CLIENT_JS_PATH, "/v1/sessions"]
-)
-
-
-def _route_label(path: str) -> str:
-    """A bounded label for logs: made-up paths must not become new values."""
-    if path.startswith(TRIGGER_PREFIX):
-        return TRIGGER_PREFIX + "{trigger}"
-    return path if path in _LABELS or path == DROPIN_PATH else "unknown"
 
 
 def create_app(

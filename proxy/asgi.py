@@ -64,7 +64,7 @@ class Request:
     httpx's ASGITransport keep). ``header()`` decodes one.
     """
 
-    __slots__ = ("client_ip", "headers", "method", "path", "receive", "request_id")
+    __slots__ = ("client_ip", "headers", "method", "path", "receive", "request_id", "scope")
 
     # ``path`` is the route's path: under a prefix (a Mount, or a server's root_path) the
     # prefix is left out, as Starlette's routing does.
@@ -77,6 +77,7 @@ class Request:
         if root and path.startswith(root):
             path = path[len(root) :]
         self.path = path
+        self.scope = scope
         # Built from the last header back, so that the first occurrence of a repeated header
         # wins.
         headers: dict[bytes, bytes] = dict(reversed(scope["headers"]))
@@ -90,6 +91,12 @@ class Request:
             given = self.header(b"x-request-id") or ""
             if 0 < len(given) <= 64 and set(given) <= _REQUEST_ID_CHARS:
                 self.request_id = given
+
+    @property
+    def query(self) -> bytes:
+        """The raw query string (only reads take one)."""
+        query: bytes = self.scope.get("query_string", b"")
+        return query
 
     def header(self, name: bytes) -> str | None:
         value = self.headers.get(name)

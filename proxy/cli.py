@@ -239,6 +239,7 @@ def summary(settings: Settings) -> str:
         f"{' with credentials' if s.cors.allow_credentials else ''}",
         f"limits: storage {display_url(s.limits.storage_url)}, per customer "
         f"{_rates(s.limits.per_customer)}, workspace budget {_rates((s.limits.upstream,))}",
+        _reads_line(s),
         f"minting over HTTP: {'on' if s.secrets.mint_key else 'off'}",
         f"triggers ({len(s.triggers)}):",
     ]
@@ -249,6 +250,16 @@ def summary(settings: Settings) -> str:
             f"per_customer={_rates(t.per_customer or s.limits.per_customer)} {override}"
         )
     return "\n".join(lines)
+
+
+def _reads_line(s: Settings) -> str:
+    r = s.reads
+    if not r.routes:
+        return "reads: off (no [reads] routes)"
+    return (
+        f"reads: {', '.join(r.routes)}; workspace answers cached {r.cache_seconds}s, "
+        f"budget {_rates((r.budget,))} of the workspace's, per customer {_rates(r.per_customer)}"
+    )
 
 
 def _rates(rates: Sequence[object]) -> str:

@@ -5,6 +5,7 @@
     ├── InvalidBody                 400 invalid_body
     ├── ForbiddenField              400 forbidden_field
     ├── InvalidSource               400 invalid_source
+    ├── InvalidQuery                400 invalid_query
     ├── MissingSession              401 missing_session
     ├── InvalidSession              401 invalid_session
     ├── ExpiredSession              401 expired_session   (subclass of InvalidSession)
@@ -14,6 +15,7 @@
     ├── OriginNotAllowed            403 origin_not_allowed
     ├── IdentityMismatch            403 identity_mismatch
     ├── LeadSessionRequired         403 lead_session_required
+    ├── ReadNotAllowed              403 read_not_allowed
     ├── NotFound                    404 not_found
     ├── MethodNotAllowed            405 method_not_allowed
     ├── IdempotencyInFlight         409 idempotency_in_flight   (Retry-After)
@@ -130,6 +132,10 @@ class InvalidSource(ProxyError):
     status, code, message = 400, "invalid_source", "X-Source must be one of web, mobile, unix"
 
 
+class InvalidQuery(ProxyError):
+    status, code, message = 400, "invalid_query", "a query parameter this read does not take"
+
+
 class MissingSession(ProxyError):
     status, code, message = 401, "missing_session", "no session token was sent"
 
@@ -165,6 +171,10 @@ class IdentityMismatch(ProxyError):
 class LeadSessionRequired(ProxyError):
     status, code = 403, "lead_session_required"
     message = "this proxy's Nector key serves lead_id sessions only"
+
+
+class ReadNotAllowed(ProxyError):
+    status, code, message = 403, "read_not_allowed", "this read is not allowed"
 
 
 class NotFound(ProxyError):

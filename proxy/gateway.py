@@ -68,7 +68,7 @@ class Gateway:
         self._store = store
         self._upstream = upstream
         self._log = log
-        self._auth = Authenticator(
+        self.auth = Authenticator(
             SessionVerifier(secrets, settings.sessions.max_age_seconds),
             cookie_name=settings.sessions.cookie_name,
             failures=settings.limits.per_ip_invalid_session,
@@ -77,7 +77,7 @@ class Gateway:
             log=log,
         )
         self._policy = TriggerPolicy(settings.triggers, settings.limits.per_customer)
-        self._budget = budget_window(settings.limits.upstream)
+        self._budgets = (budget_window(settings.limits.upstream),)
         self._repeats = DecisionMemo(store.clock)
         self._max_body = settings.server.max_body_bytes
         self._in_flight = settings.upstream.timeout_seconds + IN_FLIGHT_MARGIN_SECONDS
@@ -98,7 +98,7 @@ class Gateway:
         # A body whose size the headers tell is read after the session (declared_json_length).
         declared = request.declared_json_length(self._max_body)
         raw = await request.json_body(self._max_body) if declared is None else b""
-        session, token = self._auth.session(request, record, cookie_ok)
+        session, token = self.auth.session(request, record, cookie_ok)
         if declared is not None:
             raw = await request.read_declared(self._max_body, declared)
         headers = request.headers
@@ -112,7 +112,7 @@ class Gateway:
                 return self._repeat(repeat, record)
         trigger = self._policy.by_ref(ref)
         record.trigger = trigger.label
-        source = resolve_source(request.header(b"x-source"), session, trigger)
+        source = resolve_source(request.header(b"x-source"), session, trigger.sources)
         record.source = source
         if repeat_key is None:
             try:
@@ -127,7 +127,7 @@ class Gateway:
         # A body whose size the headers tell is read after the session (declared_json_length).
         declared = request.declared_json_length(self._max_body)
         raw = await request.json_body(self._max_body) if declared is None else b""
-        session, _ = self._auth.session(request, record, cookie_ok)
+        session, _ = self.auth.session(request, record, cookie_ok)
         if declared is not None:
             raw = await request.read_declared(self._max_body, declared)
         body = parse_object(raw)  # the trigger is named in the body
@@ -135,7 +135,7 @@ class Gateway:
             raise InvalidBody("trigger_id is required")
         trigger = self._policy.by_id(body["trigger_id"])
         record.trigger = trigger.label
-        source = resolve_source(request.header(b"x-source"), session, trigger)
+        source = resolve_source(request.header(b"x-source"), session, trigger.sources)
         record.source = source
         try:
             check_dropin_body(body, session)
@@ -182,7 +182,7 @@ class Gateway:
             body = upstream_body(trigger, session)
             claim = self._idempotency(raw_key.decode("latin-1"), session, trigger, source, body)
         windows = customer_windows(trigger.id, session.scope, trigger.rates)
-        decision = await self._store.admit(windows, self._budget, claim)
+        decision = await self._store.admit(windows, self._budgets, claim)
         outcome = decision.outcome
         record.decision = outcome
         if repeat_key is not None and outcome in _REPEATABLE:
@@ -228,7 +228,7 @@ class Gateway:
     ) -> None:
         """The call never left the machine: it spent nothing and its key is free again."""
         try:
-            await self._store.release(windows, self._budget, claim, decision.ticket)
+            await self._store.release(windows, self._budgets, claim, decision.ticket)
         except StorageUnavailable:
             # The reservation then ends as "lost" after its in-flight time: never paid twice.
             LOG.warning("the limit store is unavailable: a failed call's quota stays spent")

@@ -77,7 +77,10 @@ class MemoryStore:
         return len(self._logs) + len(self._records)
 
     async def admit(
-        self, windows: Sequence[Window], budget: Window | None, claim: IdempotencyClaim | None
+        self,
+        windows: Sequence[Window],
+        budgets: Sequence[Window],
+        claim: IdempotencyClaim | None,
     ) -> Decision:
         now = self.clock()
         if now >= self._next_sweep:
@@ -97,11 +100,11 @@ class MemoryStore:
                 ]
             )
             return Decision(Outcome.RATE_LIMITED, customer_wait, shown)
-        if budget is not None:
-            _, wait, _ = _state(self._logs.get(budget.key), budget.limit, budget.seconds, now)
+        if budgets:
+            wait = max([_state(logs.get(b.key), b.limit, b.seconds, now)[1] for b in budgets])
             if wait > 0:
                 return Decision(Outcome.BUDGET_SPENT, wait)
-        spend = [*windows, budget] if budget is not None else list(windows)
+        spend = [*windows, *budgets]
         # At most one new key per window and one for the claim: far from the bound, nothing
         # needs counting.
         if len(self._logs) + len(self._records) + len(spend) + 1 > self._max_keys:
@@ -132,13 +135,13 @@ class MemoryStore:
     async def release(
         self,
         windows: Sequence[Window],
-        budget: Window | None,
+        budgets: Sequence[Window],
         claim: IdempotencyClaim | None,
         ticket: float | str | None,
     ) -> None:
         assert isinstance(ticket, (int, float)), "a memory store's ticket is its clock's time"
         logs = self._logs
-        for w in [*windows, budget] if budget is not None else windows:
+        for w in [*windows, *budgets]:
             stamps = logs.get(w.key)
             if isinstance(stamps, list):
                 i = bisect.bisect_left(stamps, ticket)

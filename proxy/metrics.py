@@ -11,6 +11,7 @@ for you): each worker writes its samples there and any of them serves the sum.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterable
 
@@ -18,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from .logs import AccessRecord
+from .logs import flush as flush_logs
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 UNKNOWN = "unknown"
@@ -143,3 +145,12 @@ def multiprocess_registry() -> CollectorRegistry:
     registry = CollectorRegistry()
     MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # untyped upstream
     return registry
+
+
+async def flush_periodically(metrics: Metrics, interval: float = 0.2) -> None:
+    """Batched log lines and counted requests go out at least this often, even when no request
+    comes (other workers' scrapes read the counts from disk in multiprocess mode)."""
+    while True:
+        await asyncio.sleep(interval)
+        flush_logs()
+        metrics.flush()

@@ -136,11 +136,11 @@ def parse_object(raw: bytes) -> dict[str, Any]:
     return value
 
 
-def resolve_source(header: str | None, session: Session, trigger: Trigger) -> str:
+def resolve_source(header: str | None, session: Session, allowed: frozenset[str]) -> str:
     """The x-source sent upstream: the session's claim if it has one, else the header.
 
     A header is only a hint: it must be one of the three values, must agree with a signed
-    claim, and the trigger must allow the result.
+    claim, and the result must be ``allowed`` (the trigger's sources).
     """
     if header is not None and header not in SOURCES:
         raise InvalidSource()
@@ -150,7 +150,7 @@ def resolve_source(header: str | None, session: Session, trigger: Trigger) -> st
         source = session.source
     else:
         source = header or DEFAULT_SOURCE
-    if source not in trigger.sources:
+    if source not in allowed:
         raise SourceNotAllowed()
     return source
 

@@ -69,9 +69,14 @@ class LimitStore(Protocol):
     clock: Callable[[], float]
 
     async def admit(
-        self, windows: Sequence[Window], budget: Window | None, claim: IdempotencyClaim | None
+        self,
+        windows: Sequence[Window],
+        budgets: Sequence[Window],
+        claim: IdempotencyClaim | None,
     ) -> Decision:
-        """Decide atomically; raise ``StorageUnavailable`` when the store cannot answer."""
+        """Decide atomically; raise ``StorageUnavailable`` when the store cannot answer.
+        ``windows`` are the customer's (full: RATE_LIMITED), ``budgets`` the workspace's
+        (full: BUDGET_SPENT): the whole budget, and for reads also their slice of it."""
 
     async def finish(self, claim: IdempotencyClaim, answer: StoredAnswer) -> None:
         """Store the answer produced for a reserved key, replacing the reservation."""
@@ -79,7 +84,7 @@ class LimitStore(Protocol):
     async def release(
         self,
         windows: Sequence[Window],
-        budget: Window | None,
+        budgets: Sequence[Window],
         claim: IdempotencyClaim | None,
         ticket: float | str | None,
     ) -> None:

@@ -33,7 +33,7 @@ from .ratelimit import REFUSAL_MARGIN_SECONDS, Decision, Outcome, StoredAnswer, 
 from .redis_client import connect
 
 # KEYS: the idempotency key (or the prefix alone when there is none), then the windows:
-#       the customer's first, the budget last.
+#       the customer's first, the budgets last.
 # ARGV: number of windows, number of customer windows, fingerprint, in-flight µs, ttl ms,
 #       a unique id for this request's entries, then limit and length in µs for each window.
 # Returns {0, remaining1, reset1_us, ...} when admitted, {1, wait_us, remaining1, reset1_us, ...}
@@ -124,6 +124,12 @@ end
 return 0
 """
 
+# KEYS: a read's fill lock. ARGV: the token that took it. Only its holder drops it.
+UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 _US = 1_000_000
 # How many over-quota customers a process remembers.
 REFUSALS_REMEMBERED = 10_000
@@ -172,17 +178,21 @@ class RedisStore:
         self._admit = self._redis.register_script(ADMIT)
         self._finish = self._redis.register_script(FINISH)
         self._release = self._redis.register_script(RELEASE)
+        self._unlock = self._redis.register_script(UNLOCK)
         self.clock = time.monotonic  # the store's times are relative: any steady clock
         self._refused = RefusedUntil(clock=self.clock)
 
     async def admit(
-        self, windows: Sequence[Window], budget: Window | None, claim: IdempotencyClaim | None
+        self,
+        windows: Sequence[Window],
+        budgets: Sequence[Window],
+        claim: IdempotencyClaim | None,
     ) -> Decision:
         if claim is None and windows:
             known = self._refused.get(windows[0].key)
             if known is not None:
                 return known
-        every = [*windows, budget] if budget is not None else list(windows)
+        every = [*windows, *budgets]
         keys = [self._prefix + (claim.key if claim else "")]
         keys += [self._prefix + w.key for w in every]
         args: list[Any] = [len(every), len(windows)]
@@ -226,14 +236,18 @@ class RedisStore:
     async def release(
         self,
         windows: Sequence[Window],
-        budget: Window | None,
+        budgets: Sequence[Window],
         claim: IdempotencyClaim | None,
         ticket: float | str | None,
     ) -> None:
-        every = [*windows, budget] if budget is not None else list(windows)
+        every = [*windows, *budgets]
         keys = [self._prefix + (claim.key if claim else "")]
         keys += [self._prefix + w.key for w in every]
         await self._call(self._release, keys, [ticket, claim.fingerprint if claim else ""])
+
+    def blobs(self) -> RedisBlobs:
+        """Where the replicas share workspace-wide reads (``readcache.ReadCache``)."""
+        return RedisBlobs(self)
 
     async def ping(self) -> None:
         try:
@@ -247,6 +261,38 @@ class RedisStore:
     async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         try:
             return await script(keys=keys, args=args)
+        except (RedisError, OSError) as exc:
+            raise StorageUnavailable(cause=failure_cause(exc)) from exc
+
+
+class RedisBlobs:
+    """``readcache.Blobs`` on the store's connections: cached reads and their fill locks."""
+
+    def __init__(self, store: RedisStore) -> None:
+        self._store = store
+        self._token = uuid.uuid4().hex  # this process's, for its locks
+
+    async def get(self, key: str) -> bytes | None:
+        blob: bytes | None = await self._do(lambda r, k: r.get(k), "r:" + key)
+        return blob
+
+    async def put(self, key: str, blob: bytes, ttl_seconds: float) -> None:
+        ttl = max(1, round(ttl_seconds * 1000))
+        await self._do(lambda r, k: r.set(k, blob, px=ttl), "r:" + key)
+
+    async def lock(self, key: str, ttl_seconds: float) -> bool:
+        ttl = max(1, round(ttl_seconds * 1000))
+        token = self._token
+        return bool(await self._do(lambda r, k: r.set(k, token, nx=True, px=ttl), "rl:" + key))
+
+    async def unlock(self, key: str) -> None:
+        store = self._store
+        await store._call(store._unlock, [store._prefix + "rl:" + key], [self._token])
+
+    async def _do(self, command: Callable[[Any, str], Any], key: str) -> Any:
+        store = self._store
+        try:
+            return await command(store._redis, store._prefix + key)
         except (RedisError, OSError) as exc:
             raise StorageUnavailable(cause=failure_cause(exc)) from exc
 

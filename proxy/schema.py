@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 SOURCES = ("web", "mobile", "unix")
 MIN_SECRET_LENGTH = 32
@@ -257,6 +257,28 @@ class LimitSettings:
     memory_max_keys: int = setting(1_000_000, low=100)
 
 
+# Nector's reads a storefront widget makes (../shared/NECTOR.md), as ``[reads] routes`` names them.
+_READ_NAMES = "leads wallettransactions coupons activities triggers aggreegateddetails"
+READ_ROUTES = tuple(f"{_READ_NAMES} aggreegatedoffers offers entities".split())
+
+
+def _read_routes(key: str, routes: tuple[str, ...]) -> tuple[str, ...]:
+    for route in routes:
+        if route not in READ_ROUTES:
+            raise ConfigError(key, f"{route!r} is not one of {', '.join(READ_ROUTES)}")
+    return tuple(dict.fromkeys(routes))
+
+
+@dataclass(frozen=True, slots=True)
+class ReadSettings:
+    routes: tuple[str, ...] = setting((), check=_read_routes)  # none by default
+    cache_seconds: int = setting(60, low=1, high=3600)  # workspace-wide answers are fresh
+    stale_seconds: int = setting(600, low=0, high=86400)  # then may stand in for a failed call
+    budget: Rate = setting(Rate(20, 60))  # the slice of limits.upstream reads may spend
+    per_customer: tuple[Rate, ...] = setting((Rate(60, 60),))  # reads that reach Nector
+    max_cached: int = setting(1000, low=1)  # workspace-wide answers held per process
+
+
 @dataclass(frozen=True, slots=True)
 class LogSettings:
     level: Literal["debug", "info", "warning", "error"] = setting(
@@ -280,22 +302,6 @@ SECTIONS: dict[str, type] = {
     "sessions": SessionSettings,
     "cors": CorsSettings,
     "limits": LimitSettings,
+    "reads": ReadSettings,
     "logging": LogSettings,
 }
-
-
-def display_url(url: str) -> str:
-    """``url`` as it may be shown: a password, in the userinfo or as a ``password`` query
-    parameter (both forms redis-py accepts), replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None and "password" not in parts.query.lower():
-        return url
-    netloc = parts.netloc
-    if parts.password is not None:
-        host = netloc.rpartition("@")[2]
-        netloc = f"{parts.username or ''}:***@{host}"
-    query = urlencode(
-        [(k, "***" if k.lower() == "password" else v) for k, v in parse_qsl(parts.query)],
-        safe="*",
-    )
-    return urlunsplit(parts._replace(netloc=netloc, query=query))

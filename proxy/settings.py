@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .schema import (
     ENV_PREFIX,
@@ -26,6 +27,7 @@ from .schema import (
     LogSettings,
     OfferOverride,
     Rate,
+    ReadSettings,
     Secret,
     Secrets,
     ServerSettings,
@@ -33,7 +35,6 @@ from .schema import (
     TriggerSettings,
     UpstreamSettings,
     WalletOverride,
-    display_url,
     parse_rates,
 )
 from .settings_reader import Purpose, read_sections
@@ -51,6 +52,7 @@ __all__ = [
     "OfferOverride",
     "Purpose",
     "Rate",
+    "ReadSettings",
     "Secret",
     "Secrets",
     "ServerSettings",
@@ -72,6 +74,7 @@ class Settings:
     sessions: SessionSettings = field(default_factory=SessionSettings)
     cors: CorsSettings = field(default_factory=CorsSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
+    reads: ReadSettings = field(default_factory=ReadSettings)
     triggers: tuple[TriggerSettings, ...] = ()
     logging: LogSettings = field(default_factory=LogSettings)
 
@@ -111,6 +114,13 @@ def _lint(settings: Settings) -> None:
             "limits.storage_url",
             "memory:// is per process; with several workers use redis://",
         )
+    budget, reads = settings.limits.upstream, settings.reads.budget
+    if settings.reads.routes and reads.limit / reads.seconds >= budget.limit / budget.seconds:
+        raise ConfigError(
+            "reads.budget",
+            f"must be a slice of limits.upstream ({budget}), smaller than it, so that "
+            "reads never take the budget rewards need",
+        )
     secrets = settings.secrets
     serving = secrets.api_key is not None
     if serving and settings.upstream.key_purpose == "storefront" and not secrets.lead_token_secret:
@@ -120,3 +130,20 @@ def _lint(settings: Settings) -> None:
         )
     if secrets.mint_key is not None and secrets.mint_key in secrets.session_secrets:
         raise ConfigError(f"{ENV_PREFIX}MINT_KEY", "must differ from every session secret")
+
+
+def display_url(url: str) -> str:
+    """``url`` as it may be shown: a password, in the userinfo or as a ``password`` query
+    parameter (both forms redis-py accepts), replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None and "password" not in parts.query.lower():
+        return url
+    netloc = parts.netloc
+    if parts.password is not None:
+        host = netloc.rpartition("@")[2]
+        netloc = f"{parts.username or ''}:***@{host}"
+    query = urlencode(
+        [(k, "***" if k.lower() == "password" else v) for k, v in parse_qsl(parts.query)],
+        safe="*",
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))

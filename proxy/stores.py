@@ -6,6 +6,7 @@ import hashlib
 
 from .memory_store import MemoryStore
 from .ratelimit import LimitStore
+from .readcache import Blobs
 from .settings import LimitSettings
 
 
@@ -18,3 +19,10 @@ def open_store(settings: LimitSettings, workspace_id: str) -> LimitStore:
 
     workspace = hashlib.blake2b(workspace_id.encode(), digest_size=6).hexdigest()
     return RedisStore(settings.storage_url, prefix=f"trigger-proxy:{workspace}:")
+
+
+def shared_blobs(store: LimitStore) -> Blobs | None:
+    """Where the replicas share cached reads: the Redis store's, or nowhere (one process)."""
+    from .redis_store import RedisStore
+
+    return store.blobs() if isinstance(store, RedisStore) else None

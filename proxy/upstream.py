@@ -76,7 +76,7 @@ def default_transport(settings: UpstreamSettings) -> httpx.AsyncBaseTransport:
 
 
 class UpstreamClient:
-    """Sends reward calls to Nector with the server's credentials.
+    """Sends reward calls and reads to Nector with the server's credentials.
 
     It speaks httpx's transport API directly (``httpx.Request`` in, ``httpx.Response`` out,
     ``handle_async_request`` on the transport the lifespan owns) rather than through
@@ -84,7 +84,7 @@ class UpstreamClient:
     mappings, auth and redirect wrappers, a cookie jar updated from every answer) cost about as
     much CPU as the whole aiohttp transport, and the cookie jar would send a cookie Nector set
     for one customer's call on every later call, for everyone. Nothing of it is needed here:
-    one method, one URL, fixed headers, no redirects, no cookies.
+    two methods, URLs the proxy builds, fixed headers, no redirects, no cookies.
     """
 
     def __init__(
@@ -96,6 +96,8 @@ class UpstreamClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._url = httpx.URL(settings.url)
+        # Reads live beside the reward call: upstream.url with its last segment replaced.
+        self._reads_base = settings.url.rsplit("/", 1)[0] + "/"
         self._deadlines = Deadlines(settings.timeout_seconds)
         self._max_bytes = settings.max_response_bytes
         self._secrets = [api_key.reveal(), workspace_id.reveal()]
@@ -105,7 +107,6 @@ class UpstreamClient:
             (b"host", self._url.netloc),
             (b"x-apikey", api_key.reveal().encode()),
             (b"x-workspaceid", workspace_id.reveal().encode()),
-            (b"content-type", b"application/json"),
             (b"accept", b"application/json"),
             (b"accept-encoding", b"identity"),
             (b"user-agent", b"trigger-proxy"),
@@ -120,10 +121,28 @@ class UpstreamClient:
     ) -> UpstreamAnswer:
         """POST ``body`` to Nector; return its status and scrubbed JSON body, or raise an
         ``UpstreamFailure``. ``lead_token`` is sent as ``x-leadtoken`` (a storefront key)."""
+        return await self._call(self._url, body, source, request_id, lead_token)
+
+    async def get(
+        self, target: str, *, source: str, request_id: str, lead_token: bytes | None = None
+    ) -> UpstreamAnswer:
+        """GET one of Nector's reads: ``target`` is its path and query under
+        ``/api/v2/merchant/``, built by the proxy (``reads.py``), never taken from a client."""
+        url = httpx.URL(self._reads_base + target)
+        return await self._call(url, None, source, request_id, lead_token)
+
+    async def _call(
+        self,
+        url: httpx.URL,
+        body: bytes | None,
+        source: str,
+        request_id: str,
+        lead_token: bytes | None,
+    ) -> UpstreamAnswer:
         started = time.perf_counter()
         try:
             status, raw, retry_after = await self._deadlines.run(
-                self._post(body, source, request_id, lead_token)
+                self._exchange(url, body, source, request_id, lead_token)
             )
         except TimeoutError as exc:
             raise UpstreamTimeout(cause="timeout") from exc
@@ -140,22 +159,27 @@ class UpstreamClient:
             raise UpstreamError(cause=f"nector_{status}")
         return UpstreamAnswer(status, self._relayable(raw), elapsed)
 
-    async def _post(
-        self, body: bytes, source: str, request_id: str, lead_token: bytes | None
+    async def _exchange(
+        self,
+        url: httpx.URL,
+        body: bytes | None,
+        source: str,
+        request_id: str,
+        lead_token: bytes | None,
     ) -> tuple[int, bytes, float]:
-        headers = [
-            *self._headers,
-            (b"content-length", b"%d" % len(body)),
-            (b"x-source", source.encode()),
-            (b"x-request-id", request_id.encode()),
-        ]
+        """One call: a POST of ``body``, or a GET when it is None."""
+        headers = [*self._headers, (b"x-source", source.encode())]
+        headers.append((b"x-request-id", request_id.encode()))
+        if body is not None:
+            headers.append((b"content-type", b"application/json"))
+            headers.append((b"content-length", b"%d" % len(body)))
         if lead_token is not None:
             headers.append((b"x-leadtoken", lead_token))
         request = httpx.Request(
-            "POST",
-            self._url,
+            "GET" if body is None else "POST",
+            url,
             headers=headers,
-            stream=httpx.ByteStream(body),
+            stream=httpx.ByteStream(body or b""),
         )
         request.read()  # the body is in memory already: make it readable as .content
         response = await self._transport.handle_async_request(request)

@@ -195,10 +195,10 @@ async def test_memory_store_forgets_expired_windows() -> None:
     store = MemoryStore(clock=clock)
     window = Window("c:60:x", 1, 60)
     for i in range(1000):
-        await store.admit([Window(f"c:60:{i}", 1, 60)], None, None)
+        await store.admit([Window(f"c:60:{i}", 1, 60)], (), None)
     assert len(store) == 1000
     clock.now += 61
-    await store.admit([window], None, None)
+    await store.admit([window], (), None)
     assert len(store) == 1
 
 
@@ -211,21 +211,21 @@ async def test_memory_store_windows_kept_as_one_time_or_a_list_decide_alike() ->
     one, three = Window("c:60:one", 1, 60), Window("c:60:three", 3, 60)
     start = clock.now
     for window in (one, three):
-        assert (await store.admit([window], None, None)).outcome == Outcome.ADMITTED
+        assert (await store.admit([window], (), None)).outcome == Outcome.ADMITTED
     clock.now += 10
-    refused = await store.admit([one], None, None)
+    refused = await store.admit([one], (), None)
     assert (refused.outcome, refused.retry_after) == (Outcome.RATE_LIMITED, 50)
     for _ in range(2):  # the second and third times turn the float into a list
-        assert (await store.admit([three], None, None)).outcome == Outcome.ADMITTED
-    refused = await store.admit([three], None, None)
+        assert (await store.admit([three], (), None)).outcome == Outcome.ADMITTED
+    refused = await store.admit([three], (), None)
     assert (refused.outcome, refused.retry_after) == (Outcome.RATE_LIMITED, 50)
     clock.now = start + 60  # the first time leaves both windows
-    assert (await store.admit([one], None, None)).outcome == Outcome.ADMITTED
-    admitted = await store.admit([three], None, None)
+    assert (await store.admit([one], (), None)).outcome == Outcome.ADMITTED
+    admitted = await store.admit([three], (), None)
     assert admitted.outcome == Outcome.ADMITTED
     assert admitted.windows[0].remaining == 0
     clock.now += 61
-    await store.admit([Window("c:60:other", 1, 60)], None, None)  # a sweep
+    await store.admit([Window("c:60:other", 1, 60)], (), None)  # a sweep
     assert len(store) == 1
 
 
@@ -650,7 +650,7 @@ async def test_a_remembered_decision_answers_only_the_same_request_with_a_valid_
         assert store.asked == asked + 1
         # The session is checked on every request: once it expires, nothing is remembered.
         assert h.app._gateway is not None
-        h.app._gateway._auth._verifier._clock = lambda: 4_000_000_000.0
+        h.app._gateway.auth._verifier._clock = lambda: 4_000_000_000.0
         expired = await h.spin(tok)
         assert error_code(expired) == "expired_session"
         assert store.asked == asked + 1

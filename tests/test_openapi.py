@@ -17,6 +17,9 @@ from schemathesis import GenerationMode
 from proxy import errors
 from proxy.app import TRIGGER_PREFIX, create_app
 from proxy.endpoints import openapi_document
+from proxy.reads import ROUTES
+from proxy.responses import NECTOR_PREFIX
+from proxy.schema import READ_ROUTES
 from tests.helpers import MINT_KEY, SPIN, Harness, make_settings, token, tried
 from tests.servers import ProxyProcess, StandInServer, proxy_config, stand_in_for
 
@@ -33,6 +36,11 @@ def live_config() -> dict[str, Any]:
         },
         triggers=[{"id": SPIN, "name": "spin-wheel"}],
         server={"metrics_on_main_port": True},
+        reads={
+            "routes": list(READ_ROUTES),
+            "per_customer": "100000/minute",
+            "budget": "50000/minute",
+        },
     )
 
 
@@ -59,6 +67,9 @@ def test_every_route_is_documented_and_nothing_else() -> None:
     app = create_app(make_settings())
     served = {(path, method) for path, method in app._methods.items()}
     served.add((TRIGGER_PREFIX + "{trigger}", "POST"))
+    for name, route in ROUTES.items():
+        served.add((NECTOR_PREFIX + name + ("/{id}" if route.item else ""), "GET"))
+    served.add((NECTOR_PREFIX + "coupons/{id}", "GET"))
     assert documented == served
 
 

@@ -44,16 +44,16 @@ def test_a_trigger_is_found_by_its_id_or_its_alias_and_nothing_else() -> None:
 
 def test_the_source_is_the_headers_hint_bound_to_the_session_and_the_trigger() -> None:
     spin, app_only = POLICY.by_ref(SPIN), POLICY.by_ref(MOBILE_ONLY)
-    assert resolve_source(None, CUSTOMER, spin) == "web"
-    assert resolve_source("mobile", CUSTOMER, spin) == "mobile"
+    assert resolve_source(None, CUSTOMER, spin.sources) == "web"
+    assert resolve_source("mobile", CUSTOMER, spin.sources) == "mobile"
     with pytest.raises(InvalidSource):
-        resolve_source("desktop", CUSTOMER, spin)
+        resolve_source("desktop", CUSTOMER, spin.sources)
     with pytest.raises(SourceNotAllowed):
-        resolve_source(None, CUSTOMER, app_only)
+        resolve_source(None, CUSTOMER, app_only.sources)
     bound = parse_claims({"customer_id": "customer-0001", "source": "mobile"})
-    assert resolve_source(None, bound, app_only) == "mobile"
+    assert resolve_source(None, bound, app_only.sources) == "mobile"
     with pytest.raises(SourceNotAllowed):
-        resolve_source("web", bound, spin)
+        resolve_source("web", bound, spin.sources)
 
 
 @pytest.mark.parametrize(

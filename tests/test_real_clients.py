@@ -135,7 +135,7 @@ async def test_nectors_paths_answer_unknown_routes_and_methods_in_its_envelope(
 ) -> None:
     for response, status in [
         (await harness.client.get("/api/v2/merchant/nothing-here"), 404),
-        (await harness.client.get("/api/v2/merchant/activities"), 405),
+        (await harness.client.delete("/api/v2/merchant/activities"), 405),
     ]:
         assert response.status_code == status
         assert response.json()["meta"] == {"status": "error", "code": status}
@@ -299,7 +299,7 @@ async def harness() -> AsyncIterator[Harness]:
 @pytest.mark.slow
 def test_serve_with_a_storefront_key_is_accepted_by_nector(tmp_path: Path) -> None:
     stand_in = stand_in_for(SPIN, lead_token_secret=LEAD_SECRET)
-    stand_in.customers.add(LEAD)
+    stand_in.add_lead(lead_id=LEAD)
     lead_session = {"authorization": f"Bearer {token(None, lead_id=LEAD)}"}
     customer_session = {"authorization": f"Bearer {token('customer-0001')}"}
     with StandInServer(stand_in) as nector:

@@ -26,11 +26,13 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import jwt
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from .nector_reads import read_routes
+from .nector_state import Call, Lead, check_lead_token, error
 
 SOURCES = ("mobile", "unix", "web")
 _BODY_FIELDS = {
@@ -53,34 +55,53 @@ class StandInTrigger:
 
 
 @dataclass
-class Call:
-    headers: dict[str, str]
-    body: Any
-
-
-@dataclass
 class NectorStandIn:
     """State and behaviour of the stand-in; ``app`` is its ASGI application."""
 
     api_key: str
     workspace_id: str
     triggers: dict[str, StandInTrigger] = field(default_factory=dict)
-    customers: set[str] = field(default_factory=set)
+    leads: dict[str, Lead] = field(default_factory=dict)  # by lead id
     create_customers: bool = True  # a new customer_id is created on first reward
     delay_seconds: float = 0.0
     seed: int | None = None
     calls: list[Call] = field(default_factory=list)
-    balances: dict[str, int] = field(default_factory=dict)
     lead_token_secret: str | None = None  # set: the key is a storefront-purpose one
+    offers: dict[str, dict[str, Any]] = field(default_factory=dict)  # by offer id
 
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)  # noqa: S311 - a demo, not cryptography
         self.app = Starlette(
-            routes=[Route("/api/v2/merchant/activities", self._activities, methods=["POST"])]
+            routes=[
+                Route("/api/v2/merchant/activities", self._activities, methods=["POST"]),
+                *read_routes(self),
+            ]
         )
 
     def add_trigger(self, trigger: StandInTrigger) -> None:
         self.triggers[trigger.id] = trigger
+
+    def add_lead(self, *, customer_id: str | None = None, lead_id: str | None = None) -> Lead:
+        lead = Lead(lead_id or str(uuid.uuid4()), customer_id)
+        self.leads[lead.id] = lead
+        return lead
+
+    def find_lead(
+        self, *, customer_id: str | None = None, lead_id: str | None = None
+    ) -> Lead | None:
+        if lead_id is not None:
+            return self.leads.get(lead_id)
+        return next((x for x in self.leads.values() if x.customer_id == customer_id), None)
+
+    def authorized(self, request: Request) -> JSONResponse | None:
+        """The answer to a call without this workspace's key, or None."""
+        if request.headers.get("x-apikey") != self.api_key:
+            return error(401, "invalid api key")
+        if request.headers.get("x-workspaceid") != self.workspace_id:
+            return error(401, "invalid workspace")
+        if request.headers.get("x-source") not in SOURCES:
+            return error(400, "x-source must be one of mobile, unix, web")
+        return None
 
     async def _activities(self, request: Request) -> JSONResponse:
         raw = await request.body()
@@ -91,32 +112,30 @@ class NectorStandIn:
         self.calls.append(Call(dict(request.headers), body))
         if self.delay_seconds:
             await asyncio.sleep(self.delay_seconds)
-        if request.headers.get("x-apikey") != self.api_key:
-            return _error(401, "invalid api key")
-        if request.headers.get("x-workspaceid") != self.workspace_id:
-            return _error(401, "invalid workspace")
-        if request.headers.get("x-source") not in SOURCES:
-            return _error(400, "x-source must be one of mobile, unix, web")
+        refused = self.authorized(request)
+        if refused is not None:
+            return refused
         if not raw or not isinstance(body, dict):
-            return _error(400, "body must be a json object")
+            return error(400, "body must be a json object")
         problem = _check_body(body)
         if problem:
-            return _error(400, problem)
+            return error(400, problem)
         if self.lead_token_secret is not None:
-            problem = _check_lead_token(request.headers.get("x-leadtoken"), body, self)
+            token = request.headers.get("x-leadtoken")
+            problem = check_lead_token(token, body.get("lead_id"), self.lead_token_secret)
             if problem:
-                return _error(401, problem)
+                return error(401, problem)
         trigger = self.triggers.get(body["trigger_id"])
         if trigger is None:
-            return _error(404, "Trigger does not exists")
-        subject: str = body.get("customer_id") or body["lead_id"]
-        if subject not in self.customers:
+            return error(404, "Trigger does not exists")
+        lead = self.find_lead(customer_id=body.get("customer_id"), lead_id=body.get("lead_id"))
+        if lead is None:
             if "lead_id" in body or not self.create_customers:
-                return _error(422, "Lead does not exists")
-            self.customers.add(subject)
-        return self._reward(trigger, subject, body.get("trace") or {})
+                return error(422, "Lead does not exists")
+            lead = self.add_lead(customer_id=body["customer_id"])
+        return self._reward(trigger, lead, body.get("trace") or {})
 
-    def _reward(self, trigger: StandInTrigger, subject: str, trace: dict[str, Any]) -> JSONResponse:
+    def _reward(self, trigger: StandInTrigger, lead: Lead, trace: dict[str, Any]) -> JSONResponse:
         coins, operation, offer = trigger.coins, "cr", None
         if trigger.allow_override:
             wallet = trace.get("via_api_for_wallet")
@@ -125,45 +144,28 @@ class NectorStandIn:
                 coins, operation = self._random.randint(low, high), wallet["operation"]
             if trace.get("via_api_for_offer"):
                 offer = {"offer_id": trace["via_api_for_offer"]["offer_id"], "status": "issued"}
-        balance = self.balances.get(subject, 0) + (coins if operation == "cr" else -coins)
-        self.balances[subject] = balance
+        lead.available += coins if operation == "cr" else -coins
+        now = int(time.time())
+        title = trace.get("via_api_for_wallet", {}).get("title") or trigger.name
+        activity: dict[str, Any] = {"_id": str(uuid.uuid4()), "trigger_id": trigger.id}
+        activity |= {"lead_id": lead.id, "created_at": now, "meta": {"title": title}}
+        lead.activities.append(activity)
+        lead.transactions.append(
+            {"_id": str(uuid.uuid4()), "lead_id": lead.id, "amount": coins}
+            | {"operation": operation, "title": title, "created_at": now}
+        )
         data: dict[str, Any] = {
-            "activity": {
-                "_id": str(uuid.uuid4()),
-                "trigger_id": trigger.id,
-                "created_at": int(time.time()),
-            },
-            "wallet_reward": {"coins": coins, "operation": operation, "balance": balance},
+            "activity": activity,
+            "wallet_reward": {"coins": coins, "operation": operation, "balance": lead.available},
         }
         if offer:
             data["offer_reward"] = offer
+            lead.coupons.append(
+                {"_id": str(uuid.uuid4()), "lead_id": lead.id, "type": "code"}
+                | {"value": "SPIN-" + secrets.token_hex(3).upper(), "created_at": now}
+                | {"offer": self.offers.get(offer["offer_id"], {"_id": offer["offer_id"]})}
+            )
         return JSONResponse({"meta": {"status": "success"}, "data": data})
-
-
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse(
-        {"meta": {"status": "error", "code": status}, "data": {"message": message}}, status
-    )
-
-
-def _check_lead_token(
-    header: str | None, body: dict[str, Any], nector: NectorStandIn
-) -> str | None:
-    """A storefront key's proof of the lead: None if ``header`` holds it for the body's lead."""
-    if "lead_id" not in body:
-        return "a storefront key needs lead-level authentication"
-    if header is None:
-        return "x-leadtoken is required for a storefront key"
-    assert nector.lead_token_secret is not None
-    try:
-        claims = jwt.decode(
-            header, nector.lead_token_secret, algorithms=["HS256"], options={"require": ["exp"]}
-        )
-    except jwt.InvalidTokenError:
-        return "invalid x-leadtoken"
-    if claims.get("lead_id") != body["lead_id"] or claims["exp"] > time.time() + 3600:
-        return "invalid x-leadtoken"
-    return None
 
 
 def _is_uuid(value: object) -> bool:

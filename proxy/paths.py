@@ -1,0 +1,43 @@
+"""The proxy's paths: which route a request names, and the bounded label logs give it."""
+
+from __future__ import annotations
+
+from .reads import route_name
+from .responses import NECTOR_PREFIX
+
+TRIGGER_PREFIX = "/v1/triggers/"
+DROPIN_PATH = NECTOR_PREFIX + "activities"
+CLIENT_JS_PATH = "/client/trigger-proxy.js"
+
+
+def read_of(path: str) -> str | None:
+    """The part after ``/api/v2/merchant/`` of a read's path (``reads.py``), or None."""
+    if not path.startswith(NECTOR_PREFIX):
+        return None
+    rest = path[len(NECTOR_PREFIX) :]
+    return rest if route_name(rest) is not None else None
+
+
+_LABELS = frozenset(
+    ["/healthz", "/readyz", "/metrics", "/openapi.json", CLIENT_JS_PATH, "/v1/sessions"]
+)
+
+
+def route_label(path: str) -> str:
+    """A bounded label for logs: made-up paths must not become new values."""
+    if path.startswith(TRIGGER_PREFIX):
+        return TRIGGER_PREFIX + "{trigger}"
+    if path in _LABELS or path == DROPIN_PATH:
+        return path
+    rest = read_of(path)
+    if rest is not None:
+        name, item, _ = rest.partition("/")
+        return NECTOR_PREFIX + name + ("/{id}" if item else "")
+    return "unknown"
+
+
+def permits(allowed: str, method: str) -> bool:
+    """Whether ``allowed`` (one method, or several as an Allow header lists them) lets
+    ``method`` in; HEAD goes wherever GET does."""
+    methods = allowed.split(", ")
+    return method in methods or (method == "HEAD" and "GET" in methods)
