@@ -40,32 +40,31 @@ from .endpoints import (
     on_http_exception,
     on_refusal,
     openapi_document,
+    script_endpoint,
     with_headers,
 )
-from .errors import (
-    MethodNotAllowed,
-    NotFound,
-    OriginNotAllowed,
-    ProxyError,
-    StorageUnavailable,
-)
+from .errors import MethodNotAllowed, NotFound, OriginNotAllowed, ProxyError, StorageUnavailable
 from .gateway import Gateway
 from .logs import LOG, AccessRecord, RequestLog
 from .logs import flush as flush_logs
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics, flush_periodically
 from .mint import Minter
-from .paths import CLIENT_JS_PATH, DROPIN_PATH, TRIGGER_PREFIX, permits, read_of, route_label
+from .paths import (
+    CLIENT_JS_PATH,
+    DROPIN_PATH,
+    TRIGGER_PREFIX,
+    WHEEL_JS_PATH,
+    permits,
+    read_of,
+    route_label,
+)
 from .ratelimit import LimitStore
 from .reading import Reads
 from .responses import NECTOR_PREFIX, Answer, render_error
 from .settings import Settings, display_url
 from .stores import open_store, shared_blobs
 from .upstream import UpstreamClient
-
-_JS_TYPE = b"text/javascript; charset=utf-8"
-# The script's CORS headers depend on the Origin, so every copy of it says so.
-_JS_HEADERS = [(b"cache-control", b"public, max-age=300"), (b"vary", b"Origin")]
 
 
 class App(Starlette):
@@ -85,7 +84,8 @@ class App(Starlette):
         trusted = TrustedPeers(settings.server.forwarded_allow_ips)
         self._trusted = trusted if trusted else None
         static = resources.files("proxy").joinpath("static")
-        self._client_js = static.joinpath("trigger-proxy.js").read_bytes()
+        client_js = static.joinpath("trigger-proxy.js").read_bytes()
+        wheel_js = static.joinpath("trigger-proxy-wheel.js").read_bytes()
         self._openapi = openapi_document(static.joinpath("openapi.json").read_text(), settings)
         self._gateway: Gateway | None = None
         self._reads: Reads | None = None
@@ -99,7 +99,8 @@ class App(Starlette):
             Route("/readyz", self._ready, methods=["GET"]),
             Route("/metrics", self._metrics, methods=["GET"]),
             Route("/openapi.json", self._openapi_document, methods=["GET"]),
-            Route(CLIENT_JS_PATH, self._client_script, methods=["GET"]),
+            Route(CLIENT_JS_PATH, script_endpoint(client_js), methods=["GET"]),
+            Route(WHEEL_JS_PATH, script_endpoint(wheel_js), methods=["GET"]),
             Route("/v1/sessions", self._mint, methods=["POST"]),
         ]
         # The methods of every route, for the checks before routing; the reward routes' own.
@@ -224,8 +225,8 @@ class App(Starlette):
         path, method = request.path, request.method
         trigger = path.startswith(TRIGGER_PREFIX)
         read = None
-        if trigger:
-            allowed: str | None = "POST"
+        if trigger:  # a reward, or what a widget may show of the trigger
+            allowed: str | None = "POST" if method == "POST" else "GET, POST"
         else:
             allowed = self._methods.get(path)
             read = read_of(path) if path.startswith(NECTOR_PREFIX) else None
@@ -247,6 +248,8 @@ class App(Starlette):
             ref = path[len(TRIGGER_PREFIX) :]
             if not ref or "/" in ref:
                 raise NotFound()
+            if method != "POST":
+                return self._started().describe(ref, record)
             return await self._started().trigger(request, ref, record, cookie_ok)
         if read is not None and method != "POST":
             if self._reads is None:
@@ -277,11 +280,6 @@ class App(Starlette):
 
     async def _openapi_document(self, request: StarletteRequest) -> Response:
         return json_response(self._openapi)
-
-    async def _client_script(self, request: StarletteRequest) -> Response:
-        response = Response(self._client_js, media_type=_JS_TYPE.decode())
-        response.raw_headers += _JS_HEADERS
-        return response
 
     async def _mint(self, request: StarletteRequest) -> Response:
         view, _ = request.scope[STATE]

@@ -5,6 +5,7 @@ deployment's own OpenAPI document."""
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request as StarletteRequest
@@ -85,3 +86,19 @@ def openapi_document(text: str, settings: Settings) -> bytes:
     mint["schema"]["properties"]["ttl_seconds"]["maximum"] = settings.sessions.max_age_seconds
     spec["components"]["securitySchemes"]["sessionCookie"]["name"] = settings.sessions.cookie_name
     return json.dumps(spec).encode()
+
+
+_JS_TYPE = b"text/javascript; charset=utf-8"
+# The script's CORS headers depend on the Origin, so every copy of it says so.
+_JS_HEADERS = [(b"cache-control", b"public, max-age=300"), (b"vary", b"Origin")]
+
+
+def script_endpoint(source: bytes) -> Callable[[StarletteRequest], Awaitable[Response]]:
+    """The handler of one of the browser scripts (the client, the widget)."""
+
+    async def script(request: StarletteRequest) -> Response:
+        response = Response(source, media_type=_JS_TYPE.decode())
+        response.raw_headers += _JS_HEADERS
+        return response
+
+    return script

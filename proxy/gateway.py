@@ -48,6 +48,7 @@ IN_FLIGHT_MARGIN_SECONDS = 5.0
 _REPLAYED = (b"idempotent-replayed", b"true")
 _REPEATABLE = (Outcome.RATE_LIMITED, Outcome.REPLAY)
 _OVER_QUOTA = RateLimited(1)  # the status, code and body of a remembered refusal
+_SHOWN_FOR = (b"cache-control", b"public, max-age=300")
 
 
 class Gateway:
@@ -122,6 +123,12 @@ class Gateway:
                 raise
         return await self._reward(request, trigger, session, source, record, repeat_key=repeat_key)
 
+    def describe(self, ref: str, record: AccessRecord) -> Answer:
+        """``GET /v1/triggers/{ref}``: what a widget may show of it; no session needed."""
+        trigger = self._policy.by_ref(ref)
+        record.trigger = trigger.label
+        return Answer(200, trigger.public, [_SHOWN_FOR])
+
     async def dropin(self, request: Request, record: AccessRecord, cookie_ok: bool) -> Answer:
         """``POST /api/v2/merchant/activities``: Nector's own body shape."""
         # A body whose size the headers tell is read after the session (declared_json_length).
@@ -146,21 +153,6 @@ class Gateway:
 
     # --- steps --------------------------------------------------------------------------
 
-    def _idempotency(
-        self, header: str, session: Session, trigger: Trigger, source: str, body: bytes
-    ) -> IdempotencyClaim:
-        if not 1 <= len(header) <= 255 or not header.isascii() or not header.isprintable():
-            raise InvalidBody("Idempotency-Key must be 1-255 printable ASCII characters")
-        return idempotency_claim(
-            session.scope,
-            header,
-            trigger_id=trigger.id,
-            source=source,
-            body=body,
-            in_flight_seconds=self._in_flight,
-            ttl_seconds=self._settings.limits.idempotency_ttl_seconds,
-        )
-
     async def _reward(
         self,
         request: Request,
@@ -180,7 +172,15 @@ class Gateway:
         claim = None
         if raw_key is not None:
             body = upstream_body(trigger, session)
-            claim = self._idempotency(raw_key.decode("latin-1"), session, trigger, source, body)
+            claim = idempotency_claim(
+                session.scope,
+                raw_key.decode("latin-1"),
+                trigger_id=trigger.id,
+                source=source,
+                body=body,
+                in_flight_seconds=self._in_flight,
+                ttl_seconds=self._settings.limits.idempotency_ttl_seconds,
+            )
         windows = customer_windows(trigger.id, session.scope, trigger.rates)
         decision = await self._store.admit(windows, self._budgets, claim)
         outcome = decision.outcome

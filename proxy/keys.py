@@ -12,6 +12,7 @@ import functools
 import hashlib
 from typing import NamedTuple
 
+from .errors import InvalidBody
 from .settings import Rate
 
 
@@ -64,7 +65,10 @@ def idempotency_claim(
     in_flight_seconds: float,
     ttl_seconds: int,
 ) -> IdempotencyClaim:
-    """Scope the key to the customer and bind it to what the request would do upstream."""
+    """Scope the key to the customer and bind it to what the request would do upstream.
+    Raises ``InvalidBody`` for a header that is no valid key."""
+    if not 1 <= len(header) <= 255 or not header.isascii() or not header.isprintable():
+        raise InvalidBody("Idempotency-Key must be 1-255 printable ASCII characters")
     return IdempotencyClaim(
         key=f"i:{_digest(scope, header).hex()}",
         fingerprint=_digest(trigger_id, source, body.decode()),

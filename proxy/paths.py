@@ -8,6 +8,7 @@ from .responses import NECTOR_PREFIX
 TRIGGER_PREFIX = "/v1/triggers/"
 DROPIN_PATH = NECTOR_PREFIX + "activities"
 CLIENT_JS_PATH = "/client/trigger-proxy.js"
+WHEEL_JS_PATH = "/client/trigger-proxy-wheel.js"  # the <trigger-proxy-wheel> widget
 
 
 def read_of(path: str) -> str | None:
@@ -18,9 +19,8 @@ def read_of(path: str) -> str | None:
     return rest if route_name(rest) is not None else None
 
 
-_LABELS = frozenset(
-    ["/healthz", "/readyz", "/metrics", "/openapi.json", CLIENT_JS_PATH, "/v1/sessions"]
-)
+_LABELS = frozenset(["/healthz", "/readyz", "/metrics", "/openapi.json", "/v1/sessions"])
+_LABELS |= {CLIENT_JS_PATH, WHEEL_JS_PATH}
 
 
 def route_label(path: str) -> str:

@@ -60,6 +60,7 @@ class Trigger:
     # '{"trigger_id":"<id>",' and ',"trace":{...}}' (or '}'), encoded once (upstream_body).
     body_head: str
     body_tail: str
+    public: bytes  # what a widget may show of it (GET /v1/triggers/{trigger}): no secret
 
 
 def _trace(t: TriggerSettings) -> dict[str, Any] | None:
@@ -74,6 +75,21 @@ def _trace(t: TriggerSettings) -> dict[str, Any] | None:
     if t.offer is not None:
         trace["via_api_for_offer"] = {"offer_id": t.offer.offer_id}
     return trace or None
+
+
+def _public(t: TriggerSettings, rates: tuple[Rate, ...], trace: dict[str, Any] | None) -> bytes:
+    """The trigger as a widget may show it: the reward it is configured to give (so a wheel's
+    segments are the real range) and its limits; config only, never a secret."""
+    reward: dict[str, Any] = {}
+    if trace is not None:
+        if "via_api_for_wallet" in trace:
+            reward["wallet"] = trace["via_api_for_wallet"]
+        if "via_api_for_offer" in trace:
+            reward["offer"] = trace["via_api_for_offer"]
+    shown: dict[str, Any] = {"id": t.id, "name": t.name, "sources": sorted(t.sources)}
+    shown["reward"] = reward
+    shown["limits"] = [{"limit": r.limit, "seconds": r.seconds} for r in rates]
+    return _compact_json({"trigger": shown}).encode()
 
 
 class TriggerPolicy:
@@ -94,6 +110,7 @@ class TriggerPolicy:
                 policy=rate_policy(rates),
                 body_head=_compact_json({"trigger_id": t.id})[:-1] + ",",
                 body_tail="}" if trace is None else "," + _compact_json({"trace": trace})[1:],
+                public=_public(t, rates, trace),
             )
             self._by_id[t.id] = trigger
             self._by_ref[t.id] = trigger

@@ -13,6 +13,7 @@ from itsdangerous import URLSafeTimedSerializer
 from proxy.asgi import Message
 from proxy.sessions import SALT, mint_token
 from tests.helpers import (
+    ALL_SECRETS,
     API_KEY,
     CHECKIN,
     CUSTOMER,
@@ -432,10 +433,23 @@ async def test_unknown_path_is_json_404(harness: Harness) -> None:
 
 
 async def test_wrong_method_is_json_405(harness: Harness) -> None:
-    response = await harness.client.get("/v1/triggers/spin-wheel")
+    response = await harness.client.put("/v1/triggers/spin-wheel")
     assert response.status_code == 405
     assert error_code(response) == "method_not_allowed"
-    assert response.headers["allow"] == "POST"
+    assert response.headers["allow"] == "GET, POST"
+
+
+async def test_a_trigger_shows_a_widget_its_reward_and_limits_without_a_session(
+    harness: Harness,
+) -> None:
+    response = await harness.client.get("/v1/triggers/spin-wheel")
+    assert response.status_code == 200
+    shown = response.json()["trigger"]
+    assert shown["reward"]["wallet"]["coin_range"] == {"min": 5, "max": 50}
+    assert shown["limits"] == [{"limit": 3, "seconds": 60}]
+    assert not any(secret in response.text for secret in ALL_SECRETS)
+    assert error_code(await harness.client.get("/v1/triggers/not-listed")) == "trigger_not_allowed"
+    assert harness.upstream.requests == []
 
 
 async def test_nested_trigger_path_is_404(harness: Harness) -> None:

@@ -67,6 +67,7 @@ def test_every_route_is_documented_and_nothing_else() -> None:
     app = create_app(make_settings())
     served = {(path, method) for path, method in app._methods.items()}
     served.add((TRIGGER_PREFIX + "{trigger}", "POST"))
+    served.add((TRIGGER_PREFIX + "{trigger}", "GET"))
     for name, route in ROUTES.items():
         served.add((NECTOR_PREFIX + name + ("/{id}" if route.item else ""), "GET"))
     served.add((NECTOR_PREFIX + "coupons/{id}", "GET"))

@@ -11,6 +11,10 @@
 // One call to trigger() is one logical attempt: it carries one Idempotency-Key, and every
 // retry of that attempt (after a network failure, or while the first is still in flight)
 // reuses it, so the proxy never pays out twice however flaky the network.
+//
+// The reads (lead(), walletTransactions(), coupons(), triggers(), ...) are Nector's own GETs,
+// answered by the proxy for the session's customer only (enabled in its [reads] config); each
+// resolves to Nector's `data` object.
 
 export class TriggerProxyError extends Error {
   constructor(code, message, { status = 0, retryAfter = null, requestId = null } = {}) {
@@ -71,6 +75,33 @@ export function createClient({
     });
   }
 
+  async function answerOf(response) {
+    const retryAfter = response.headers.get("Retry-After");
+    const requestId = response.headers.get("X-Request-ID");
+    let body = null;
+    try {
+      body = await response.json();
+    } catch {
+      body = null;
+    }
+    if (body && body.error) {
+      throw new TriggerProxyError(body.error.code, body.error.message, {
+        status: response.status,
+        retryAfter: retryAfter === null ? null : Number(retryAfter),
+        requestId: body.error.request_id || requestId,
+      });
+    }
+    if (!response.ok) {
+      // Nector's own refusal, relayed: its envelope holds data.message.
+      const message = body?.data?.message || `the reward service answered ${response.status}`;
+      throw new TriggerProxyError("upstream_refused", message, {
+        status: response.status,
+        requestId,
+      });
+    }
+    return body;
+  }
+
   /**
    * Calls one allow-listed trigger for the session's customer.
    * Resolves to { status, data, rateLimit, replayed, requestId }: data is Nector's answer.
@@ -87,44 +118,89 @@ export function createClient({
           await sleep(300 * 2 ** failures);
           continue; // same key: if the first try reached the proxy, this one replays it
         }
-        throw new TriggerProxyError("network_error", "the reward service could not be reached");
+        const error = new TriggerProxyError(
+          "network_error",
+          "the reward service could not be reached",
+        );
+        error.idempotencyKey = idempotencyKey; // retry with it once back online
+        throw error;
       }
-      const retryAfter = response.headers.get("Retry-After");
-      const requestId = response.headers.get("X-Request-ID");
-      let body = null;
-      try {
-        body = await response.json();
-      } catch {
-        body = null;
+      if (response.status === 409) {
+        const retryAfter = Number(response.headers.get("Retry-After")) || 1;
+        const code = (
+          await response
+            .clone()
+            .json()
+            .catch(() => null)
+        )?.error?.code;
+        if (code === "idempotency_in_flight") {
+          await sleep(1000 * Math.max(1, retryAfter));
+          continue;
+        }
       }
-      if (response.status === 409 && body?.error?.code === "idempotency_in_flight") {
-        await sleep(1000 * Math.max(1, Number(retryAfter) || 1));
-        continue;
-      }
-      if (body && body.error) {
-        throw new TriggerProxyError(body.error.code, body.error.message, {
-          status: response.status,
-          retryAfter: retryAfter === null ? null : Number(retryAfter),
-          requestId: body.error.request_id || requestId,
-        });
-      }
-      if (!response.ok) {
-        // Nector's own refusal, relayed: its envelope holds data.message.
-        const message = body?.data?.message || `the reward service answered ${response.status}`;
-        throw new TriggerProxyError("upstream_refused", message, {
-          status: response.status,
-          requestId,
-        });
-      }
+      const data = await answerOf(response);
       return {
         status: response.status,
-        data: body,
+        data,
         rateLimit: rateLimitOf(response.headers),
         replayed: response.headers.get("Idempotent-Replayed") === "true",
-        requestId,
+        requestId: response.headers.get("X-Request-ID"),
       };
     }
   }
 
-  return { trigger };
+  /** What the proxy lets a widget show of a trigger: its reward range and limits. */
+  async function triggerInfo(name) {
+    const response = await fetchImpl(`${baseUrl}/v1/triggers/${encodeURIComponent(name)}`, {
+      headers: { Accept: "application/json" },
+      credentials: "omit",
+    });
+    return (await answerOf(response)).trigger;
+  }
+
+  async function read(path, params = {}) {
+    const query = new URLSearchParams();
+    for (const [key, value] of Object.entries(params)) {
+      if (value === undefined || value === null) continue;
+      for (const one of Array.isArray(value) ? value : [value]) query.append(key, String(one));
+    }
+    const headers = { Accept: "application/json", "X-Source": source };
+    if (token) headers.Authorization = `Bearer ${token}`;
+    const suffix = query.toString() ? `?${query}` : "";
+    const response = await fetchImpl(`${baseUrl}/api/v2/merchant/${path}${suffix}`, {
+      headers,
+      credentials: token ? "omit" : "include",
+    });
+    return (await answerOf(response)).data;
+  }
+
+  const paging = ({ page = 1, limit = 10 } = {}) => ({
+    page,
+    limit,
+    sort: "created_at",
+    sort_op: "DESC",
+  });
+
+  return {
+    trigger,
+    triggerInfo,
+    /** The session's own lead: { _id, customer_id, name, available (the balance), ... }. */
+    lead: async () => (await read("leads/me")).item,
+    walletTransactions: (options) => read("wallettransactions", paging(options)),
+    coupons: (options) => read("coupons", paging(options)),
+    coupon: async (id) => (await read(`coupons/${encodeURIComponent(id)}`)).item,
+    activities: (options) => read("activities", paging(options)),
+    /** Ways to earn; withActivities adds the customer's own activities on them. */
+    triggers: ({ contentTypes = ["earn"], withActivities = false, ...options } = {}) =>
+      read("triggers", {
+        content_types: contentTypes,
+        ...paging(options),
+        lead_id: withActivities ? "me" : undefined,
+      }),
+    details: () => read("aggreegateddetails"),
+    offers: ({ tier, timeSegment } = {}) =>
+      read("aggreegatedoffers", { tier, time_segment: timeSegment }),
+    offer: async (id) => (await read(`offers/${encodeURIComponent(id)}`)).item,
+    entity: async (id) => (await read(`entities/${encodeURIComponent(id)}`)).item,
+  };
 }
