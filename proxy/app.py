@@ -252,6 +252,10 @@ class App(Starlette):
                 return self._started().describe(ref, record)
             return await self._started().trigger(request, ref, record, cookie_ok)
         if read is not None and method != "POST":
+            # A browser sends no Origin on a same-origin GET; its Fetch Metadata, which no
+            # page's script can set, tells the read is the proxy's own page's (SECURITY.md).
+            if origin is None and request.headers.get(b"sec-fetch-site") == b"same-origin":
+                cookie_ok = self._cors.allow_credentials
             if self._reads is None:
                 raise StorageUnavailable("the proxy is not started")
             return await self._reads.read(request, read, record, cookie_ok)

@@ -24,7 +24,7 @@ class CorsPolicy:
     def __init__(self, settings: CorsSettings) -> None:
         self._any = "*" in settings.allow_origins
         self._origins = frozenset(o.rstrip("/") for o in settings.allow_origins if o != "*")
-        self._credentials = settings.allow_credentials
+        self.allow_credentials = settings.allow_credentials
 
     def allows(self, origin: str) -> bool:
         return self._any or origin in self._origins
@@ -32,7 +32,7 @@ class CorsPolicy:
     def allows_cookie(self, origin: str) -> bool:
         """A cookie session counts only from an origin listed by name, with credentials on:
         "*" would let any site spend a visitor's session (a plain form POST needs no CORS)."""
-        return self._credentials and origin in self._origins
+        return self.allow_credentials and origin in self._origins
 
     def response_headers(self, origin: str) -> Headers:
         headers = [
@@ -40,7 +40,7 @@ class CorsPolicy:
             (b"access-control-expose-headers", EXPOSE_HEADERS),
             (b"vary", b"Origin"),
         ]
-        if self._credentials:
+        if self.allow_credentials:
             headers.append((b"access-control-allow-credentials", b"true"))
         return headers
 

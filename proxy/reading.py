@@ -35,7 +35,7 @@ from .leadtokens import LeadTokens
 from .logs import AccessRecord
 from .policy import resolve_source
 from .ratelimit import LimitStore, Outcome
-from .readcache import Blobs, Entry, ReadCache
+from .readcache import Blobs, Entry, ReadCache, SingleFlight
 from .reads import Kind, Read, parse
 from .responses import Answer, quota_headers, rate_policy
 from .settings import SOURCES, Settings
@@ -74,6 +74,7 @@ class Reads:
             wait_seconds=settings.upstream.timeout_seconds,
         )
         self._max_age = reads.cache_seconds
+        self._mine: SingleFlight[tuple[int, bytes, list[tuple[bytes, bytes]]]] = SingleFlight()
         self._leads: ExpiringMap[str, str] = ExpiringMap(LEADS_REMEMBERED, store.clock)
         secret = settings.secrets.lead_token_secret
         storefront = settings.upstream.key_purpose == "storefront"
@@ -81,6 +82,7 @@ class Reads:
 
     async def aclose(self) -> None:
         await self._cache.aclose()
+        await self._mine.aclose()
 
     async def read(
         self, request: Request, rest: str, record: AccessRecord, cookie_ok: bool
@@ -100,9 +102,9 @@ class Reads:
             if isinstance(found, Answer):
                 return found  # Nector's own answer to the lookup: no such customer, say
             lead = found
-        windows = customer_windows(_READS, session.scope, self._rates)
-        status, body, headers = await self._call(
-            read.target(session, lead), windows, source, request.request_id, record, lead
+        target = read.target(session, lead)
+        status, body, headers = await self._own(
+            session, target, source, request.request_id, record, lead
         )
         if read.kind is Kind.LEAD and status == 200 and session.subject_field == "customer_id":
             own = _lead_id(body)  # the lookup the lists need, made here for free
@@ -152,8 +154,7 @@ class Reads:
         if known is not None:
             return known
         target = Read("leads", Kind.LEAD, None, ()).target(session, None)
-        windows = customer_windows(_READS, session.scope, self._rates)
-        status, body, headers = await self._call(target, windows, source, request_id, record, None)
+        status, body, headers = await self._own(session, target, source, request_id, record, None)
         if status != 200:
             return Answer(status, body, [*PRIVATE, *headers])
         lead = _lead_id(body)
@@ -161,6 +162,23 @@ class Reads:
             raise UpstreamError(cause="no_lead_id")
         self._leads.put(session.scope, self._leads.clock() + LEAD_SECONDS, lead)
         return lead
+
+    async def _own(
+        self,
+        session: Session,
+        target: str,
+        source: str,
+        request_id: str,
+        record: AccessRecord,
+        lead: str | None,
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        """A customer's own read: concurrent ones of the same customer and target (a widget and
+        its page both reading the lead, say) share one call, spent from that customer's reads."""
+        windows = customer_windows(_READS, session.scope, self._rates)
+        return await self._mine.run(
+            f"{session.scope}\x00{target}",
+            lambda: self._call(target, windows, source, request_id, record, lead),
+        )
 
     async def _call(
         self,

@@ -7,7 +7,10 @@ from typing import Any
 
 import pytest
 
+from tests.browsers import browser
 from tests.helpers import TRIED, Harness, open_harness
+
+__all__ = ["browser"]  # a fixture for the browser tests
 
 
 @pytest.fixture

@@ -64,8 +64,8 @@ def to_toml(config: dict[str, Any]) -> str:
 class ThreadedServer:
     """An ASGI app on a real uvicorn on 127.0.0.1, in a background thread."""
 
-    def __init__(self, app: Any) -> None:
-        self.port = free_port()
+    def __init__(self, app: Any, port: int | None = None) -> None:
+        self.port = port or free_port()
         self._server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error")
         )

@@ -8,28 +8,18 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.browsers import ARTIFACTS
 from tests.demo_process import DemoProcess
-from tests.helpers import need
 
 pytestmark = pytest.mark.slow
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).parent.parent / "test-artifacts"
-# Chromium's own background traffic has nowhere to go on these machines.
-ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-]  # fmt: skip
 
 
 def number(text: str) -> int:
@@ -38,55 +28,57 @@ def number(text: str) -> int:
     return int(found.group())
 
 
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    need(Path(CHROMIUM).exists(), "Debian's chromium is not installed (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        need(False, "playwright is not installed (pip install -e '.[dev]')")
-    with sync_playwright() as p:
-        instance = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            yield instance
-        finally:
-            instance.close()
-
-
-def test_spin_the_wheel_in_a_real_browser(browser: Browser, tmp_path: Path) -> None:
+def test_the_demo_storefront_in_a_real_browser(browser: Browser, tmp_path: Path) -> None:
+    """The demo as a user starts it: sign in, spin, and see the balance, the coupon and the
+    history read back through the proxy; check in once a day. The browser talks to the demo's
+    own origin only, and no Nector key reaches it."""
     from playwright.sync_api import expect
 
     ARTIFACTS.mkdir(exist_ok=True)
     with DemoProcess(tmp_path / "demo.log") as demo:
         page = browser.new_page()
         errors: list[str] = []
+        seen: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("request", lambda request: seen.append(request.url))
         page.goto(demo.url)
-        expect(page.locator("#spin")).to_be_disabled()
+        wheel = page.locator("trigger-proxy-wheel")
+        expect(wheel).to_have_attribute("state", "signed-out")
 
+        page.fill("#customer", "no")
         page.click("#login")
-        expect(page.locator("#who")).to_contain_text("Logged in as demo-")
-        page.click("#spin")
-        expect(page.locator("#result")).to_have_text(re.compile(r"You won \d+ coins!"))
-        won = number(page.locator("#result").inner_text())
+        expect(page.locator("#login-error")).to_have_text(
+            "Use 8 to 64 characters: letters, digits, or . _ @ -"
+        )
+        page.fill("#customer", "shopper-0001")
+        page.click("#login")
+        expect(page.locator("#who")).to_have_text("Signed in as shopper-0001")
+        expect(page.locator("#login-error")).to_have_text("")
+        expect(wheel).to_have_attribute("state", "ready")
+        expect(page.locator("#earn li")).to_have_text(
+            ["spin: Earn 10 coins", "check-in: Earn 5 coins"]
+        )
+        page.locator("trigger-proxy-wheel >> button").click()
+        expect(wheel).to_have_attribute("state", "out-of-spins")
+        status = page.locator("trigger-proxy-wheel >> .status").inner_text()
+        won = number(status)
         assert 5 <= won <= 50
+        assert "and a coupon" in status
         expect(page.locator("#balance")).to_have_text(f"Balance: {won} coins")
-        expect(page.locator("#left")).to_have_text("Spins left this minute: 0")
-        page.screenshot(path=str(ARTIFACTS / "demo-reward.png"), full_page=True)
-
-        expect(page.locator("#spin")).to_be_enabled()
-        page.click("#spin")
-        expect(page.locator("#error")).to_have_text("You have used your spins for now.")
-        expect(page.locator("#countdown")).to_have_text(re.compile(r"Next spin in \d+s"))
-        first = number(page.locator("#countdown").inner_text())
-        assert 1 <= first <= 60
-        expect(page.locator("#spin")).to_be_disabled()
-        page.wait_for_timeout(1500)
-        later = number(page.locator("#countdown").inner_text())
-        assert later < first  # it counts down
-        expect(page.locator("#balance")).to_have_text(f"Balance: {won} coins")  # nothing paid
-        page.screenshot(path=str(ARTIFACTS / "demo-countdown.png"), full_page=True)
+        expect(page.locator("#history li")).to_have_text([f"+{won} coins: Spin the wheel"])
+        expect(page.locator("#coupons li")).to_have_text(
+            [re.compile(r"SPIN-[0-9A-F]{6}: 10% off your next order")]
+        )
+        page.click("#checkin")
+        expect(page.locator("#checkin-status")).to_have_text("Checked in: +5 coins!")
+        expect(page.locator("#balance")).to_have_text(f"Balance: {won + 5} coins")
+        page.click("#checkin")
+        expect(page.locator("#checkin-status")).to_have_text(
+            re.compile(r"You have checked in today\. Next check-in in \d+ h \d+ min\.")
+        )
+        page.screenshot(path=str(ARTIFACTS / "demo-storefront.png"), full_page=True)
         assert errors == []
+    assert all(url.startswith(demo.url) for url in seen), seen  # the proxy only
 
 
 # A storefront page written against Nector's API, as Nector's own widget calls it: a

@@ -15,8 +15,9 @@ from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
 
 from proxy import errors
-from proxy.app import TRIGGER_PREFIX, create_app
+from proxy.app import create_app
 from proxy.endpoints import openapi_document
+from proxy.paths import TRIGGER_PREFIX
 from proxy.reads import ROUTES
 from proxy.responses import NECTOR_PREFIX
 from proxy.schema import READ_ROUTES

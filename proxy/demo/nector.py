@@ -68,6 +68,10 @@ class NectorStandIn:
     calls: list[Call] = field(default_factory=list)
     lead_token_secret: str | None = None  # set: the key is a storefront-purpose one
     offers: dict[str, dict[str, Any]] = field(default_factory=dict)  # by offer id
+    # Set: every reward call fails with this status, as Nector does past its cap (429, with
+    # this Retry-After) or when it is down (5xx). For tests of what a customer then sees.
+    outage: int | None = None
+    outage_retry_after: int | None = None
 
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)  # noqa: S311 - a demo, not cryptography
@@ -115,6 +119,12 @@ class NectorStandIn:
         refused = self.authorized(request)
         if refused is not None:
             return refused
+        if self.outage is not None:
+            retry = self.outage_retry_after
+            answer = error(self.outage, "Too many requests" if self.outage == 429 else "failed")
+            if retry is not None:
+                answer.headers["retry-after"] = str(retry)
+            return answer
         if not raw or not isinstance(body, dict):
             return error(400, "body must be a json object")
         problem = _check_body(body)

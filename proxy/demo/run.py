@@ -2,8 +2,9 @@
 
 It starts the real proxy (the same ``create_app`` as ``serve``), the Nector stand-in on a
 second loopback port that the proxy reaches over HTTP, and a demo storefront page with a
-spin-the-wheel widget. Every secret is generated for the run, and no TRIGGER_PROXY_* variable
-is read, so a real API key can never sit behind the demo.
+spin-the-wheel widget (the proxy's own ``<trigger-proxy-wheel>``), the customer's balance,
+coupons and history read through the proxy. Every secret is generated for the run, and no
+TRIGGER_PROXY_* variable is read, so a real API key can never sit behind the demo.
 
 ``/demo/login`` stands in for the merchant's backend: a real storefront mints the session in
 its own backend after its own login (``mint_token`` or ``POST /v1/sessions``).
@@ -30,6 +31,7 @@ from starlette.routing import Route
 from ..app import App, create_app
 from ..asgi import Receive, Scope, Send
 from ..logs import configure
+from ..schema import READ_ROUTES
 from ..sessions import mint_token
 from ..settings import Settings
 from .nector import NectorStandIn, StandInTrigger
@@ -39,6 +41,9 @@ SPIN_WHEEL = "6b1f7c1e-1d2f-4c8e-9a55-0c3b1f1d2a10"
 DAILY_CHECKIN = "0f6d3a52-7b8e-4c1d-9e2f-5a4b3c2d1e0f"
 SPIN_OFFER = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
 DEMO_CUSTOMER = re.compile(r"^[A-Za-z0-9_.@-]{8,64}$")
+CUSTOMER_RULE = "Use 8 to 64 characters: letters, digits, or . _ @ -"
+# Not HttpOnly: the page shows who is signed in; the session itself stays in the HttpOnly one.
+SHOWN_CUSTOMER_COOKIE = "demo_customer"
 
 
 @dataclass
@@ -67,6 +72,7 @@ def demo_settings(
         "server": {"host": HOST, "port": port},
         "cors": {"allow_origins": origins, "allow_credentials": True},
         "limits": {"per_customer": "1/minute;20/day", "upstream": "50/minute"},
+        "reads": {"routes": list(READ_ROUTES), "budget": "20/minute", "cache_seconds": 60},
         "logging": {"format": "plain"},
         "triggers": [
             {
@@ -102,6 +108,7 @@ def build_demo(port: int, upstream_port: int) -> Demo:
     stand_in = NectorStandIn(api_key=api_key, workspace_id=workspace_id)
     stand_in.add_trigger(StandInTrigger(SPIN_WHEEL, coins=10, allow_override=True, name="spin"))
     stand_in.add_trigger(StandInTrigger(DAILY_CHECKIN, coins=5, name="check-in"))
+    stand_in.offers[SPIN_OFFER] = {"_id": SPIN_OFFER, "name": "10% off your next order"}
     page = resources.files("proxy.demo").joinpath("static/index.html").read_text()
 
     async def index(request: Request) -> Response:
@@ -115,16 +122,28 @@ def build_demo(port: int, upstream_port: int) -> Demo:
             body = None
         customer = body.get("customer_id") if isinstance(body, dict) else None
         if not isinstance(customer, str) or not DEMO_CUSTOMER.match(customer):
-            return JSONResponse({"error": "customer_id: 8-64 letters or digits"}, 400)
+            return JSONResponse({"error": CUSTOMER_RULE}, 400)
         ttl = settings.sessions.max_age_seconds
         token = mint_token([session_secret], {"customer_id": customer}, ttl_seconds=ttl)
         response = JSONResponse({"token": token, "customer_id": customer})
-        response.set_cookie(
-            settings.sessions.cookie_name, token, max_age=ttl, httponly=True, samesite="strict"
-        )
+        cookie = settings.sessions.cookie_name
+        response.set_cookie(cookie, token, max_age=ttl, httponly=True, samesite="strict")
+        response.set_cookie(SHOWN_CUSTOMER_COOKIE, customer, max_age=ttl, samesite="strict")
         return response
 
-    site = Starlette(routes=[Route("/", index), Route("/demo/login", login, methods=["POST"])])
+    async def logout(request: Request) -> Response:
+        response = JSONResponse({"signed_out": True})
+        response.delete_cookie(settings.sessions.cookie_name, samesite="strict")
+        response.delete_cookie(SHOWN_CUSTOMER_COOKIE, samesite="strict")
+        return response
+
+    site = Starlette(
+        routes=[
+            Route("/", index),
+            Route("/demo/login", login, methods=["POST"]),
+            Route("/demo/logout", logout, methods=["POST"]),
+        ]
+    )
     return Demo(settings, create_app(settings), stand_in, site)
 
 

@@ -98,7 +98,7 @@ function sector(i, n) {
 }
 
 export class TriggerProxyWheel extends HTMLElement {
-  static observedAttributes = ["trigger", "base-url", "source", "customer"];
+  static observedAttributes = ["trigger", "base-url", "source"];
 
   #token = null;
   #client = null;
@@ -127,6 +127,12 @@ export class TriggerProxyWheel extends HTMLElement {
       </div>`;
     this.$ = (selector) => root.querySelector(selector);
     this.$(".spin").addEventListener("click", () => this.spin());
+    // A page may set the token before this module has run: take it over from the plain element.
+    if (Object.hasOwn(this, "token")) {
+      const token = this.token;
+      delete this.token;
+      this.#token = token || null;
+    }
   }
 
   get token() {
