@@ -99,6 +99,12 @@ per_customer = "100000/minute"
 upstream = "{budget}"
 per_ip_invalid_session = "10000000/second"
 
+[reads]
+routes = ["aggreegateddetails", "triggers"]
+budget = "1/minute"              # reads that reach the upstream: the cache's one fill
+cache_seconds = 3600
+per_customer = "100000/minute"
+
 [logging]
 level = "info"
 format = "json"

@@ -17,6 +17,7 @@ class Scenario:
     server: str
     connections: int
     path: str = "/v1/triggers/spin-wheel"
+    method: str = "POST"
     tokens: str | None = None
     idempotency: str | None = None
     expect: int = 200
@@ -36,7 +37,12 @@ class Sample:
 
 
 def run_wrk(server: Server, s: Scenario, seconds: float, tokens: dict[str, Path]) -> Sample:
-    env = {**os.environ, "BENCH_PATH": s.path, "BENCH_OFFSET": str(s.sent)}
+    env = {
+        **os.environ,
+        "BENCH_PATH": s.path,
+        "BENCH_OFFSET": str(s.sent),
+        "BENCH_METHOD": s.method,
+    }
     if s.tokens:
         env["BENCH_TOKENS"] = str(tokens[s.tokens])
     if s.idempotency:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from .reads import route_name
 from .responses import NECTOR_PREFIX
 
@@ -24,7 +26,12 @@ _LABELS |= {CLIENT_JS_PATH, WHEEL_JS_PATH}
 
 
 def route_label(path: str) -> str:
-    """A bounded label for logs: made-up paths must not become new values."""
+    """A bounded label for logs: made-up paths must not become new values. Remembered for
+    short paths (most requests name one of a few), so made-up ones cannot hold much."""
+    return _remembered(path) if len(path) <= 256 else _label(path)
+
+
+def _label(path: str) -> str:
     if path.startswith(TRIGGER_PREFIX):
         return TRIGGER_PREFIX + "{trigger}"
     if path in _LABELS or path == DROPIN_PATH:
@@ -34,6 +41,9 @@ def route_label(path: str) -> str:
         name, item, _ = rest.partition("/")
         return NECTOR_PREFIX + name + ("/{id}" if item else "")
     return "unknown"
+
+
+_remembered = functools.lru_cache(maxsize=1024)(_label)
 
 
 def permits(allowed: str, method: str) -> bool:

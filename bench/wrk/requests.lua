@@ -1,12 +1,14 @@
 -- wrk request generator for trigger-proxy benchmarks.
 --   BENCH_TOKENS       a file of session tokens, one a line, used in turn (one per request)
 --   BENCH_PATH         the request path (default /v1/triggers/spin-wheel)
+--   BENCH_METHOD       POST (default, with the body "{}") or GET (no body)
 --   BENCH_IDEMPOTENCY  "fixed" (one key for every request), "unique" (a new key each), or unset
 --   BENCH_OFFSET       where in the tokens to start (the runner continues each scenario's cycle
 --                      from where its last run stopped)
 -- At the end it prints "STATUS <code>=<count> ..." so the caller can check that the scenario
 -- measured the answers it claims to.
 local path = os.getenv("BENCH_PATH") or "/v1/triggers/spin-wheel"
+local method = os.getenv("BENCH_METHOD") or "POST"
 local idempotency = os.getenv("BENCH_IDEMPOTENCY")
 local file = os.getenv("BENCH_TOKENS")
 local codes = {200, 400, 401, 403, 404, 409, 413, 415, 422, 429, 502, 503, 504}
@@ -28,7 +30,8 @@ end
 
 function request()
   i = i + 1
-  local headers = {["Content-Type"] = "application/json"}
+  local headers = {}
+  if method == "POST" then headers["Content-Type"] = "application/json" end
   if #tokens > 0 then
     headers["Authorization"] = "Bearer " .. tokens[(i - 1) % #tokens + 1]
   end
@@ -37,7 +40,8 @@ function request()
   elseif idempotency == "unique" then
     headers["Idempotency-Key"] = "bench-" .. i
   end
-  return wrk.format("POST", path, headers, "{}")
+  if method == "GET" then return wrk.format("GET", path, headers) end
+  return wrk.format(method, path, headers, "{}")
 end
 
 function response(status, headers, body)
