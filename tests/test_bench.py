@@ -56,11 +56,12 @@ def test_the_benchmark_runs_and_measures_what_it_claims(tmp_path: Path) -> None:
         "403 unknown trigger, new sessions (memory)",
         "429 over quota (memory)",
         "idempotent replay (memory)",
+        "cached read (memory)",
     ):
         assert scenarios[name]["rps"] > 0, name
         assert scenarios[name]["cpu_us_per_request"] > 0, name
     refusal_ratios = {k: v for k, v in report["ratios"].items() if "/ floor" in k}
-    assert len(refusal_ratios) == 6
+    assert len(refusal_ratios) == 7  # six refusals and a cached read
     assert all(math.isfinite(v) and v > 0 for v in refusal_ratios.values())
     flash = report["extra"]["flash crowd"]
     assert flash["reached the upstream (must equal the budget)"] == 50

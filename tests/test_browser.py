@@ -59,7 +59,8 @@ def test_the_demo_storefront_in_a_real_browser(browser: Browser, tmp_path: Path)
             ["spin: Earn 10 coins", "check-in: Earn 5 coins"]
         )
         page.locator("trigger-proxy-wheel >> button").click()
-        expect(wheel).to_have_attribute("state", "out-of-spins")
+        expect(wheel).to_have_attribute("state", "won")
+        expect(page.locator("trigger-proxy-wheel >> .hint")).to_have_text("Spins left: 1")
         status = page.locator("trigger-proxy-wheel >> .status").inner_text()
         won = number(status)
         assert 5 <= won <= 50

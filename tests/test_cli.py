@@ -41,6 +41,7 @@ def test_check_config_accepts_the_example_and_prints_no_secret() -> None:
     assert result.returncode == 0, result.stderr
     assert "configuration OK" in result.stdout
     assert "spin-wheel" in result.stdout
+    assert "reads: leads, wallettransactions, coupons, activities, triggers" in result.stdout
     for secret in ALL_SECRETS:
         assert secret not in result.stdout + result.stderr
 

@@ -34,6 +34,11 @@ def test_the_demo_serves_a_reward_over_http(tmp_path: Path) -> None:
         assert spin.status_code == 200, spin.text
         reward = spin.json()["data"]["wallet_reward"]
         assert 5 <= reward["coins"] <= 50
+        assert spin.headers["ratelimit-remaining"] == "1"  # two spins a minute
+        second = httpx.post(
+            demo.url + "v1/triggers/spin-wheel", headers={"authorization": f"Bearer {tok}"}
+        )
+        assert second.status_code == 200
         again = httpx.post(
             demo.url + "v1/triggers/spin-wheel", headers={"authorization": f"Bearer {tok}"}
         )

@@ -34,13 +34,25 @@ BASE_ENV = {k: v for k, v in os.environ.items() if not k.startswith("TRIGGER_PRO
 NOT_RUN = {
     (
         "README.md",
-        "# 1. install and run the demo: open the URL it prints, log in, spin the wheel",
+        "# 1. install and run the demo: open the URL it prints, sign in, spin the wheel",
     ): (
         "the install commands: .ci/run runs the second exactly, test_deploy installs the "
         "package in a fresh venv, and test_demo runs `trigger-proxy demo`"
     ),
     ("README.md", '<script type="module">'): (
         "a storefront's page around the browser client, whose calls test_browser makes in Chromium"
+    ),
+    ("README.md", "[reads]"): (
+        "a config fragment: test_reads enables these routes and test_settings reads the example "
+        "config, which lists every [reads] key"
+    ),
+    (
+        "README.md",
+        '<script type="module" src="https://rewards.shop.example.com/client/trigger-proxy-wheel.js">'
+        "</script>",
+    ): (
+        "the widget's embed: test_widget serves exactly this page shape (the tag, the element "
+        "and a token) from another origin against `trigger-proxy serve` in Chromium"
     ),
 }
 
@@ -86,8 +98,8 @@ def run_shell(text: str, env: dict[str, str], timeout: float = 90) -> str:
 RUN_HERE = {
     ("README.md", "proxy.demo.nector"),
     ("README.md", "from proxy import mint_token"),
-    ("README.md", 'Mount("/rewards", app=rewards)'),
-    ("README.md", 'app.mount("/rewards", rewards)'),
+    ("api.md", 'Mount("/rewards", app=rewards)'),
+    ("api.md", 'app.mount("/rewards", rewards)'),
     ("README.md", "X-Source: mobile"),
     ("sessions.md", "from proxy import mint_token"),
     ("sessions.md", "trigger-proxy mint"),
@@ -158,7 +170,7 @@ async def test_the_mounting_examples_reward_the_customer_their_backend_signed_in
             monkeypatch.setenv(name, value)
         namespace: dict[str, object] = {}
         for needle in needles:  # the FastAPI example goes on from the Starlette one
-            exec(compile(block("README.md", needle), "README.md", "exec"), namespace)  # noqa: S102
+            exec(compile(block("api.md", needle), "api.md", "exec"), namespace)  # noqa: S102
         app = namespace["app"]
         assert isinstance(app, Starlette)  # FastAPI's app is one too
         transport = httpx.ASGITransport(app=app)

@@ -25,6 +25,7 @@ from proxy.schema import READ_ROUTES
 from tests.helpers import (
     API_KEY,
     CHECKIN,
+    ENVIRON,
     SHOP,
     SPIN,
     WORKSPACE_ID,
@@ -41,6 +42,7 @@ P = "/api/v2/merchant/"
 ALICE, MALLORY_VICTIM = "customer-alice-01", "customer-victim-1"
 ALL_READS = {"routes": list(READ_ROUTES), "budget": "20/minute", "per_customer": "60/minute"}
 OFFER_ID = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
+LEAD_SECRET = "the-storefront-key-signing-secret-0123456789"
 
 
 def stand_in() -> NectorStandIn:
@@ -310,6 +312,33 @@ async def test_a_stale_answer_stands_in_when_the_budget_is_spent() -> None:
     assert len(reads_of(nector)) == 1
 
 
+async def test_a_stale_answer_is_served_while_one_refresh_runs() -> None:
+    nector = stand_in()
+    async with reads_harness(nector=nector, reads={**ALL_READS, "cache_seconds": 1}) as (h, _):
+        first = await get(h, P + "aggreegatedoffers", token(ALICE))
+        nector.offers["new-offer"] = {"_id": "new-offer", "name": "Free shipping"}
+        await asyncio.sleep(1.1)
+        stale = await asyncio.gather(
+            *(get(h, P + "aggreegatedoffers", token(ALICE)) for _ in range(5))
+        )
+        assert {r.content for r in stale} == {first.content}  # answered at once, as they were
+        await asyncio.sleep(0.1)  # the one refresh has landed
+        fresh = await get(h, P + "aggreegatedoffers", token(ALICE))
+        assert b"Free shipping" in fresh.content
+    assert len(reads_of(nector)) == 2
+
+
+def test_the_reads_budget_must_be_a_slice_of_the_workspaces() -> None:
+    from proxy.settings import ConfigError
+
+    with pytest.raises(ConfigError, match=r"reads\.budget"):
+        make_settings(
+            limits={"upstream": "20/minute"}, reads={"routes": ["offers"], "budget": "20/minute"}
+        )
+    with pytest.raises(ConfigError, match=r"reads\.routes"):
+        make_settings(reads={"routes": ["wallets"]})
+
+
 async def test_customer_scoped_answers_are_never_cached() -> None:
     async with reads_harness() as (h, nector):
         for _ in range(3):
@@ -352,3 +381,68 @@ def test_query_normal_form_is_the_cache_key() -> None:
     assert a == b
     assert dict(parse_qsl(urlencode(a.params)))["page"] == "1"
     assert json.dumps(a.params)
+
+
+# --- transports, keys and replicas ----------------------------------------------------------
+
+
+async def test_the_cookie_serves_a_read_from_the_proxys_own_page_only() -> None:
+    async with reads_harness() as (h, nector):
+        h.client.cookies.set("trigger_session", token(ALICE))
+        same = await h.client.get(
+            P + "aggreegateddetails", headers={"sec-fetch-site": "same-origin"}
+        )
+        assert same.status_code == 200
+        # Another site's page (an <img>, a <script src>) gets no session out of the cookie.
+        other = await h.client.get(
+            P + "aggreegateddetails", headers={"sec-fetch-site": "cross-site"}
+        )
+        assert other.status_code in (401, 403)
+        bare = await h.client.get(P + "aggreegateddetails")
+        assert bare.status_code in (401, 403)
+        # A write keeps the Origin rule: Fetch Metadata alone does not spend a reward.
+        spin = await h.client.post(
+            "/v1/triggers/spin-wheel", headers={"sec-fetch-site": "same-origin"}
+        )
+        assert spin.status_code in (401, 403)
+    assert len(reads_of(nector)) == 1
+
+
+async def test_a_storefront_key_reads_with_a_lead_token_for_the_sessions_lead() -> None:
+    nector = stand_in()
+    nector.lead_token_secret = LEAD_SECRET
+    lead = nector.add_lead(lead_id="4c5b7a9e-3d2f-4e1a-8b6c-9d0e1f2a3b4c")
+    environ = {**ENVIRON, "TRIGGER_PROXY_LEAD_TOKEN_SECRET": LEAD_SECRET}
+    settings = make_settings(environ, upstream={"key_purpose": "storefront"}, reads=ALL_READS)
+    async with open_harness(settings, transport=httpx.ASGITransport(app=nector.app)) as h:
+        tok = token(None, lead_id=lead.id)
+        for path in ("leads/x", "wallettransactions", "triggers?lead_id=x", "aggreegateddetails"):
+            response = await get(h, P + path, tok)
+            assert response.status_code == 200, (path, response.text)
+        refused = await get(h, P + "leads/x", token(ALICE))  # Nector's proof of a customer id
+        assert refused.status_code == 403
+        assert error_code(refused) == "lead_session_required"
+    scoped = [c for c in nector.calls if "aggreegateddetails" not in c.path]
+    assert all("x-leadtoken" in c.headers for c in scoped)
+    assert len(scoped) == 3
+
+
+async def test_replicas_on_one_redis_fill_a_read_once() -> None:
+    nector = stand_in()
+    nector.delay_seconds = 0.2
+    first, second = shared_redis_store(), shared_redis_store()
+    second._prefix = first._prefix  # two replicas of one deployment
+    transport = httpx.ASGITransport(app=nector.app)
+    settings = make_settings(reads=ALL_READS)
+    async with (
+        open_harness(settings, store=first, transport=transport) as a,
+        open_harness(settings, store=second, transport=transport) as b,
+    ):
+        answers = await asyncio.gather(
+            *(
+                get(h, P + "aggreegatedoffers?tier=gold", token(f"customer-{i:05d}"))
+                for i, h in enumerate([a, b] * 20)
+            )
+        )
+        assert {r.status_code for r in answers} == {200}
+    assert len(reads_of(nector)) == 1

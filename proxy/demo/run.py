@@ -71,7 +71,7 @@ def demo_settings(
         "upstream": {"url": f"http://{HOST}:{upstream_port}/api/v2/merchant/activities"},
         "server": {"host": HOST, "port": port},
         "cors": {"allow_origins": origins, "allow_credentials": True},
-        "limits": {"per_customer": "1/minute;20/day", "upstream": "50/minute"},
+        "limits": {"per_customer": "2/minute;20/day", "upstream": "50/minute"},
         "reads": {"routes": list(READ_ROUTES), "budget": "20/minute", "cache_seconds": 60},
         "logging": {"format": "plain"},
         "triggers": [
@@ -79,7 +79,7 @@ def demo_settings(
                 "id": SPIN_WHEEL,
                 "name": "spin-wheel",
                 "sources": ["web", "mobile"],
-                "per_customer": "1/minute;20/day",
+                "per_customer": "2/minute;20/day",
                 "override": {
                     "wallet": {
                         "title": "Spin the wheel",

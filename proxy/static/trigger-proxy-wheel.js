@@ -17,7 +17,7 @@
 // proxy; the wheel turns only once Nector has answered, and stops on the segment holding the
 // reward it returned. A refusal never turns it. Theming: the --tp-* custom properties below.
 
-import { createClient } from "./trigger-proxy.js";
+import { createClient, newKey } from "./trigger-proxy.js";
 
 const STYLE = `
 :host {
@@ -47,7 +47,11 @@ const STYLE = `
 button { font: inherit; font-size: 1.05rem; padding: .65rem 1.2rem; min-height: 2.75rem;
   min-width: 10rem; border: 0; border-radius: 8px; background: var(--tp-accent);
   color: var(--tp-accent-text); cursor: pointer; justify-self: start; }
-@container (max-width: 479px) { button { width: 100%; } .panel { justify-items: stretch; } }
+/* Narrow: three lines kept for the longest message, so nothing below moves when it comes. */
+@container (max-width: 479px) {
+  button { width: 100%; } .panel { justify-items: stretch; }
+  .status { font-size: 1rem; min-height: 4.5em; }
+}
 button:disabled { opacity: .55; cursor: not-allowed; }
 button:focus-visible { outline: 3px solid var(--tp-text); outline-offset: 2px; }
 text { font: 600 9px system-ui, sans-serif; fill: #1d2330; }
@@ -122,7 +126,7 @@ export class TriggerProxyWheel extends HTMLElement {
           <p class="balance" part="balance"></p>
           <button type="button" class="spin" part="button" disabled>Spin the wheel</button>
           <p class="status" part="status" role="status" aria-live="polite"></p>
-          <p class="hint" part="hint" aria-live="polite"></p>
+          <p class="hint" part="hint"></p>
         </div>
       </div>`;
     this.$ = (selector) => root.querySelector(selector);
@@ -219,7 +223,7 @@ export class TriggerProxyWheel extends HTMLElement {
     if (state !== "ready" && state !== "won" && state !== "offline" && state !== "error") return;
     if (this.#segments.length === 0) return this.refresh(); // the trigger could not be read
     const generation = this.#generation;
-    const key = this.#pendingKey || crypto.randomUUID();
+    const key = this.#pendingKey || newKey();
     this.#pendingKey = key;
     this.#show("waiting", "Checking your spin…", "");
     this.$(".spin").setAttribute("aria-busy", "true");

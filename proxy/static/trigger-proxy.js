@@ -27,7 +27,8 @@ export class TriggerProxyError extends Error {
   }
 }
 
-function newKey() {
+/** A new Idempotency-Key: one per logical attempt. */
+export function newKey() {
   if (globalThis.crypto && typeof globalThis.crypto.randomUUID === "function") {
     return globalThis.crypto.randomUUID();
   }
