@@ -38,7 +38,13 @@ def _pattern(regex: str) -> Callable[[str], str | None]:
 
 
 def _number(high: int) -> Callable[[str], str | None]:
-    return lambda value: value if value.isdigit() and 1 <= int(value) <= high else None
+    def check(value: str) -> str | None:
+        # ASCII digits only ("²" is a digit to str.isdigit, not to int), and short.
+        if not (value.isascii() and value.isdigit() and len(value) <= len(str(high))):
+            return None
+        return value if 1 <= int(value) <= high else None
+
+    return check
 
 
 def _sort_op(value: str) -> str | None:

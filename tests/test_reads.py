@@ -373,6 +373,43 @@ async def test_preflight_and_head_of_a_read() -> None:
         assert head.content == b""
 
 
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    route=st.sampled_from([*CUSTOMER_ROUTES, "coupons/{id}", "offers/{id}", "aggreegatedoffers"]),
+    pairs=st.lists(
+        st.tuples(
+            st.sampled_from([*KEYS, "tier", "time_segment", "email"]) | st.text(max_size=8),
+            st.text(max_size=12) | st.integers(-5, 10**7).map(str),
+        ),
+        max_size=5,
+    ),
+)
+def test_any_query_gets_a_well_formed_answer(
+    read_client: ReadClient, route: str, pairs: list[tuple[str, str]]
+) -> None:
+    c = read_client
+    path = P + route.replace("{id}", "x1") + "?" + urlencode(pairs)
+    response = c.runner.run(get(c.h, path, token(ALICE)))
+    tried("reads: any query", str(response.status_code))
+    assert response.status_code in (200, 400, 403, 404), response.text
+    if response.status_code != 200 and "error" in response.json():
+        assert error_code(response) in ("invalid_query", "read_not_allowed", "not_found")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [b"page=%C2%B2", b"limit=%D9%A3", b"page=" + b"9" * 5000, b"page=0", b"limit=101", b"x=%FF"],
+)
+def test_a_bad_number_or_escape_is_invalid_query_not_a_crash(query: bytes) -> None:
+    from proxy.errors import InvalidQuery
+    from proxy.reads import parse
+
+    with pytest.raises(InvalidQuery):
+        parse("wallettransactions", query)
+
+
 def test_query_normal_form_is_the_cache_key() -> None:
     from proxy.reads import parse
 
