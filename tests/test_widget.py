@@ -219,6 +219,8 @@ def test_every_state_a_customer_meets(browser: Browser, demo: Demo, size: str) -
     # The countdown survives a reload, and ends by itself.
     page.reload()
     shop.state("out-of-spins")
+    expect(page.locator("#who")).to_have_text(f"Signed in as alice-{who}")  # still signed in
+    expect(page.locator(BALANCE)).to_have_text(f"Balance: {total} coins")
     expect(page.locator(HINT)).to_have_text(re.compile(r"Next spin in \d+"))
     page.clock.fast_forward("01:05")
     shop.state("ready")
