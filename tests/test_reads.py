@@ -339,6 +339,15 @@ def test_the_reads_budget_must_be_a_slice_of_the_workspaces() -> None:
         make_settings(reads={"routes": ["wallets"]})
 
 
+async def test_a_read_relays_nectors_body_with_the_credentials_scrubbed() -> None:
+    nector = stand_in()
+    nector.offers[OFFER_ID]["name"] = f"key {API_KEY} in workspace {WORKSPACE_ID}"
+    async with reads_harness(nector=nector) as (h, _):
+        response = await get(h, P + f"offers/{OFFER_ID}", token(ALICE))
+    assert response.status_code == 200
+    assert response.json()["data"]["item"]["name"] == "key [redacted] in workspace [redacted]"
+
+
 async def test_customer_scoped_answers_are_never_cached() -> None:
     async with reads_harness() as (h, nector):
         for _ in range(3):
