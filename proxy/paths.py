@@ -25,25 +25,27 @@ _LABELS = frozenset(["/healthz", "/readyz", "/metrics", "/openapi.json", "/v1/se
 _LABELS |= {CLIENT_JS_PATH, WHEEL_JS_PATH}
 
 
+_TRIGGER_LABEL = TRIGGER_PREFIX + "{trigger}"
+
+
 def route_label(path: str) -> str:
-    """A bounded label for logs: made-up paths must not become new values. Remembered for
-    short paths (most requests name one of a few), so made-up ones cannot hold much."""
-    return _remembered(path) if len(path) <= 256 else _label(path)
-
-
-def _label(path: str) -> str:
+    """A bounded label for logs: made-up paths must not become new values."""
     if path.startswith(TRIGGER_PREFIX):
-        return TRIGGER_PREFIX + "{trigger}"
+        return _TRIGGER_LABEL
     if path in _LABELS or path == DROPIN_PATH:
         return path
-    rest = read_of(path)
-    if rest is not None:
-        name, item, _ = rest.partition("/")
-        return NECTOR_PREFIX + name + ("/{id}" if item else "")
+    if path.startswith(NECTOR_PREFIX):
+        return _read_label(path)
     return "unknown"
 
 
-_remembered = functools.lru_cache(maxsize=1024)(_label)
+@functools.lru_cache(maxsize=64)  # a few reads, asked on every page view
+def _read_label(path: str) -> str:
+    rest = read_of(path)
+    if rest is None:
+        return "unknown"
+    name, item, _ = rest.partition("/")
+    return NECTOR_PREFIX + name + ("/{id}" if item else "")
 
 
 def permits(allowed: str, method: str) -> bool:
