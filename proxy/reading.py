@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .asgi import Request
@@ -107,9 +108,7 @@ class Reads:
             session, target, source, request.request_id, record, lead
         )
         if read.kind is Kind.LEAD and status == 200 and session.subject_field == "customer_id":
-            own = _lead_id(body)  # the lookup the lists need, made here for free
-            if own is not None:
-                self._leads.put(session.scope, self._leads.clock() + LEAD_SECONDS, own)
+            self._remember_lead(session, _lead_id(body))  # the lists' lookup, made for free
         if read.kind is Kind.COUPON and status == 200 and _item(body).get("lead_id") != lead:
             raise NotFound("no such coupon")  # another customer's: not even its existence
         return Answer(status, body, [*PRIVATE, *headers])
@@ -121,15 +120,19 @@ class Reads:
         cache = self._cache
         entry = cache.get(key)
 
-        async def fetch() -> tuple[int, bytes]:
-            status, body, _ = await self._call(key, (), source, request_id, record, None)
-            return status, body
+        def fetch(into: AccessRecord | None) -> Callable[[], Awaitable[tuple[int, bytes]]]:
+            async def call() -> tuple[int, bytes]:
+                status, body, _ = await self._call(key, (), source, request_id, into, None)
+                return status, body
+
+            return call
 
         if entry is not None:
             if cache.fresh(entry):
                 record.decision = "cached"
                 return self._cached(entry)
-            cache.refresh(key, fetch)
+            # The refresh outlives this request: it must not write into its access line.
+            cache.refresh(key, fetch(None))
             record.decision = "stale"
             return self._cached(entry)
         # A miss: the customer's read windows pay for joining (or starting) the fill.
@@ -137,7 +140,7 @@ class Reads:
         decision = await self._store.admit(windows, (), None)
         if decision.outcome is Outcome.RATE_LIMITED:
             raise RateLimited(decision.retry_after, headers=self._quota(windows, decision.windows))
-        return self._cached(await cache.fill(key, fetch))
+        return self._cached(await cache.fill(key, fetch(record)))
 
     def _cached(self, entry: Entry) -> Answer:
         """A workspace-wide answer: browsers may keep it for as long as it stays fresh here."""
@@ -160,8 +163,12 @@ class Reads:
         lead = _lead_id(body)
         if lead is None:
             raise UpstreamError(cause="no_lead_id")
-        self._leads.put(session.scope, self._leads.clock() + LEAD_SECONDS, lead)
+        self._remember_lead(session, lead)
         return lead
+
+    def _remember_lead(self, session: Session, lead: str | None) -> None:
+        if lead is not None:
+            self._leads.put(session.scope, self._leads.clock() + LEAD_SECONDS, lead)
 
     async def _own(
         self,
@@ -186,12 +193,14 @@ class Reads:
         windows: tuple[Window, ...],
         source: str,
         request_id: str,
-        record: AccessRecord,
+        record: AccessRecord | None,
         lead: str | None,
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-        """One call to Nector, admitted by the store: its status, body and quota headers."""
+        """One call to Nector, admitted by the store: its status, body and quota headers.
+        ``record``: the access line of the request it answers, if any."""
         decision = await self._store.admit(windows, self._budgets, None)
-        record.decision = decision.outcome
+        if record is not None:
+            record.decision = decision.outcome
         if decision.outcome is Outcome.RATE_LIMITED:
             raise RateLimited(decision.retry_after, headers=self._quota(windows, decision.windows))
         if decision.outcome is Outcome.BUDGET_SPENT:
@@ -205,8 +214,9 @@ class Reads:
         except UpstreamUnreachable:
             await self._store.release(windows, self._budgets, None, decision.ticket)
             raise
-        record.upstream_status = answer.status
-        record.upstream_ms = round(answer.elapsed * 1000, 2)
+        if record is not None:
+            record.upstream_status = answer.status
+            record.upstream_ms = round(answer.elapsed * 1000, 2)
         return answer.status, answer.body, self._quota(windows, decision.windows)
 
     def _quota(self, windows: tuple[Window, ...], states: Any) -> list[tuple[bytes, bytes]]:

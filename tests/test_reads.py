@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -253,6 +253,24 @@ def test_no_query_or_path_reaches_another_customers_data(
 
 # --- caching and budgets --------------------------------------------------------------------
 
+Message = MutableMapping[str, Any]
+
+
+def read_scope(path: str, tok: str) -> Message:
+    """An ASGI scope for a GET of ``path`` with a bearer token, to drive the app directly."""
+    return {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "query_string": b"",
+        "headers": [(b"authorization", f"Bearer {tok}".encode())],
+        "client": ("203.0.113.9", 40000),
+    }
+
+
+async def no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
 
 async def test_a_thousand_concurrent_page_views_make_one_upstream_call(store_kind: str) -> None:
     nector = stand_in()
@@ -312,20 +330,36 @@ async def test_a_stale_answer_stands_in_when_the_budget_is_spent() -> None:
     assert len(reads_of(nector)) == 1
 
 
-async def test_a_stale_answer_is_served_while_one_refresh_runs() -> None:
+async def test_a_stale_answer_is_served_while_one_refresh_runs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("INFO", logger="trigger_proxy")
     nector = stand_in()
     async with reads_harness(nector=nector, reads={**ALL_READS, "cache_seconds": 1}) as (h, _):
         first = await get(h, P + "aggreegatedoffers", token(ALICE))
         nector.offers["new-offer"] = {"_id": "new-offer", "name": "Free shipping"}
         await asyncio.sleep(1.1)
-        stale = await asyncio.gather(
-            *(get(h, P + "aggreegatedoffers", token(ALICE)) for _ in range(5))
-        )
-        assert {r.content for r in stale} == {first.content}  # answered at once, as they were
+        # A client slow to take its answer: the refresh lands before its access line is written.
+        sent: list[Message] = []
+
+        async def slow_send(message: Message) -> None:
+            sent.append(message)
+            await asyncio.sleep(0.1)
+
+        slow = h.app(read_scope(P + "aggreegatedoffers", token(ALICE)), no_body, slow_send)
+        views = [get(h, P + "aggreegatedoffers", token(ALICE)) for _ in range(4)]
+        stale = await asyncio.gather(*views, slow)
+        assert sent[1]["body"] == first.content
+        # Answered at once, as they were.
+        assert {r.content for r in stale if r is not None} == {first.content}
         await asyncio.sleep(0.1)  # the one refresh has landed
         fresh = await get(h, P + "aggreegatedoffers", token(ALICE))
         assert b"Free shipping" in fresh.content
     assert len(reads_of(nector)) == 2
+    # Each stale answer's access line says so; the refresh, done after them, is in none.
+    lines = [vars(r)["fields"] for r in caplog.records if r.name == "trigger_proxy.access"]
+    assert [line.get("decision") for line in lines] == ["admitted", *["stale"] * 5, "cached"]
+    assert [("upstream_status" in line) for line in lines] == [True, *[False] * 6]
 
 
 def test_the_reads_budget_must_be_a_slice_of_the_workspaces() -> None:
