@@ -139,11 +139,24 @@ class UpstreamClient:
         request_id: str,
         lead_token: bytes | None,
     ) -> UpstreamAnswer:
+        """One call, a POST of ``body`` or a GET when it is None, with the faults mapped."""
+        headers = [*self._headers, (b"x-source", source.encode())]
+        headers.append((b"x-request-id", request_id.encode()))
+        if body is not None:
+            headers.append((b"content-type", b"application/json"))
+            headers.append((b"content-length", b"%d" % len(body)))
+        if lead_token is not None:
+            headers.append((b"x-leadtoken", lead_token))
+        request = httpx.Request(
+            "GET" if body is None else "POST",
+            url,
+            headers=headers,
+            stream=httpx.ByteStream(body or b""),
+        )
+        request.read()  # the body is in memory already: make it readable as .content
         started = time.perf_counter()
         try:
-            status, raw, retry_after = await self._deadlines.run(
-                self._exchange(url, body, source, request_id, lead_token)
-            )
+            status, raw, retry_after = await self._deadlines.run(self._exchange(request))
         except TimeoutError as exc:
             raise UpstreamTimeout(cause="timeout") from exc
         except httpx.ConnectError as exc:
@@ -159,29 +172,8 @@ class UpstreamClient:
             raise UpstreamError(cause=f"nector_{status}")
         return UpstreamAnswer(status, self._relayable(raw), elapsed)
 
-    async def _exchange(
-        self,
-        url: httpx.URL,
-        body: bytes | None,
-        source: str,
-        request_id: str,
-        lead_token: bytes | None,
-    ) -> tuple[int, bytes, float]:
-        """One call: a POST of ``body``, or a GET when it is None."""
-        headers = [*self._headers, (b"x-source", source.encode())]
-        headers.append((b"x-request-id", request_id.encode()))
-        if body is not None:
-            headers.append((b"content-type", b"application/json"))
-            headers.append((b"content-length", b"%d" % len(body)))
-        if lead_token is not None:
-            headers.append((b"x-leadtoken", lead_token))
-        request = httpx.Request(
-            "GET" if body is None else "POST",
-            url,
-            headers=headers,
-            stream=httpx.ByteStream(body or b""),
-        )
-        request.read()  # the body is in memory already: make it readable as .content
+    async def _exchange(self, request: httpx.Request) -> tuple[int, bytes, float]:
+        """Send ``request``; its status, raw body and Retry-After."""
         response = await self._transport.handle_async_request(request)
         try:
             status = response.status_code
