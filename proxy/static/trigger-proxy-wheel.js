@@ -92,13 +92,13 @@ function waitText(seconds) {
   return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
 }
 
+/** The SVG path of segment i of n, clockwise from the top (a whole disc when n is 1). */
 function sector(i, n) {
+  if (n === 1) return "M 0 -96 A 96 96 0 1 1 -0.01 -96 Z";
   const a0 = ((i / n) * 2 - 0.5) * Math.PI;
   const a1 = (((i + 1) / n) * 2 - 0.5) * Math.PI;
   const p = (a) => `${(96 * Math.cos(a)).toFixed(2)} ${(96 * Math.sin(a)).toFixed(2)}`;
-  const large = n === 1 ? 1 : 0;
-  if (n === 1) return "M 0 -96 A 96 96 0 1 1 -0.01 -96 Z";
-  return `M 0 0 L ${p(a0)} A 96 96 0 ${large} 1 ${p(a1)} Z`;
+  return `M 0 0 L ${p(a0)} A 96 96 0 0 1 ${p(a1)} Z`; // at most 8 segments: never over half
 }
 
 export class TriggerProxyWheel extends HTMLElement {
