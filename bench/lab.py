@@ -127,7 +127,7 @@ per_customer = "1/day"
 
 
 def make_tokens(directory: Path) -> dict[str, Path]:
-    from proxy.sessions import mint_token
+    from proxy.identity.sessions import mint_token
 
     secret = [ENV["TRIGGER_PROXY_SESSION_SECRETS"]]
     files = {}

@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 
 from bench.lab import ENV, Lab
-from proxy.sessions import mint_token
+from proxy.identity.sessions import mint_token
 
 JSON = {"Content-Type": "application/json"}
 

@@ -61,10 +61,10 @@ def httpx_pool_proxy() -> Starlette:
     import httpx
 
     from proxy.app import create_app
-    from proxy.logs import configure
+    from proxy.config.settings import Settings
+    from proxy.observe.logs import configure
     from proxy.serve import tune_gc
-    from proxy.settings import Settings
-    from proxy.upstream import KEEPALIVE_SECONDS
+    from proxy.upstream.client import KEEPALIVE_SECONDS
 
     settings = Settings.load(os.environ["BENCH_PROXY_CONFIG"], os.environ)
     configure(settings.logging.level, settings.logging.format)

@@ -22,8 +22,8 @@ from starlette.routing import Route
 
 from bench.lab import ENV, SPIN
 from proxy.app import create_app
-from proxy.memory_store import MemoryStore
-from proxy.settings import Settings
+from proxy.config.settings import Settings
+from proxy.limits.memory_store import MemoryStore
 
 CONFIG = {
     "limits": {"per_ip_invalid_session": "100000000/second"},
@@ -58,8 +58,8 @@ async def drive(app: Any, path: str, headers: list[tuple[bytes, bytes]], n: int)
 async def main(rounds: int = 7, n: int = 20_000) -> None:
     import os
 
-    from proxy import logs
-    from proxy.sessions import mint_token
+    from proxy.identity.sessions import mint_token
+    from proxy.observe import logs
 
     logs.configure("info", "json")  # as serve logs, written to nowhere
     handler = logs.LOG.handlers[0]

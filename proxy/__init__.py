@@ -6,9 +6,9 @@ configuration, ``mint_token`` signs a customer session the way the proxy verifie
 
 from __future__ import annotations
 
-from .app import create_app
-from .sessions import mint_token
-from .settings import ConfigError, Settings
+from proxy.app import create_app
+from proxy.config.settings import ConfigError, Settings
+from proxy.identity.sessions import mint_token
 
 __all__ = ["ConfigError", "Settings", "create_app", "mint_token"]
 __version__ = "0.1.0"

@@ -30,9 +30,18 @@ from starlette.requests import Request as StarletteRequest
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .asgi import Receive, Request, Scope, Send, TrustedPeers
-from .cors import CorsPolicy
-from .endpoints import (
+from proxy.components import minter, open_components
+from proxy.config.settings import Settings, display_url
+from proxy.errors import (
+    MethodNotAllowed,
+    NotFound,
+    OriginNotAllowed,
+    ProxyError,
+    StorageUnavailable,
+)
+from proxy.http.asgi import Receive, Request, Scope, Send, TrustedPeers
+from proxy.http.cors import CorsPolicy
+from proxy.http.endpoints import (
     STATE,
     internal_error,
     json_response,
@@ -43,28 +52,23 @@ from .endpoints import (
     script_endpoint,
     with_headers,
 )
-from .errors import MethodNotAllowed, NotFound, OriginNotAllowed, ProxyError, StorageUnavailable
-from .gateway import Gateway
-from .logs import LOG, AccessRecord, RequestLog
-from .logs import flush as flush_logs
-from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from .metrics import Metrics, flush_periodically
-from .mint import Minter
-from .paths import (
+from proxy.http.paths import (
     CLIENT_JS_PATH,
     DROPIN_PATH,
     TRIGGER_PREFIX,
     WHEEL_JS_PATH,
     permits,
-    read_of,
     route_label,
 )
-from .ratelimit import LimitStore
-from .reading import Reads
-from .responses import NECTOR_PREFIX, Answer, render_error
-from .settings import Settings, display_url
-from .stores import open_store, shared_blobs
-from .upstream import UpstreamClient
+from proxy.http.responses import NECTOR_PREFIX, Answer, render_error
+from proxy.limits.decisions import LimitStore
+from proxy.observe.logs import LOG, AccessRecord, RequestLog
+from proxy.observe.logs import flush as flush_logs
+from proxy.observe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from proxy.observe.metrics import Metrics, flush_periodically
+from proxy.reads.handler import Reads
+from proxy.reads.routes import read_of
+from proxy.rewards.gateway import Gateway
 
 
 class App(Starlette):
@@ -86,11 +90,13 @@ class App(Starlette):
         static = resources.files("proxy").joinpath("static")
         client_js = static.joinpath("trigger-proxy.js").read_bytes()
         wheel_js = static.joinpath("trigger-proxy-wheel.js").read_bytes()
-        self._openapi = openapi_document(static.joinpath("openapi.json").read_text(), settings)
+        self._openapi = openapi_document(
+            static.joinpath("openapi.json").read_text(), settings.sessions
+        )
         self._gateway: Gateway | None = None
         self._reads: Reads | None = None
         self._log = RequestLog()
-        self._minter = Minter(settings)
+        self._minter = minter(settings)
         self.metrics = Metrics([t.name or t.id for t in settings.triggers])
         # Per-trigger volumes and forgery rates are not for everyone (SECURITY.md, finding 7).
         self._metrics_here = settings.server.metrics_on_main_port
@@ -123,30 +129,12 @@ class App(Starlette):
         Mounted in a parent app, pass it on:
         ``Starlette(..., lifespan=app.router.lifespan_context)``.
         """
-        secrets = self.settings.secrets
-        if secrets.api_key is None or secrets.workspace_id is None:
-            raise RuntimeError("serving needs the API key and the workspace id")
-        store = self._given_store
-        if store is None:
-            store = open_store(self.settings.limits, secrets.workspace_id.reveal())
-        upstream = UpstreamClient(
-            self.settings.upstream,
-            api_key=secrets.api_key,
-            workspace_id=secrets.workspace_id,
-            transport=self._transport,
+        parts = open_components(
+            self.settings, log=self._log, transport=self._transport, store=self._given_store
         )
-        self._gateway = gateway = Gateway(
-            self.settings, store=store, upstream=upstream, log=self._log
-        )
-        self._reads = reads = Reads(
-            self.settings,
-            auth=gateway.auth,
-            store=store,
-            upstream=upstream,
-            blobs=shared_blobs(store),
-        )
+        self._gateway, self._reads = parts.gateway, parts.reads
         try:
-            await store.ping()
+            await parts.store.ping()
         except StorageUnavailable as exc:
             # Serving goes on (health answers, rewards fail closed); the operator must know why.
             LOG.error(
@@ -161,9 +149,7 @@ class App(Starlette):
         finally:
             self._gateway = self._reads = None
             flusher.cancel()
-            await reads.aclose()
-            await upstream.aclose()
-            await store.aclose()
+            await parts.aclose()
             flush_logs()
             self.metrics.flush()
 
@@ -179,7 +165,7 @@ class App(Starlette):
         started = time.perf_counter()
         request = Request(scope, receive, self._trusted)
         request_id = request.request_id
-        record = AccessRecord(request_id, request.method, route_label(request.path))
+        record = AccessRecord(request_id, request.method, route_label(request.path, read_of))
         raw_origin = request.headers.get(b"origin")
         origin = None if raw_origin is None else raw_origin.decode("latin-1")
         origin_ok = origin is not None and self._cors.allows(origin)

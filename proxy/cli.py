@@ -13,10 +13,10 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn
 
-from .claims import ClaimError
-from .serve import CONFIG_PATH_VARIABLE
-from .sessions import mint_token
-from .settings import SOURCES, ConfigError, Settings, display_url
+from proxy.config.settings import SOURCES, ConfigError, Settings, display_url
+from proxy.identity.claims import ClaimError
+from proxy.identity.sessions import mint_token
+from proxy.serve import CONFIG_PATH_VARIABLE
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -180,7 +180,7 @@ def _version() -> str:
 
 
 def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from .serve import serve
+    from proxy.serve import serve
 
     settings = Settings.load(args.config, env)
     return serve(settings, args.config, host=args.host, port=args.port, workers=args.workers)
@@ -216,7 +216,7 @@ def _check_config(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     print(summary(settings))
     if not args.probe:
         return 0
-    from .probe import probe_store, probe_upstream
+    from proxy.observe.probe import probe_store, probe_upstream
 
     results = [probe_store(settings.limits.storage_url), probe_upstream(settings.upstream.url)]
     for result in results:
@@ -267,7 +267,7 @@ def _rates(rates: Sequence[object]) -> str:
 
 
 def _demo(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from .demo.run import run_demo
+    from proxy.demo.run import run_demo
 
     return run_demo(port=args.port)
 

@@ -13,10 +13,10 @@ import socket
 import tempfile
 from typing import Any
 
-from .logs import LOG, configure
-from .logs import flush as flush_logs
-from .metrics import Metrics, multiprocess_registry
-from .settings import ConfigError, Settings, display_url
+from proxy.config.settings import ConfigError, Settings, display_url
+from proxy.observe.logs import LOG, configure
+from proxy.observe.logs import flush as flush_logs
+from proxy.observe.metrics import Metrics, multiprocess_registry
 
 # Where each worker process finds the config file (and a default for --config).
 CONFIG_PATH_VARIABLE = "TRIGGER_PROXY_CONFIG"
@@ -37,7 +37,7 @@ def serve(
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    from .app import create_app
+    from proxy.app import create_app
 
     server = settings.server
     workers = workers or server.workers
@@ -53,7 +53,7 @@ def serve(
         f"listening on http://{host}:{port} ({workers} worker{'s' * (workers > 1)}, "
         f"storage {display_url(settings.limits.storage_url)})"
     )
-    from .server_protocol import limited_protocol
+    from proxy.http.server_protocol import limited_protocol
 
     app = None if workers > 1 else create_app(settings)
     config = uvicorn.Config(
@@ -147,9 +147,9 @@ def _serve_admin_metrics(settings: Settings, metrics: Metrics | None) -> None:
 
 def app_from_environment() -> object:
     """The app factory uvicorn calls in each worker process."""
-    from .app import create_app
-    from .logs import configure
-    from .server_protocol import limited_protocol
+    from proxy.app import create_app
+    from proxy.http.server_protocol import limited_protocol
+    from proxy.observe.logs import configure
 
     settings = Settings.load(os.environ[CONFIG_PATH_VARIABLE], os.environ)
     configure(settings.logging.level, settings.logging.format)

@@ -16,10 +16,10 @@ import httpx
 import pytest
 
 from proxy.app import App, create_app
-from proxy.memory_store import MemoryStore
-from proxy.ratelimit import LimitStore
-from proxy.sessions import mint_token
-from proxy.settings import Settings
+from proxy.config.settings import Settings
+from proxy.identity.sessions import mint_token
+from proxy.limits.decisions import LimitStore
+from proxy.limits.memory_store import MemoryStore
 
 API_KEY = "nector-api-key-0123456789-abcdefghij-KEY"
 WORKSPACE_ID = "nector-workspace-0123456789-abcdefgh-WS"

@@ -10,7 +10,7 @@ import time
 import uuid
 from pathlib import Path
 
-from proxy.redis_store import RedisStore
+from proxy.limits.redis_store import RedisStore
 
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
 

@@ -10,8 +10,8 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from proxy.app import create_app
-from proxy.asgi import Message
-from proxy.memory_store import MemoryStore
+from proxy.http.asgi import Message
+from proxy.limits.memory_store import MemoryStore
 from tests.helpers import Upstream, make_settings, nector_success, token
 
 

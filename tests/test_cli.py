@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from proxy import logs, serve
+from proxy import serve
 from proxy.cli import main
+from proxy.identity.sessions import SessionVerifier
+from proxy.observe import logs
 from proxy.serve import GC_THRESHOLDS
-from proxy.sessions import SessionVerifier
 from tests.helpers import ALL_SECRETS, ENVIRON, SESSION_SECRET
 from tests.redis_util import free_port
 

@@ -72,7 +72,7 @@ def test_compose_runs_two_replicas_with_redis_behind_a_load_balancer() -> None:
     sentinels = [name for name in services if name.startswith("sentinel-")]
     assert len(sentinels) == 3
     url = proxy["environment"]["TRIGGER_PROXY_STORAGE_URL"]
-    from proxy.redis_client import parse_sentinel_url
+    from proxy.limits.redis_client import parse_sentinel_url
 
     target = parse_sentinel_url(url)
     assert sorted(host for host, _ in target.sentinels) == sorted(sentinels)

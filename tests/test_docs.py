@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.sessions import SessionVerifier
+from proxy.identity.sessions import SessionVerifier
 from tests.helpers import MINT_KEY, SESSION_SECRET, SPIN
 from tests.redis_util import free_port
 from tests.servers import ProxyProcess, StandInServer, proxy_config, stand_in_for

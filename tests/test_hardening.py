@@ -14,10 +14,10 @@ import httpx
 import pytest
 from itsdangerous import TimestampSigner
 
-from proxy import logs
 from proxy.app import create_app
-from proxy.asgi import Message, Request, TrustedPeers
-from proxy.sessions import SALT
+from proxy.http.asgi import Message, Request, TrustedPeers
+from proxy.identity.sessions import SALT
+from proxy.observe import logs
 from tests.helpers import (
     ENVIRON,
     MINT_KEY,
@@ -228,11 +228,11 @@ def test_the_server_limits_the_head_and_the_time_a_request_takes(tmp_path: Any) 
     assert nector.stand_in.calls == []  # the cut-off reward was never forwarded
 
 
-# --- Redis behind Sentinel: the URL (the failover itself: tests/test_sentinel.py) ------------
+# --- Redis behind Sentinel: the URL (the failover itself: tests/limits/test_sentinel.py) ---
 
 
 def test_a_sentinel_url_names_the_sentinels_the_service_and_the_primarys_password() -> None:
-    from proxy.redis_client import parse_sentinel_url
+    from proxy.limits.redis_client import parse_sentinel_url
 
     target = parse_sentinel_url(
         "rediss+sentinel://:p%40ss@10.0.0.1:26379,sentinel-b/rewards/2?sentinel_password=s3"
@@ -250,7 +250,7 @@ def test_a_sentinel_url_names_the_sentinels_the_service_and_the_primarys_passwor
 
 
 def test_the_config_takes_a_sentinel_url_and_hides_its_password() -> None:
-    from proxy.settings import ConfigError, display_url
+    from proxy.config.settings import ConfigError, display_url
 
     url = "redis+sentinel://:hunter2@s1:26379,s2:26379/rewards/0"
     assert make_settings(limits={"storage_url": url}).limits.storage_url == url

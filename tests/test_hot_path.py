@@ -20,9 +20,9 @@ import httpx
 import pytest
 
 from bench.minimal import floor
-from proxy import logs
 from proxy.app import App
 from proxy.demo.nector import NectorStandIn
+from proxy.observe import logs
 from tests.helpers import API_KEY, WORKSPACE_ID, make_settings, open_harness, token, tried
 
 Message = MutableMapping[str, Any]

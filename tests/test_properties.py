@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from itsdangerous import URLSafeTimedSerializer
 
 from proxy import errors
-from proxy.claims import Session
-from proxy.policy import TriggerPolicy, upstream_body
-from proxy.sessions import SALT
+from proxy.identity.claims import Session
+from proxy.identity.sessions import SALT
+from proxy.rewards.policy import TriggerPolicy, upstream_body
 from tests.helpers import (
     CUSTOMER,
     SESSION_SECRET,

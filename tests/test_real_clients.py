@@ -11,11 +11,11 @@ import httpx
 import jwt
 import pytest
 
+from proxy.config.settings import Secret, Settings
 from proxy.errors import UpstreamUnreachable
-from proxy.leadtokens import LeadTokens
-from proxy.memory_store import MemoryStore
-from proxy.ratelimit import LimitStore
-from proxy.settings import Secret, Settings
+from proxy.identity.leadtokens import LeadTokens
+from proxy.limits.decisions import LimitStore
+from proxy.limits.memory_store import MemoryStore
 from tests.helpers import (
     API_KEY,
     ENVIRON,
@@ -273,7 +273,7 @@ async def test_the_unreachable_upstreams_cause_is_named() -> None:
     def fail(request: httpx.Request) -> httpx.Response:
         raise refused
 
-    from proxy.upstream import UpstreamClient
+    from proxy.upstream.client import UpstreamClient
 
     assert settings.secrets.api_key is not None
     assert settings.secrets.workspace_id is not None

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from proxy.app import create_app
+from proxy.config.settings import Rate
 from proxy.demo.run import Demo, build_demo
-from proxy.sessions import mint_token
-from proxy.settings import Rate
+from proxy.identity.sessions import mint_token
 from tests.browsers import ARTIFACTS
 from tests.helpers import tried
 from tests.redis_util import free_port

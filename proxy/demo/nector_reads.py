@@ -1,5 +1,5 @@
-"""The stand-in's reads: the GETs Nector's own widget makes (../shared/NECTOR.md, "What Nector's
-own widget sends and reads"), answered from the stand-in's state in Nector's envelope.
+"""The stand-in's reads: the GETs Nector's own widget makes (docs/api.md, "Reads"),
+answered from the stand-in's state in Nector's envelope.
 
 Lists answer ``{"items": [...], "count": n}``, single records ``{"item": {...}}``. The
 customer-scoped lists need ``lead_id``; with a storefront-purpose key every customer-scoped read

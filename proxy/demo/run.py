@@ -28,12 +28,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from ..app import App, create_app
-from ..asgi import Receive, Scope, Send
-from ..logs import configure
-from ..schema import READ_ROUTES
-from ..sessions import mint_token
-from ..settings import Settings
+from proxy.app import App, create_app
+from proxy.config.schema import READ_ROUTES
+from proxy.config.settings import Settings
+from proxy.http.asgi import Receive, Scope, Send
+from proxy.identity.sessions import mint_token
+from proxy.observe.logs import configure
+
 from .nector import NectorStandIn, StandInTrigger
 
 HOST = "127.0.0.1"

@@ -1,0 +1,100 @@
+"""The proxy's parts, built from the settings: each part is handed the section it uses, so its
+constructor says what it depends on. The app opens them in its lifespan and closes them after."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import httpx
+
+from proxy.config.settings import Settings
+from proxy.identity.auth import Authenticator
+from proxy.identity.leadtokens import LeadTokens
+from proxy.identity.mint import Minter
+from proxy.identity.sessions import SessionVerifier
+from proxy.limits.decisions import LimitStore
+from proxy.limits.stores import open_store, shared_blobs
+from proxy.observe.logs import RequestLog
+from proxy.reads.handler import Reads
+from proxy.rewards.gateway import Gateway
+from proxy.rewards.policy import TriggerPolicy
+from proxy.upstream.client import UpstreamClient
+
+
+class Components(NamedTuple):
+    """What serving needs open: the reward path, the reads, and the edges they share."""
+
+    gateway: Gateway
+    reads: Reads
+    store: LimitStore
+    upstream: UpstreamClient
+
+    async def aclose(self) -> None:
+        await self.reads.aclose()
+        await self.upstream.aclose()
+        await self.store.aclose()
+
+
+def minter(settings: Settings) -> Minter:
+    """``POST /v1/sessions``: needs no store or upstream, so it is built with the app."""
+    return Minter(
+        settings.secrets.mint_key,
+        settings.secrets.session_secrets,
+        max_age_seconds=settings.sessions.max_age_seconds,
+        max_body_bytes=settings.server.max_body_bytes,
+        failures=settings.limits.per_ip_invalid_session,
+    )
+
+
+def open_components(
+    settings: Settings,
+    *,
+    log: RequestLog,
+    transport: httpx.AsyncBaseTransport | None = None,
+    store: LimitStore | None = None,
+) -> Components:
+    """Build the serving parts; ``transport`` and ``store`` replace the configured ones."""
+    secrets = settings.secrets
+    if secrets.api_key is None or secrets.workspace_id is None:
+        raise RuntimeError("serving needs the API key and the workspace id")
+    if store is None:
+        store = open_store(settings.limits, secrets.workspace_id.reveal())
+    upstream = UpstreamClient(
+        settings.upstream,
+        api_key=secrets.api_key,
+        workspace_id=secrets.workspace_id,
+        transport=transport,
+    )
+    session_secrets = [s.reveal() for s in secrets.session_secrets]
+    storefront = settings.upstream.key_purpose == "storefront"
+    auth = Authenticator(
+        SessionVerifier(session_secrets, settings.sessions.max_age_seconds),
+        cookie_name=settings.sessions.cookie_name,
+        failures=settings.limits.per_ip_invalid_session,
+        log_secret=session_secrets[-1],
+        leads_only=storefront,
+        log=log,
+    )
+    lead_secret = secrets.lead_token_secret
+    lead_tokens = LeadTokens(lead_secret) if storefront and lead_secret is not None else None
+    gateway = Gateway(
+        auth=auth,
+        policy=TriggerPolicy(settings.triggers, settings.limits.per_customer),
+        budget=settings.limits.upstream,
+        idempotency_ttl_seconds=settings.limits.idempotency_ttl_seconds,
+        max_body_bytes=settings.server.max_body_bytes,
+        store=store,
+        upstream=upstream,
+        lead_tokens=lead_tokens,
+        log=log,
+    )
+    reads = Reads(
+        settings.reads,
+        budget=settings.limits.upstream,
+        auth=auth,
+        store=store,
+        upstream=upstream,
+        lead_tokens=lead_tokens,
+        blobs=shared_blobs(store),
+    )
+    return Components(gateway, reads, store, upstream)

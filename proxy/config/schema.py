@@ -1,0 +1,307 @@
+"""The configuration's shape: every section a frozen dataclass, every key stated once.
+
+A key's default, bounds and environment variable are its field's (``setting``), and
+``settings_reader`` reads and checks the TOML file by them, so adding a key is one line here.
+Secrets come only from the environment and live in ``Secret``, which never shows its value.
+Nothing of the project is imported here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
+from urllib.parse import urlsplit
+
+SOURCES = ("web", "mobile", "unix")
+MIN_SECRET_LENGTH = 32
+ENV_PREFIX = "TRIGGER_PROXY_"
+
+# A check of one value: given its dotted key and value, return the value to keep or raise
+# ConfigError naming the key.
+Check = Callable[[str, Any], Any]
+
+
+def setting(
+    default: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    env: str | None = None,
+    check: Check | None = None,
+) -> Any:
+    """A key of the file: its default, its bounds (numbers), the TRIGGER_PROXY_* variable that
+    overrides it, and any further check."""
+    meta = {"low": low, "high": high, "env": env, "check": check}
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("defaults are immutable")
+    return field(default=default, metadata=meta)
+
+
+class ConfigError(ValueError):
+    """A configuration mistake; ``str()`` is one line that names the key."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+
+    @property
+    def problems(self) -> list[ConfigError]:
+        """Every mistake found: this one, or each of a ``ConfigErrors``."""
+        return [self]
+
+
+class ConfigErrors(ConfigError):
+    """Several mistakes found in one reading, so an operator fixes them all in one go;
+    ``str()`` is one line each, and ``key`` is the first one's."""
+
+    def __init__(self, errors: Sequence[ConfigError]) -> None:
+        ValueError.__init__(self, "\n".join(str(e) for e in errors))
+        self.key = errors[0].key
+        self._errors = list(errors)
+
+    @property
+    def problems(self) -> list[ConfigError]:
+        return list(self._errors)
+
+
+class Secret:
+    """A value that must never be printed: ``repr`` and ``str`` mask it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+class Rate(NamedTuple):
+    """At most ``limit`` accepted requests in any interval of ``seconds``. A tuple: limit keys
+    are made of rates on every request, and a tuple hashes in C."""
+
+    limit: int
+    seconds: int
+
+    def __str__(self) -> str:
+        return f"{self.limit}/{self.seconds}s"
+
+
+_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+_RATE = re.compile(r"^\s*(\d+)\s*(?:/|per)\s*(\d+)?\s*(second|minute|hour|day)s?\s*$")
+
+
+def parse_rates(text: str) -> tuple[Rate, ...]:
+    """Parse ``"1/minute;10/day"`` (also ``"5/10 minutes"``, ``"3 per day"``).
+
+    Raises ``ValueError`` with a readable reason.
+    """
+    rates = []
+    for part in text.split(";"):
+        match = _RATE.match(part)
+        if not match:
+            raise ValueError(f"{part.strip()!r} is not a rate like '3/minute' or '10/day'")
+        limit = int(match.group(1))
+        seconds = int(match.group(2) or 1) * _UNITS[match.group(3)]
+        if limit < 1 or seconds < 1:
+            raise ValueError(f"{part.strip()!r} must allow at least 1 request in at least 1 s")
+        rates.append(Rate(limit, seconds))
+    if len({r.seconds for r in rates}) != len(rates):
+        raise ValueError(f"{text!r} names the same window length twice")
+    return tuple(sorted(rates, key=lambda r: r.seconds))
+
+
+@dataclass(frozen=True, slots=True)
+class WalletOverride:
+    title: str
+    operation: Literal["cr", "dr"]
+    coin_min: int
+    coin_max: int
+    description: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OfferOverride:
+    offer_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerSettings:
+    id: str
+    name: str | None = None
+    sources: frozenset[str] = frozenset(SOURCES)
+    per_customer: tuple[Rate, ...] | None = None
+    allow_debit: bool = False
+    wallet: WalletOverride | None = None
+    offer: OfferOverride | None = None
+
+
+# What a Nector read-only key is for (nector.readme.io, "Authentication"): a SERVER key needs no
+# more headers; a STOREFRONT key needs a lead token (x-leadtoken) on customer-scoped calls.
+KeyPurpose = Literal["server", "storefront"]
+
+
+def _web_url(key: str, url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(key, "must be an http(s) URL with a host")
+    if parts.username or parts.password:
+        raise ConfigError(key, "must not carry credentials; the key comes from the environment")
+    return url
+
+
+def _networks(key: str, values: tuple[str, ...]) -> tuple[str, ...]:
+    import ipaddress
+
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError as exc:
+            raise ConfigError(key, f"{value!r} is not an IP or network") from exc
+    return values
+
+
+def _cookie_name(key: str, name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
+        raise ConfigError(key, "must be 1-64 letters, digits, '_', '.' or '-'")
+    return name
+
+
+def _origins(key: str, origins: tuple[str, ...]) -> tuple[str, ...]:
+    for origin in origins:
+        parts = urlsplit(origin)
+        if origin != "*" and (
+            parts.scheme not in ("http", "https") or not parts.hostname or parts.path
+        ):
+            raise ConfigError(key, f"{origin!r} is not an origin like https://shop.example")
+    return origins
+
+
+def _storage_url(key: str, url: str) -> str:
+    schemes = ("memory", "redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel")
+    parts = urlsplit(url)
+    if parts.scheme not in schemes:
+        raise ConfigError(
+            key, "must be memory://, redis://host:port/db or redis+sentinel://host:port/service"
+        )
+    if parts.scheme.endswith("+sentinel") and not parts.path.strip("/"):
+        raise ConfigError(key, "names no service: redis+sentinel://host:port/<service>[/db]")
+    return url
+
+
+def _lowercase(key: str, value: str) -> str:
+    return value.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamSettings:
+    url: str = setting(
+        "https://platform.nector.io/api/v2/merchant/activities", env="UPSTREAM_URL", check=_web_url
+    )
+    timeout_seconds: float = setting(10.0, low=0.05, env="UPSTREAM_TIMEOUT_SECONDS")
+    key_purpose: KeyPurpose = setting("server")
+    allow_insecure_http: bool = setting(False)  # plain http beyond loopback hosts
+    max_response_bytes: int = setting(65536, low=1024)
+    max_connections: int = setting(100, low=1)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    host: str = setting("127.0.0.1", env="HOST")
+    port: int = setting(8080, low=0, high=65535, env="PORT")
+    workers: int = setting(1, low=1, env="WORKERS")
+    max_body_bytes: int = setting(16384, low=2)
+    forwarded_allow_ips: tuple[str, ...] = setting((), check=_networks)
+    shutdown_grace_seconds: float = setting(10.0, low=0)
+    metrics_port: int = setting(0, low=0, high=65535)  # an admin port for /metrics; 0: none
+    metrics_host: str = setting("127.0.0.1")
+    metrics_on_main_port: bool = setting(False)  # /metrics on the public port too
+    max_head_bytes: int = setting(16384, low=1024)  # request line and headers together
+    head_timeout_seconds: float = setting(10.0, low=0.1)  # for the whole head to arrive
+    body_timeout_seconds: float = setting(10.0, low=0.1)  # for the whole body, once the head is in
+    max_concurrency: int = setting(1000, low=1)  # connections and requests; past it, 503
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSettings:
+    max_age_seconds: int = setting(3600, low=1, high=86400, env="SESSION_MAX_AGE_SECONDS")
+    cookie_name: str = setting("trigger_session", check=_cookie_name)
+
+
+@dataclass(frozen=True, slots=True)
+class CorsSettings:
+    allow_origins: tuple[str, ...] = setting((), check=_origins)
+    allow_credentials: bool = setting(True)
+
+
+@dataclass(frozen=True, slots=True)
+class LimitSettings:
+    storage_url: str = setting("memory://", env="STORAGE_URL", check=_storage_url)
+    per_customer: tuple[Rate, ...] = setting((Rate(1, 60), Rate(10, 86400)))
+    upstream: Rate = setting(Rate(50, 60))
+    idempotency_ttl_seconds: int = setting(86400, low=60)
+    per_ip_invalid_session: Rate = setting(Rate(60, 60))
+    memory_max_keys: int = setting(1_000_000, low=100)
+
+
+# Nector's reads a storefront widget makes (docs/api.md, "Reads"), as ``[reads] routes`` names them.
+_READ_NAMES = "leads wallettransactions coupons activities triggers aggreegateddetails"
+READ_ROUTES = tuple(f"{_READ_NAMES} aggreegatedoffers offers entities".split())
+
+
+def _read_routes(key: str, routes: tuple[str, ...]) -> tuple[str, ...]:
+    for route in routes:
+        if route not in READ_ROUTES:
+            raise ConfigError(key, f"{route!r} is not one of {', '.join(READ_ROUTES)}")
+    return tuple(dict.fromkeys(routes))
+
+
+@dataclass(frozen=True, slots=True)
+class ReadSettings:
+    routes: tuple[str, ...] = setting((), check=_read_routes)  # none by default
+    cache_seconds: int = setting(60, low=1, high=3600)  # workspace-wide answers are fresh
+    stale_seconds: int = setting(600, low=0, high=86400)  # then may stand in for a failed call
+    budget: Rate = setting(Rate(20, 60))  # the slice of limits.upstream reads may spend
+    per_customer: tuple[Rate, ...] = setting((Rate(60, 60),))  # reads that reach Nector
+    max_cached: int = setting(1000, low=1)  # workspace-wide answers held per process
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    level: Literal["debug", "info", "warning", "error"] = setting(
+        "info", env="LOG_LEVEL", check=_lowercase
+    )
+    format: Literal["json", "plain"] = setting("json", env="LOG_FORMAT")
+
+
+@dataclass(frozen=True, slots=True)
+class Secrets:
+    api_key: Secret | None
+    workspace_id: Secret | None
+    session_secrets: tuple[Secret, ...]
+    mint_key: Secret | None
+    lead_token_secret: Secret | None = None
+
+
+SECTIONS: dict[str, type] = {
+    "upstream": UpstreamSettings,
+    "server": ServerSettings,
+    "sessions": SessionSettings,
+    "cors": CorsSettings,
+    "limits": LimitSettings,
+    "reads": ReadSettings,
+    "logging": LogSettings,
+}

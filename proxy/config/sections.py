@@ -1,0 +1,274 @@
+"""Reading the configuration: the TOML file and the environment, checked against the schema.
+
+Every section is read the same way, from its dataclass's fields (``schema.setting``): the
+type tells how to read a key, the field's bounds and check what to refuse, its variable what
+the environment overrides. What spans keys (plain http to a remote host, "*" origins with
+the cookie) and the shapes the schema cannot state (triggers, their overrides, the secrets)
+are checked here by hand. Independent parts are read on their own, so one run names every
+mistake (``ConfigErrors``).
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import fields
+from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+from urllib.parse import urlsplit
+
+from proxy.config.reader import EnvOverrides, Problems, Reader
+from proxy.config.schema import (
+    ENV_PREFIX,
+    MIN_SECRET_LENGTH,
+    SECTIONS,
+    SOURCES,
+    ConfigError,
+    CorsSettings,
+    OfferOverride,
+    Rate,
+    Secret,
+    Secrets,
+    TriggerSettings,
+    UpstreamSettings,
+    WalletOverride,
+)
+
+Purpose = Literal["serve", "mint"]
+_T = TypeVar("_T")
+
+
+def read_sections(
+    data: Mapping[str, Any], environ: Mapping[str, str], purpose: Purpose
+) -> tuple[Secrets, dict[str, Any], tuple[TriggerSettings, ...]]:
+    """The secrets, the sections by name and the triggers, or every mistake found."""
+    reader = Reader(data, "")
+    env = EnvOverrides(environ)
+    problems = Problems()
+    problems.read(lambda: reader.only(*SECTIONS, "triggers"), None)
+    secrets = problems.read(lambda: _read_secrets(environ, purpose), None)
+    sections = {
+        name: problems.read(functools.partial(_read_section, cls, reader.table(name), env), cls())
+        for name, cls in SECTIONS.items()
+    }
+    no_triggers: tuple[TriggerSettings, ...] = ()
+    triggers = problems.read(lambda: _read_triggers(reader.tables("triggers")), no_triggers)
+    problems.raise_any()
+    assert secrets is not None
+    return secrets, sections, triggers
+
+
+def _read_section(cls: type[_T], r: Reader, env: EnvOverrides) -> _T:
+    hints = get_type_hints(cls)
+    r.only(*(f.name for f in fields(cls)))  # type: ignore[arg-type]
+    values = {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        hint, meta = hints[f.name], f.metadata
+        if meta["env"]:
+            env.apply(r, f.name, meta["env"], hint if hint in (int, float) else str)
+        values[f.name] = _read_value(r, f.name, hint, f.default, meta)
+    section = cls(**values)
+    check = _SPANNING.get(cls)
+    if check is not None:
+        check(r, section)
+    return section
+
+
+def _read_value(r: Reader, name: str, hint: Any, default: Any, meta: Mapping[str, Any]) -> Any:
+    origin, args = get_origin(hint), get_args(hint)
+    if hint is bool:
+        value: Any = r.boolean(name, default)
+    elif hint is int or hint is float:
+        read = r.integer if hint is int else r.number
+        value = read(name, default, meta["low"])
+        if meta["high"] is not None and value > meta["high"]:
+            raise ConfigError(r.key(name), f"must be at most {meta['high']:g}")
+    elif hint is Rate:
+        value = r.rate(name, default)
+    elif origin is tuple and args[0] is Rate:
+        value = r.rates(name, default)
+    elif origin is tuple:
+        value = r.strings(name, default)
+    else:  # str, or a Literal of strings
+        value = r.string(name, default)
+    if meta["check"] is not None:
+        value = meta["check"](r.key(name), value)
+    if origin is Literal and value not in args:
+        raise ConfigError(r.key(name), "must be " + " or ".join(f'"{a}"' for a in args))
+    return value
+
+
+def _check_upstream(r: Reader, upstream: Any) -> None:
+    host = urlsplit(upstream.url).hostname or ""
+    if (
+        upstream.url.startswith("http:")
+        and not upstream.allow_insecure_http
+        and not _is_loopback(host)
+    ):
+        raise ConfigError(
+            r.key("url"),
+            "plain http is allowed only for loopback hosts unless allow_insecure_http = true",
+        )
+
+
+def _check_cors(r: Reader, cors: Any) -> None:
+    if "*" in cors.allow_origins and cors.allow_credentials:
+        raise ConfigError(
+            r.key("allow_origins"),
+            '"*" cannot be combined with allow_credentials = true (any site could use the cookie)',
+        )
+
+
+_SPANNING: dict[type, Callable[[Reader, Any], None]] = {
+    UpstreamSettings: _check_upstream,
+    CorsSettings: _check_cors,
+}
+
+
+def _read_secrets(environ: Mapping[str, str], purpose: Purpose) -> Secrets:
+    def given(name: str, required: bool) -> str | None:
+        value = environ.get(ENV_PREFIX + name, "")
+        if not value and required:
+            raise ConfigError(ENV_PREFIX + name, "is required and not set")
+        return value or None
+
+    def issued(name: str, required: bool) -> Secret | None:
+        # Nector's own formats (workspace ids like "shopify-<shop>", keys "ak_" + hex) are
+        # taken as issued: only what cannot be a header value is refused.
+        value = given(name, required)
+        if value is None:
+            return None
+        if not all("!" <= c <= "~" for c in value):
+            raise ConfigError(
+                ENV_PREFIX + name, "must be printable ASCII without spaces, as Nector issues it"
+            )
+        return Secret(value)
+
+    def made(name: str, value: str) -> Secret:
+        # The merchant makes these: too short a secret can be guessed offline from one token.
+        if len(value) < MIN_SECRET_LENGTH:
+            raise ConfigError(name, f"is shorter than {MIN_SECRET_LENGTH} characters")
+        return Secret(value)
+
+    def session_secrets() -> tuple[Secret, ...]:
+        raw = given("SESSION_SECRETS", True)
+        assert raw is not None
+        parts = [part.strip() for part in raw.split(",")]
+        return tuple(made(f"{ENV_PREFIX}SESSION_SECRETS[{i}]", p) for i, p in enumerate(parts))
+
+    def mint_key() -> Secret | None:
+        value = given("MINT_KEY", False)
+        return None if value is None else made(ENV_PREFIX + "MINT_KEY", value)
+
+    serving = purpose == "serve"
+    problems = Problems()
+    secrets = Secrets(
+        api_key=problems.read(lambda: issued("API_KEY", serving), None),
+        workspace_id=problems.read(lambda: issued("WORKSPACE_ID", serving), None),
+        session_secrets=problems.read(session_secrets, ()),
+        mint_key=problems.read(mint_key, None),
+        lead_token_secret=problems.read(lambda: issued("LEAD_TOKEN_SECRET", False), None),
+    )
+    problems.raise_any()
+    return secrets
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_uuid(key: str, value: str) -> str:
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError as exc:
+        raise ConfigError(key, f"{value!r} is not a UUID") from exc
+    if str(parsed) != value.lower():
+        raise ConfigError(key, f"{value!r} is not a UUID in canonical form")
+    return value.lower()
+
+
+def _read_triggers(readers: list[Reader]) -> tuple[TriggerSettings, ...]:
+    seen: dict[str, str] = {}
+    problems = Problems()
+    read: list[TriggerSettings | None] = [
+        problems.read(functools.partial(_read_trigger, r, seen), None) for r in readers
+    ]
+    problems.raise_any()
+    return tuple(t for t in read if t is not None)
+
+
+def _read_trigger(r: Reader, seen: dict[str, str]) -> TriggerSettings:
+    r.only("id", "name", "sources", "per_customer", "allow_debit", "override")
+    trigger_id = r.string("id")
+    if trigger_id is None:
+        raise ConfigError(r.key("id"), "is required")
+    trigger_id = _check_uuid(r.key("id"), trigger_id)
+    name = r.string("name")
+    if name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
+        raise ConfigError(r.key("name"), "must be 1-64 letters, digits, '_', '.' or '-'")
+    for ref in (trigger_id, name):
+        if ref is None:
+            continue
+        if ref in seen:
+            raise ConfigError(r.key("id" if ref == trigger_id else "name"), "is used twice")
+        seen[ref] = ref
+    sources = r.strings("sources", SOURCES)
+    for s in sources:
+        if s not in SOURCES:
+            raise ConfigError(r.key("sources"), f"{s!r} is not one of {', '.join(SOURCES)}")
+    if not sources:
+        raise ConfigError(r.key("sources"), "must name at least one source")
+    allow_debit = r.boolean("allow_debit", False)
+    wallet, offer = _read_override(r.table("override"), allow_debit)
+    return TriggerSettings(
+        id=trigger_id,
+        name=name,
+        sources=frozenset(sources),
+        per_customer=r.rates("per_customer", None),
+        allow_debit=allow_debit,
+        wallet=wallet,
+        offer=offer,
+    )
+
+
+def _read_override(
+    r: Reader, allow_debit: bool
+) -> tuple[WalletOverride | None, OfferOverride | None]:
+    r.only("wallet", "offer")
+    wallet = offer = None
+    if "wallet" in r.data:
+        w = r.table("wallet")
+        w.only("title", "description", "operation", "coin_range")
+        title = w.string("title")
+        if not title:
+            raise ConfigError(w.key("title"), "is required")
+        operation = w.string("operation", "cr")
+        if operation not in ("cr", "dr"):
+            raise ConfigError(w.key("operation"), 'must be "cr" or "dr"')
+        if operation == "dr" and not allow_debit:
+            raise ConfigError(
+                w.key("operation"), '"dr" takes coins from customers; set allow_debit = true'
+            )
+        c = w.table("coin_range")
+        c.only("min", "max")
+        if "min" not in c.data or "max" not in c.data:
+            raise ConfigError(w.key("coin_range"), "needs min and max")
+        lo, hi = c.integer("min", 0, 0), c.integer("max", 0, 0)
+        if lo > hi:
+            raise ConfigError(w.key("coin_range"), "min must not exceed max")
+        wallet = WalletOverride(title, operation, lo, hi, w.string("description"))
+    if "offer" in r.data:
+        o = r.table("offer")
+        o.only("offer_id")
+        offer_id = o.string("offer_id")
+        if offer_id is None:
+            raise ConfigError(o.key("offer_id"), "is required")
+        offer = OfferOverride(_check_uuid(o.key("offer_id"), offer_id))
+    return wallet, offer

@@ -1,0 +1,149 @@
+"""Settings: built once from a TOML file and an environment mapping, validated completely.
+
+``Settings.load(path, environ)`` is the only way in. Every mistake raises ``ConfigError``
+naming the key (``ConfigErrors`` when there are several), so the CLI can print one line each
+and exit non-zero. The shape of each section is ``schema.py``'s; reading and checking it,
+``settings_reader.py``'s.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from proxy.config.schema import (
+    ENV_PREFIX,
+    MIN_SECRET_LENGTH,
+    SOURCES,
+    ConfigError,
+    ConfigErrors,
+    CorsSettings,
+    KeyPurpose,
+    LimitSettings,
+    LogSettings,
+    OfferOverride,
+    Rate,
+    ReadSettings,
+    Secret,
+    Secrets,
+    ServerSettings,
+    SessionSettings,
+    TriggerSettings,
+    UpstreamSettings,
+    WalletOverride,
+    parse_rates,
+)
+from proxy.config.sections import Purpose, read_sections
+
+__all__ = [
+    "ENV_PREFIX",
+    "MIN_SECRET_LENGTH",
+    "SOURCES",
+    "ConfigError",
+    "ConfigErrors",
+    "CorsSettings",
+    "KeyPurpose",
+    "LimitSettings",
+    "LogSettings",
+    "OfferOverride",
+    "Purpose",
+    "Rate",
+    "ReadSettings",
+    "Secret",
+    "Secrets",
+    "ServerSettings",
+    "SessionSettings",
+    "Settings",
+    "TriggerSettings",
+    "UpstreamSettings",
+    "WalletOverride",
+    "display_url",
+    "parse_rates",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    secrets: Secrets
+    upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+    sessions: SessionSettings = field(default_factory=SessionSettings)
+    cors: CorsSettings = field(default_factory=CorsSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    reads: ReadSettings = field(default_factory=ReadSettings)
+    triggers: tuple[TriggerSettings, ...] = ()
+    logging: LogSettings = field(default_factory=LogSettings)
+
+    @classmethod
+    def load(
+        cls, path: str | Path, environ: Mapping[str, str], *, purpose: Purpose = "serve"
+    ) -> Settings:
+        """Read the TOML file at ``path``, apply ``environ`` overrides and validate.
+
+        ``purpose="mint"`` needs only the session secrets; ``"serve"`` needs all of them.
+        """
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError("--config", f"cannot read {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("--config", f"{path} is not valid TOML: {exc}") from exc
+        return cls.from_mapping(data, environ, purpose=purpose)
+
+    @classmethod
+    def from_mapping(
+        cls, data: Mapping[str, Any], environ: Mapping[str, str], *, purpose: Purpose = "serve"
+    ) -> Settings:
+        secrets, sections, triggers = read_sections(data, environ, purpose)
+        settings = cls(secrets=secrets, triggers=triggers, **sections)
+        _lint(settings)
+        return settings
+
+
+def _lint(settings: Settings) -> None:
+    """Refuse configurations that are valid one key at a time but unsafe together."""
+    if not settings.triggers:
+        raise ConfigError("triggers", "the allow-list is empty: add at least one [[triggers]]")
+    if settings.limits.storage_url.startswith("memory:") and settings.server.workers > 1:
+        raise ConfigError(
+            "limits.storage_url",
+            "memory:// is per process; with several workers use redis://",
+        )
+    budget, reads = settings.limits.upstream, settings.reads.budget
+    if settings.reads.routes and reads.limit / reads.seconds >= budget.limit / budget.seconds:
+        raise ConfigError(
+            "reads.budget",
+            f"must be a slice of limits.upstream ({budget}), smaller than it, so that "
+            "reads never take the budget rewards need",
+        )
+    secrets = settings.secrets
+    serving = secrets.api_key is not None
+    if serving and settings.upstream.key_purpose == "storefront" and not secrets.lead_token_secret:
+        raise ConfigError(
+            f"{ENV_PREFIX}LEAD_TOKEN_SECRET",
+            'is required with upstream.key_purpose = "storefront" (the key\'s signing secret)',
+        )
+    if secrets.mint_key is not None and secrets.mint_key in secrets.session_secrets:
+        raise ConfigError(f"{ENV_PREFIX}MINT_KEY", "must differ from every session secret")
+
+
+def display_url(url: str) -> str:
+    """``url`` as it may be shown: a password, in the userinfo or as a ``password`` query
+    parameter (both forms redis-py accepts), replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None and "password" not in parts.query.lower():
+        return url
+    netloc = parts.netloc
+    if parts.password is not None:
+        host = netloc.rpartition("@")[2]
+        netloc = f"{parts.username or ''}:***@{host}"
+    query = urlencode(
+        [(k, "***" if k.lower() == "password" else v) for k, v in parse_qsl(parts.query)],
+        safe="*",
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))

@@ -1,0 +1,239 @@
+"""The in-process limit store (``memory://``): one process only, bounded.
+
+Every decision runs without an ``await`` between its read and its write, so on one event loop
+it is atomic. The store holds at most ``max_keys`` live entries; at the bound a request that
+would add one is refused with ``StorageUnavailable`` rather than evicting anything: dropping a
+window would hand a customer fresh quota, dropping an idempotency record could pay a retry twice.
+
+It is built to stay small with a million customers: a window is a bare list of times (its
+length is in its key), an idempotency record three slots, and expiry is tracked in per-second
+buckets of keys (one pointer per key) swept at most once a second; a key still alive when its
+bucket comes due is moved to the bucket of its new expiry.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import math
+import time
+from collections.abc import Callable, Sequence
+
+from proxy.errors import StorageUnavailable
+from proxy.limits.decisions import Decision, Outcome, StoredAnswer, WindowState
+from proxy.limits.keys import IdempotencyClaim, Window, window_seconds
+
+SWEEP_INTERVAL = 1.0
+
+
+class _Record:
+    """An idempotency record. ``state`` is the in-flight deadline (a float) until the answer
+    is stored, then the answer's encoded bytes."""
+
+    __slots__ = ("expires_at", "fingerprint", "state")
+
+    def __init__(self, fingerprint: bytes, deadline: float, expires_at: float) -> None:
+        self.fingerprint = fingerprint
+        self.state: float | bytes = deadline
+        self.expires_at = expires_at
+
+
+# A window's log: the accepted times, oldest first, at most its limit of them. A window with one
+# time in it (every customer after a first spin, the usual case) holds the bare float: a list
+# would cost about 80 bytes more per customer.
+Stamps = float | list[float]
+
+
+def _state(stamps: Stamps | None, limit: int, seconds: int, now: float) -> tuple[int, float, float]:
+    """(requests counted in the window, seconds until the window has room, oldest counted).
+
+    A list of stamps is sorted, so the window's start is found by bisection: O(log n).
+    """
+    if stamps is None:
+        return 0, 0.0, now
+    if not isinstance(stamps, list):
+        if stamps <= now - seconds:
+            return 0, 0.0, now
+        return 1, stamps + seconds - now if limit <= 1 else 0.0, stamps
+    first = bisect.bisect_right(stamps, now - seconds)
+    count = len(stamps) - first
+    if count == 0:
+        return 0, 0.0, now
+    wait = stamps[-limit] + seconds - now if count >= limit else 0.0
+    return count, wait, stamps[first]
+
+
+class MemoryStore:
+    def __init__(self, *, max_keys: int = 1_000_000, clock: Callable[[], float] = time.time):
+        self._max_keys = max_keys
+        self.clock = clock
+        self._logs: dict[str, Stamps] = {}  # accepted times, oldest first, <= limit
+        self._records: dict[str, _Record] = {}
+        self._due: dict[int, list[str]] = {}  # whole second -> keys that may expire by then
+        self._due_seconds: list[int] = []  # a heap of the keys of _due
+        self._next_sweep = 0.0
+
+    def __len__(self) -> int:
+        return len(self._logs) + len(self._records)
+
+    async def admit(
+        self,
+        windows: Sequence[Window],
+        budgets: Sequence[Window],
+        claim: IdempotencyClaim | None,
+    ) -> Decision:
+        now = self.clock()
+        if now >= self._next_sweep:
+            self._sweep(now)
+        if claim is not None:
+            record = self._records.get(claim.key)
+            if record is not None and record.expires_at > now:
+                return _replay(record, claim, now)
+        logs = self._logs
+        states = [_state(logs.get(w.key), w.limit, w.seconds, now) for w in windows]
+        customer_wait = max([wait for _, wait, _ in states], default=0.0)
+        if customer_wait > 0:
+            shown = tuple(
+                [
+                    WindowState(max(0, w.limit - c), wait or oldest + w.seconds - now)
+                    for w, (c, wait, oldest) in zip(windows, states, strict=True)
+                ]
+            )
+            return Decision(Outcome.RATE_LIMITED, customer_wait, shown)
+        if budgets:
+            wait = max([_state(logs.get(b.key), b.limit, b.seconds, now)[1] for b in budgets])
+            if wait > 0:
+                return Decision(Outcome.BUDGET_SPENT, wait)
+        spend = [*windows, *budgets]
+        # At most one new key per window and one for the claim: far from the bound, nothing
+        # needs counting.
+        if len(self._logs) + len(self._records) + len(spend) + 1 > self._max_keys:
+            self._make_room(now, [w.key for w in spend if w.key not in self._logs], claim)
+        for w in spend:
+            self._spend(w, now)
+        if claim is not None:
+            expires_at = now + claim.ttl_seconds
+            deadline = now + claim.in_flight_seconds
+            self._records[claim.key] = _Record(claim.fingerprint, deadline, expires_at)
+            self._schedule(claim.key, expires_at)
+        shown = tuple(
+            [
+                WindowState(w.limit - c - 1, oldest + w.seconds - now)
+                for w, (c, _, oldest) in zip(windows, states, strict=True)
+            ]
+        )
+        return Decision(Outcome.ADMITTED, 0.0, shown, ticket=now)
+
+    async def finish(self, claim: IdempotencyClaim, answer: StoredAnswer) -> None:
+        record = self._records.get(claim.key)
+        if record is None or record.fingerprint != claim.fingerprint:
+            return
+        record.state = answer.encode()
+        # The reservation's bucket comes due first; the sweep then moves the key along.
+        record.expires_at = self.clock() + claim.ttl_seconds
+
+    async def release(
+        self,
+        windows: Sequence[Window],
+        budgets: Sequence[Window],
+        claim: IdempotencyClaim | None,
+        ticket: float | str | None,
+    ) -> None:
+        assert isinstance(ticket, (int, float)), "a memory store's ticket is its clock's time"
+        logs = self._logs
+        for w in [*windows, *budgets]:
+            stamps = logs.get(w.key)
+            if isinstance(stamps, list):
+                i = bisect.bisect_left(stamps, ticket)
+                if i < len(stamps) and stamps[i] == ticket:
+                    del stamps[i]
+                if not stamps:
+                    del logs[w.key]
+            elif stamps is not None and stamps == ticket:
+                del logs[w.key]
+        if claim is not None:
+            record = self._records.get(claim.key)
+            if (
+                record is not None
+                and record.fingerprint == claim.fingerprint
+                and not isinstance(record.state, bytes)
+            ):
+                del self._records[claim.key]
+
+    async def ping(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+    def _spend(self, w: Window, now: float) -> None:
+        logs = self._logs
+        stamps = logs.get(w.key)
+        if stamps is None:
+            logs[w.key] = now
+            self._schedule(w.key, now + w.seconds)
+            return
+        if not isinstance(stamps, list):
+            if w.limit == 1 or stamps <= now - w.seconds:  # the old time leaves the log
+                logs[w.key] = now
+                return
+            stamps = logs[w.key] = [stamps]
+        stamps.append(now)
+        # Keep at most `limit` entries; drop expired ones only once they are half the list, so
+        # the cost of deleting from the front stays O(1) per request, amortized.
+        excess = len(stamps) - w.limit
+        if excess > 0:
+            del stamps[:excess]
+        expired = bisect.bisect_right(stamps, now - w.seconds)
+        if expired * 2 > len(stamps):
+            del stamps[:expired]
+
+    def _schedule(self, key: str, at: float) -> None:
+        second = math.ceil(at)
+        keys = self._due.get(second)
+        if keys is None:
+            keys = self._due[second] = []
+            heapq.heappush(self._due_seconds, second)
+        keys.append(key)
+
+    def _make_room(self, now: float, new_keys: list[str], claim: IdempotencyClaim | None) -> None:
+        needed = len(new_keys) + (claim is not None and claim.key not in self._records)
+        if len(self) + needed <= self._max_keys:
+            return
+        self._sweep(now, force=True)
+        if len(self) + needed > self._max_keys:
+            raise StorageUnavailable("the limit store is full", cause="memory_store_full")
+
+    def _sweep(self, now: float, *, force: bool = False) -> None:
+        if not force and now < self._next_sweep:
+            return
+        self._next_sweep = now + SWEEP_INTERVAL
+        while self._due_seconds and self._due_seconds[0] <= now:
+            for key in self._due.pop(heapq.heappop(self._due_seconds)):
+                self._expire(key, now)
+
+    def _expire(self, key: str, now: float) -> None:
+        stamps = self._logs.get(key)
+        if stamps is not None:
+            newest = stamps[-1] if isinstance(stamps, list) else stamps
+            expires_at = newest + window_seconds(key)
+            if expires_at <= now:
+                del self._logs[key]
+            else:
+                self._schedule(key, expires_at)
+        record = self._records.get(key)
+        if record is not None:
+            if record.expires_at <= now:
+                del self._records[key]
+            else:
+                self._schedule(key, record.expires_at)
+
+
+def _replay(record: _Record, claim: IdempotencyClaim, now: float) -> Decision:
+    if record.fingerprint != claim.fingerprint:
+        return Decision(Outcome.KEY_REUSED)
+    if isinstance(record.state, bytes):
+        return Decision(Outcome.REPLAY, answer=StoredAnswer.decode(record.state))
+    if now < record.state:
+        return Decision(Outcome.IN_FLIGHT, record.state - now)
+    return Decision(Outcome.LOST)

@@ -1,0 +1,40 @@
+"""Opening the limit store that ``limits.storage_url`` names."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Protocol
+
+from proxy.config.settings import LimitSettings
+from proxy.limits.decisions import LimitStore
+from proxy.limits.memory_store import MemoryStore
+
+
+class Blobs(Protocol):
+    """Where replicas share entries: Redis (``RedisBlobs``), or nowhere."""
+
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def put(self, key: str, blob: bytes, ttl_seconds: float) -> None: ...
+
+    async def lock(self, key: str, ttl_seconds: float) -> bool: ...
+
+    async def unlock(self, key: str) -> None: ...
+
+
+def open_store(settings: LimitSettings, workspace_id: str) -> LimitStore:
+    """The store ``limits.storage_url`` names. On Redis every key carries a digest of the
+    workspace, so deployments for two workspaces on one database never share a budget."""
+    if settings.storage_url.startswith("memory:"):
+        return MemoryStore(max_keys=settings.memory_max_keys)
+    from proxy.limits.redis_store import RedisStore
+
+    workspace = hashlib.blake2b(workspace_id.encode(), digest_size=6).hexdigest()
+    return RedisStore(settings.storage_url, prefix=f"trigger-proxy:{workspace}:")
+
+
+def shared_blobs(store: LimitStore) -> Blobs | None:
+    """Where the replicas share cached reads: the Redis store's, or nowhere (one process)."""
+    from proxy.limits.redis_store import RedisStore
+
+    return store.blobs() if isinstance(store, RedisStore) else None

@@ -1,0 +1,2 @@
+"""What an operator sees: the JSON access log, Prometheus metrics, and the probe of
+dependencies."""

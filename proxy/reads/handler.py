@@ -1,0 +1,242 @@
+"""The read path: a storefront widget's GETs under ``/api/v2/merchant/``, always for the
+session's own customer (docs/api.md, "Reads"; ``routes.py`` says what each becomes).
+
+The order of checks is the reward path's: (route and method, in the app) session, the read
+enabled, source, query, then limits and the upstream call. A call to Nector spends the
+customer's read windows and, in the same atomic store decision as rewards use, both the whole
+workspace budget and the reads' slice of it (``reads.budget``), so reads can never take what
+rewards need. Workspace-wide answers come from ``readcache.ReadCache`` and spend nothing when
+cached; a customer's own answers are never cached.
+
+A customer_id session is looked up once (``leads/<id>?customer_id=<id>``) for its lead id,
+which the lists filter by; the answer is remembered, bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from proxy.config.settings import SOURCES, Rate, ReadSettings
+from proxy.errors import (
+    NotFound,
+    RateLimited,
+    ReadNotAllowed,
+    UpstreamBusy,
+    UpstreamError,
+    UpstreamUnreachable,
+)
+from proxy.http.asgi import Request
+from proxy.http.responses import Answer, quota_headers, rate_policy
+from proxy.identity.auth import Authenticator
+from proxy.identity.claims import Session, resolve_source
+from proxy.identity.leadtokens import LeadTokens
+from proxy.limits.bounded import ExpiringMap
+from proxy.limits.decisions import LimitStore, Outcome
+from proxy.limits.keys import Window, budget_window, customer_windows
+from proxy.limits.stores import Blobs
+from proxy.observe.logs import AccessRecord
+from proxy.reads.cache import Entry, ReadCache, SingleFlight
+from proxy.reads.routes import Kind, Read, parse
+from proxy.upstream.client import UpstreamClient
+
+PRIVATE = [(b"cache-control", b"private, no-store")]
+LEADS_REMEMBERED = 10_000
+LEAD_SECONDS = 86_400.0  # a lead's id never changes; the bound is for forgetting old customers
+_READS = "reads"  # the "trigger" the customer's read windows are keyed by
+ALL_SOURCES = frozenset(SOURCES)  # reads are no trigger's: every source may read
+
+
+class Reads:
+    def __init__(
+        self,
+        reads: ReadSettings,
+        *,
+        budget: Rate,
+        auth: Authenticator,
+        store: LimitStore,
+        upstream: UpstreamClient,
+        lead_tokens: LeadTokens | None,
+        blobs: Blobs | None = None,
+    ) -> None:
+        self._enabled = frozenset(reads.routes)
+        self._auth = auth
+        self._store = store
+        self._upstream = upstream
+        self._rates = reads.per_customer
+        self._policy = rate_policy(reads.per_customer)
+        self._budgets = (budget_window(budget), _slice(reads.budget))
+        self._cache = ReadCache(
+            fresh_seconds=reads.cache_seconds,
+            stale_seconds=reads.stale_seconds,
+            size=reads.max_cached,
+            blobs=blobs,
+            wait_seconds=upstream.timeout_seconds,
+        )
+        self._max_age = reads.cache_seconds
+        self._mine: SingleFlight[tuple[int, bytes, list[tuple[bytes, bytes]]]] = SingleFlight()
+        self._leads: ExpiringMap[str, str] = ExpiringMap(LEADS_REMEMBERED, store.clock)
+        self._lead_tokens = lead_tokens
+
+    async def aclose(self) -> None:
+        await self._cache.aclose()
+        await self._mine.aclose()
+
+    async def read(
+        self, request: Request, rest: str, record: AccessRecord, cookie_ok: bool
+    ) -> Answer:
+        """``GET /api/v2/merchant/{rest}``: the session's own data, or the workspace's."""
+        session, _ = self._auth.session(request, record, cookie_ok)
+        if rest.partition("/")[0] not in self._enabled:
+            raise ReadNotAllowed("this read is not enabled on this proxy")
+        source = resolve_source(request.header(b"x-source"), session, ALL_SOURCES)
+        record.source = source
+        read = parse(rest, request.query)
+        if read.kind is Kind.WORKSPACE:
+            return await self._workspace(read, session, source, request.request_id, record)
+        lead = session.subject if session.subject_field == "lead_id" else None
+        if read.needs_lead and lead is None:
+            found = await self._lead(session, source, request.request_id, record)
+            if isinstance(found, Answer):
+                return found  # Nector's own answer to the lookup: no such customer, say
+            lead = found
+        target = read.target(session, lead)
+        status, body, headers = await self._own(
+            session, target, source, request.request_id, record, lead
+        )
+        if read.kind is Kind.LEAD and status == 200 and session.subject_field == "customer_id":
+            self._remember_lead(session, _lead_id(body))  # the lists' lookup, made for free
+        if read.kind is Kind.COUPON and status == 200 and _item(body).get("lead_id") != lead:
+            raise NotFound("no such coupon")  # another customer's: not even its existence
+        return Answer(status, body, [*PRIVATE, *headers])
+
+    async def _workspace(
+        self, read: Read, session: Session, source: str, request_id: str, record: AccessRecord
+    ) -> Answer:
+        key = read.target(session, None)
+        cache = self._cache
+        entry = cache.get(key)
+
+        def fetch(into: AccessRecord | None) -> Callable[[], Awaitable[tuple[int, bytes]]]:
+            async def call() -> tuple[int, bytes]:
+                status, body, _ = await self._call(key, (), source, request_id, into, None)
+                return status, body
+
+            return call
+
+        if entry is not None:
+            if cache.fresh(entry):
+                record.decision = "cached"
+                return self._cached(entry)
+            # The refresh outlives this request: it must not write into its access line.
+            cache.refresh(key, fetch(None))
+            record.decision = "stale"
+            return self._cached(entry)
+        # A miss: the customer's read windows pay for joining (or starting) the fill.
+        windows = customer_windows(_READS, session.scope, self._rates)
+        decision = await self._store.admit(windows, (), None)
+        if decision.outcome is Outcome.RATE_LIMITED:
+            raise RateLimited(decision.retry_after, headers=self._quota(windows, decision.windows))
+        return self._cached(await cache.fill(key, fetch(record)))
+
+    def _cached(self, entry: Entry) -> Answer:
+        """A workspace-wide answer: browsers may keep it for as long as it stays fresh here."""
+        left = math.floor(entry.fresh_until - self._cache.clock())
+        control = b"public, max-age=%d" % min(self._max_age, max(0, left))
+        return Answer(entry.status, entry.body, [(b"cache-control", control), (b"vary", b"Origin")])
+
+    async def _lead(
+        self, session: Session, source: str, request_id: str, record: AccessRecord
+    ) -> str | Answer:
+        """A customer_id session's lead id, looked up once; or Nector's answer to the lookup
+        when it found none."""
+        known = self._leads.get(session.scope)
+        if known is not None:
+            return known
+        target = Read("leads", Kind.LEAD, None, ()).target(session, None)
+        status, body, headers = await self._own(session, target, source, request_id, record, None)
+        if status != 200:
+            return Answer(status, body, [*PRIVATE, *headers])
+        lead = _lead_id(body)
+        if lead is None:
+            raise UpstreamError(cause="no_lead_id")
+        self._remember_lead(session, lead)
+        return lead
+
+    def _remember_lead(self, session: Session, lead: str | None) -> None:
+        if lead is not None:
+            self._leads.put(session.scope, self._leads.clock() + LEAD_SECONDS, lead)
+
+    async def _own(
+        self,
+        session: Session,
+        target: str,
+        source: str,
+        request_id: str,
+        record: AccessRecord,
+        lead: str | None,
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        """A customer's own read: concurrent ones of the same customer and target (a widget and
+        its page both reading the lead, say) share one call, spent from that customer's reads."""
+        windows = customer_windows(_READS, session.scope, self._rates)
+        return await self._mine.run(
+            f"{session.scope}\x00{target}",
+            lambda: self._call(target, windows, source, request_id, record, lead),
+        )
+
+    async def _call(
+        self,
+        target: str,
+        windows: tuple[Window, ...],
+        source: str,
+        request_id: str,
+        record: AccessRecord | None,
+        lead: str | None,
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        """One call to Nector, admitted by the store: its status, body and quota headers.
+        ``record``: the access line of the request it answers, if any."""
+        decision = await self._store.admit(windows, self._budgets, None)
+        if record is not None:
+            record.decision = decision.outcome
+        if decision.outcome is Outcome.RATE_LIMITED:
+            raise RateLimited(decision.retry_after, headers=self._quota(windows, decision.windows))
+        if decision.outcome is Outcome.BUDGET_SPENT:
+            raise UpstreamBusy(decision.retry_after)
+        tokens = self._lead_tokens
+        token = None if tokens is None or lead is None else tokens.for_lead(lead)
+        try:
+            answer = await self._upstream.get(
+                target, source=source, request_id=request_id, lead_token=token
+            )
+        except UpstreamUnreachable:
+            await self._store.release(windows, self._budgets, None, decision.ticket)
+            raise
+        if record is not None:
+            record.upstream_status = answer.status
+            record.upstream_ms = round(answer.elapsed * 1000, 2)
+        return answer.status, answer.body, self._quota(windows, decision.windows)
+
+    def _quota(self, windows: tuple[Window, ...], states: Any) -> list[tuple[bytes, bytes]]:
+        return quota_headers(windows, states, self._policy)
+
+
+def _slice(rate: Any) -> Window:
+    """The reads' own slice of the workspace budget: a window beside the whole one."""
+    whole = budget_window(rate)
+    return whole._replace(key="r" + whole.key)
+
+
+def _item(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body).get("data") or {}
+        item = data.get("item") or {}
+    except (ValueError, AttributeError):
+        return {}
+    return item if isinstance(item, dict) else {}
+
+
+def _lead_id(body: bytes) -> str | None:
+    lead = _item(body).get("_id")
+    return lead if isinstance(lead, str) and lead else None

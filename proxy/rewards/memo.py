@@ -1,0 +1,91 @@
+"""The decision memo: exact repeats of a refused or replayed request, answered from memory."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+from proxy.errors import Headers
+from proxy.http.responses import most_restrictive, window_headers
+from proxy.limits.bounded import ExpiringMap
+from proxy.limits.decisions import Decision, StoredAnswer
+from proxy.limits.keys import Window
+
+# A remembered replay is kept this long at most: its stored answer expires in the store, which
+# the memo does not see.
+REPLAY_MEMO_SECONDS = 1.0
+
+
+class OverQuota:
+    """The rate-limit headers, Retry-After included, of a customer over quota from now until
+    the full window frees. The window shown (the most restrictive) stays the same meanwhile,
+    so only the seconds change: the headers are rebuilt when they do, not on every request."""
+
+    __slots__ = (
+        "_headers",
+        "_policy",
+        "_remaining",
+        "_reset_at",
+        "_retry_at",
+        "_seconds",
+        "_window",
+    )
+
+    def __init__(
+        self, now: float, decision: Decision, windows: Sequence[Window], policy: bytes
+    ) -> None:
+        i = most_restrictive(decision.windows)
+        self._window = windows[i]
+        self._remaining = decision.windows[i].remaining
+        self._reset_at = now + decision.windows[i].reset
+        self._retry_at = now + decision.retry_after
+        self._policy = policy
+        self._seconds = (0, 0)
+        self._headers: Headers = []
+
+    def headers(self, now: float) -> Headers:
+        """The headers as the store's decision would give them at ``now`` (never early). The
+        list is shared by the requests of one second: it is copied, never changed."""
+        seconds = (
+            max(1, math.ceil(self._retry_at - now)),
+            max(0, math.ceil(self._reset_at - now)),
+        )
+        if seconds != self._seconds:
+            retry, reset = self._seconds = seconds
+            self._headers = [
+                *window_headers(self._window, self._remaining, reset, self._policy),
+                (b"retry-after", b"%d" % retry),
+            ]
+        return self._headers
+
+
+class Repeat(NamedTuple):
+    """A remembered decision (``DecisionMemo``) with what it is answered with: a stored
+    answer to replay, or a customer over quota."""
+
+    trigger: str  # the trigger's label, for the access line
+    source: str
+    answer: StoredAnswer | None  # a replay's stored answer
+    over_quota: OverQuota | None  # a refusal's headers
+
+
+class DecisionMemo(ExpiringMap[object, Repeat]):
+    """The last few thousand repeatable decisions of exact repeats of a request.
+
+    Customers spinning past their quota and widgets retrying a paid spin send the same request
+    again and again, and its decision cannot change meanwhile. A customer over quota stays over
+    it until the full window frees: no request of theirs on that trigger is admitted before
+    then (by any replica), and counted requests leave a window only by age; the rate-limit
+    fields shown are those of that window, which are the same whenever they are computed. A
+    stored answer is never replaced, only expired (so a replay is kept REPLAY_MEMO_SECONDS at
+    most). Remembering the decision skips the trigger lookup, the windows and the store (a
+    Redis round trip); the answer is rebuilt with its seconds counted from now. The session is
+    checked on every request before the memo is asked.
+
+    ``clock`` must be the one the store's relative times run on (the memory store's own
+    clock; any steady clock for Redis).
+    """
+
+    def __init__(self, clock: Callable[[], float], *, size: int = 4096) -> None:
+        super().__init__(size, clock)

@@ -1,0 +1,1 @@
+"""The call to Nector: the client, its aiohttp transport, and the shared deadline timer."""

@@ -1,0 +1,103 @@
+"""The server protocol's limits, over a fake transport: what counts as the head, and when a
+connection is late (the same limits on a real `serve`: tests/test_hardening.py)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from uvicorn.config import Config
+from uvicorn.server import ServerState
+
+from proxy.http.server_protocol import LimitedHttpToolsProtocol
+
+HEAD = b"POST /v1/triggers/spin-wheel HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n"
+
+
+class Transport:
+    def __init__(self) -> None:
+        self.written = b""
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 5000)}.get(name)
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+
+async def app(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 204, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
+@pytest.fixture
+async def protocol() -> AsyncIterator[tuple[LimitedHttpToolsProtocol, Transport]]:
+    config = Config(app, log_config=None, access_log=False, lifespan="off")
+    config.load()
+    saved = LimitedHttpToolsProtocol.max_head_bytes
+    LimitedHttpToolsProtocol.max_head_bytes = len(HEAD) + 10
+    try:
+        proto = LimitedHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
+        transport = Transport()
+        proto.connection_made(transport)  # type: ignore[arg-type]
+        yield proto, transport
+    finally:
+        LimitedHttpToolsProtocol.max_head_bytes = saved
+
+
+async def test_a_body_sharing_the_heads_chunk_does_not_count_as_head(
+    protocol: tuple[LimitedHttpToolsProtocol, Transport],
+) -> None:
+    proto, transport = protocol
+    # The limit is the head and 10 bytes: counted with its body, this head would be refused.
+    proto.data_received(HEAD.replace(b"length: 2", b"length: 40") + b"x" * 40)
+    assert b" 431 " not in transport.written
+    assert proto.cycle is not None  # the request went on to the app
+
+
+async def test_a_head_split_across_chunks_counts_whole_and_no_more(
+    protocol: tuple[LimitedHttpToolsProtocol, Transport],
+) -> None:
+    proto, transport = protocol
+    head = HEAD.replace(b"length: 2", b"length: 40")
+    cut = len(head) - 2  # the blank line that ends the head is split between the chunks
+    proto.data_received(head[:cut])
+    # Were the seam missed, the 40-byte body would count as head and pass the limit.
+    proto.data_received(head[cut:] + b"x" * 40)
+    assert b" 431 " not in transport.written
+    assert proto.cycle is not None
+
+
+async def test_a_head_past_the_limit_is_431_and_closed(
+    protocol: tuple[LimitedHttpToolsProtocol, Transport],
+) -> None:
+    proto, transport = protocol
+    proto.data_received(b"GET / HTTP/1.1\r\nx-pad: " + b"a" * 20)
+    proto.data_received(b"a" * 100)
+    assert transport.written.startswith(b"HTTP/1.1 431 ")
+    assert b'"code":"headers_too_large"' in transport.written
+    assert transport.closed
+
+
+async def test_a_late_head_is_closed_at_the_sweep_after_its_deadline(
+    protocol: tuple[LimitedHttpToolsProtocol, Transport],
+) -> None:
+    proto, transport = protocol
+    proto.data_received(b"GET / HTTP/1.1\r\n")
+    assert proto._due is not None
+    proto._past_due(proto._due - 0.1)
+    assert not transport.closed
+    proto._past_due(proto._due + 0.1)
+    assert transport.closed
