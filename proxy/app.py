@@ -7,7 +7,7 @@ and the lifespan is Starlette's (it opens and closes the limit store and the ups
 Every HTTP request first passes the checks the contract puts before any route's own work, in
 one frame: route and method, then the Origin (403 origin_not_allowed), then a browser's
 preflight. The reward routes (``POST /v1/triggers/{trigger}`` and Nector's drop-in) and the
-reads (``GET /api/v2/merchant/...``, ``reading.py``) are then answered there directly, since
+reads (``GET /api/v2/merchant/...``, ``reads.handler``) are then answered there directly, since
 refusals are most of the traffic and Starlette's middleware stack and routing in front would
 add half again to a refusal's CPU (bench/routing.py); the rest goes on to Starlette's router.
 Every answer gets X-Request-ID and the CORS headers, and one access line.

@@ -1,7 +1,7 @@
 """The configuration's shape: every section a frozen dataclass, every key stated once.
 
 A key's default, bounds and environment variable are its field's (``setting``), and
-``settings_reader`` reads and checks the TOML file by them, so adding a key is one line here.
+``sections`` reads and checks the TOML file by them, so adding a key is one line here.
 Secrets come only from the environment and live in ``Secret``, which never shows its value.
 Nothing of the project is imported here.
 """

@@ -3,7 +3,7 @@
 ``Settings.load(path, environ)`` is the only way in. Every mistake raises ``ConfigError``
 naming the key (``ConfigErrors`` when there are several), so the CLI can print one line each
 and exit non-zero. The shape of each section is ``schema.py``'s; reading and checking it,
-``settings_reader.py``'s.
+``sections.py``'s.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ gives everything back with ``release``.
 Windows are exact moving windows: a log of the accepted requests' times, trimmed to the
 window's limit, so "N/period" never lets N+1 through in any interval of that length and the
 Retry-After it gives is the moment the oldest counted request leaves the window. The keys are
-``keys.py``'s; rendering a decision as headers is the HTTP layer's (``responses.py``).
+``keys.py``'s; rendering a decision as headers is the HTTP layer's (``http.responses``).
 
 Stores: ``memory_store.MemoryStore`` (one process) and ``redis_store.RedisStore`` (shared by
 replicas; one Lua script, so one round trip, per decision).

@@ -252,7 +252,7 @@ class RedisStore:
         await self._call(self._release, keys, [ticket, claim.fingerprint if claim else ""])
 
     def blobs(self) -> RedisBlobs:
-        """Where the replicas share workspace-wide reads (``readcache.ReadCache``)."""
+        """Where the replicas share workspace-wide reads (``reads.cache.ReadCache``)."""
         return RedisBlobs(self)
 
     async def ping(self) -> None:
@@ -272,7 +272,7 @@ class RedisStore:
 
 
 class RedisBlobs:
-    """``readcache.Blobs`` on the store's connections: cached reads and their fill locks."""
+    """``limits.stores.Blobs`` on the store's connections: cached reads and their fill locks."""
 
     def __init__(self, store: RedisStore) -> None:
         self._store = store

@@ -5,7 +5,7 @@ The order of checks is the reward path's: (route and method, in the app) session
 enabled, source, query, then limits and the upstream call. A call to Nector spends the
 customer's read windows and, in the same atomic store decision as rewards use, both the whole
 workspace budget and the reads' slice of it (``reads.budget``), so reads can never take what
-rewards need. Workspace-wide answers come from ``readcache.ReadCache`` and spend nothing when
+rewards need. Workspace-wide answers come from ``reads.cache.ReadCache`` and spend nothing when
 cached; a customer's own answers are never cached.
 
 A customer_id session is looked up once (``leads/<id>?customer_id=<id>``) for its lead id,

@@ -128,7 +128,7 @@ class UpstreamClient:
         self, target: str, *, source: str, request_id: str, lead_token: bytes | None = None
     ) -> UpstreamAnswer:
         """GET one of Nector's reads: ``target`` is its path and query under
-        ``/api/v2/merchant/``, built by the proxy (``reads.py``), never taken from a client."""
+        ``/api/v2/merchant/``, built by the proxy (``reads.routes``), never taken from a client."""
         url = httpx.URL(self._reads_base + target)
         return await self._call(url, None, source, request_id, lead_token)
 

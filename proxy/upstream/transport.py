@@ -56,7 +56,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._make_session = session
         self._session: aiohttp.ClientSession | None = None
         # httpx's timeout extension in aiohttp's terms, converted once per distinct value (the
-        # proxy sets none: its own deadline covers the whole call, proxy/deadlines.py).
+        # proxy sets none: its own deadline covers the whole call, proxy/upstream/deadlines.py).
         self._timeouts: dict[tuple[float | None, ...], aiohttp.ClientTimeout] = {}
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
