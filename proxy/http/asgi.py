@@ -168,10 +168,15 @@ class Request:
     async def read(self, limit: int) -> bytes:
         """``body()`` once its Content-Length has been checked (``declared_length``)."""
         message = await self.receive()
+        if message["type"] != "http.request":
+            # The client left before its body (or its end) arrived: uvicorn then answers the
+            # first receive with a disconnect. Never what the client sent: a request is acted
+            # on only once it is whole.
+            raise InvalidBody("the body did not fully arrive")
         body: bytes = message.get("body", b"")
         if len(body) > limit:
             raise BodyTooLarge()
-        if not message.get("more_body", False) or message["type"] != "http.request":
+        if not message.get("more_body", False):
             return body  # the whole body in one message: the usual case
         chunks = [body]
         size = len(body)
