@@ -6,6 +6,7 @@
     ├── ForbiddenField              400 forbidden_field
     ├── InvalidSource               400 invalid_source
     ├── InvalidQuery                400 invalid_query
+    ├── MalformedRequest            400 malformed_request   (by the server protocol)
     ├── MissingSession              401 missing_session
     ├── InvalidSession              401 invalid_session
     ├── ExpiredSession              401 expired_session   (subclass of InvalidSession)
@@ -30,7 +31,8 @@
     │   ├── UpstreamRejected        502 upstream_rejected
     │   ├── UpstreamBusy            503 upstream_busy           (Retry-After)
     │   └── UpstreamTimeout         504 upstream_timeout
-    └── StorageUnavailable          503 storage_unavailable
+    ├── StorageUnavailable          503 storage_unavailable
+    └── ServerBusy                  503 server_busy           (by the server protocol; Retry-After)
 
 On Nector's own paths (``/api/v2/merchant/...``) a refusal is also written in Nector's envelope
 (``nector_body``), since clients written for Nector read only ``meta`` and ``data.message``.
@@ -136,6 +138,10 @@ class InvalidQuery(ProxyError):
     status, code, message = 400, "invalid_query", "a query parameter this read does not take"
 
 
+class MalformedRequest(ProxyError):
+    status, code, message = 400, "malformed_request", "the request is not well-formed HTTP/1.1"
+
+
 class MissingSession(ProxyError):
     status, code, message = 401, "missing_session", "no session token was sent"
 
@@ -239,6 +245,10 @@ class UpstreamTimeout(UpstreamFailure):
 
 class StorageUnavailable(ProxyError):
     status, code, message = 503, "storage_unavailable", "the limit store is unavailable"
+
+
+class ServerBusy(_RetryLater):
+    status, code, message = 503, "server_busy", "the server has too many connections; retry later"
 
 
 def failure_cause(exc: BaseException) -> str:

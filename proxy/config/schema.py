@@ -233,6 +233,7 @@ class ServerSettings:
     head_timeout_seconds: float = setting(10.0, low=0.1)  # for the whole head to arrive
     body_timeout_seconds: float = setting(10.0, low=0.1)  # for the whole body, once the head is in
     max_concurrency: int = setting(1000, low=1)  # connections and requests; past it, 503
+    max_connections_per_address: int = setting(100, low=0)  # one untrusted peer's; 0: no cap
 
 
 @dataclass(frozen=True, slots=True)
