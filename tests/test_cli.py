@@ -50,8 +50,21 @@ def test_check_config_accepts_the_example_and_prints_no_secret() -> None:
 @pytest.mark.parametrize(
     ("url", "shown"),
     [
-        ("redis://:hunter2-pass@127.0.0.1:6379/0", "redis://:***@127.0.0.1:6379/0"),
+        ("redis://:hunter2-pass@127.0.0.1:6379/0", "redis://***@127.0.0.1:6379/0"),
+        ("redis://hunter2-pass@127.0.0.1:6379/0", "redis://***@127.0.0.1:6379/0"),
         ("redis://127.0.0.1:6379/0?password=hunter2-pass", "redis://127.0.0.1:6379/0?password=***"),
+        (
+            "redis+sentinel://s1:26379,s2:26379/rewards/0?sentinel_password=hunter2-pass",
+            "redis+sentinel://s1:26379,s2:26379/rewards/0?sentinel_password=***",
+        ),
+        (
+            "redis+sentinel://u:hunter2-pass@s1:26379/rewards/0?db=0&Sentinel%5FPassword=hunter2-pass",
+            "redis+sentinel://***@s1:26379/rewards/0?db=0&Sentinel_Password=***",
+        ),
+        (
+            "rediss://127.0.0.1:6379/0?ssl_cert_reqs=none&client_secret=hunter2-pass",
+            "rediss://127.0.0.1:6379/0?ssl_cert_reqs=none&client_secret=***",
+        ),
     ],
 )
 def test_check_config_hides_a_redis_password(tmp_path: Path, url: str, shown: str) -> None:

@@ -8,6 +8,7 @@ and exit non-zero. The shape of each section is ``schema.py``'s; reading and che
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -133,17 +134,22 @@ def _lint(settings: Settings) -> None:
 
 
 def display_url(url: str) -> str:
-    """``url`` as it may be shown: a password, in the userinfo or as a ``password`` query
-    parameter (both forms redis-py accepts), replaced by ``***``."""
+    """``url`` as it may be shown: any userinfo, and the value of every query parameter whose
+    name mentions a password, a secret, a token or auth (``password``, ``sentinel_password``,
+    ...: redis-py takes several), replaced by ``***``."""
     parts = urlsplit(url)
-    if parts.password is None and "password" not in parts.query.lower():
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    hidden = [_HIDDEN.search(key) is not None for key, _ in pairs]
+    if "@" not in parts.netloc and not any(hidden):
         return url
     netloc = parts.netloc
-    if parts.password is not None:
-        host = netloc.rpartition("@")[2]
-        netloc = f"{parts.username or ''}:***@{host}"
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
     query = urlencode(
-        [(k, "***" if k.lower() == "password" else v) for k, v in parse_qsl(parts.query)],
+        [(k, "***" if hide else v) for (k, v), hide in zip(pairs, hidden, strict=True)],
         safe="*",
     )
     return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+_HIDDEN = re.compile(r"pass|secret|token|auth", re.IGNORECASE)
