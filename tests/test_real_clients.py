@@ -179,6 +179,27 @@ async def test_a_storefront_key_sends_a_lead_token_for_the_sessions_lead() -> No
         assert LEAD_SECRET not in sent.content.decode()
 
 
+async def test_a_lead_token_nector_echoes_never_reaches_the_client() -> None:
+    def echo(request: httpx.Request) -> httpx.Response:
+        lead_token = request.headers["x-leadtoken"]
+        signature = lead_token.rpartition(".")[2]
+        hidden = f"\\u{ord(lead_token[0]):04x}{lead_token[1:]}"  # one character JSON-escaped
+        data = f'{{"echo": "{lead_token}", "signature": "{signature}", "escaped": "{hidden}"}}'
+        body = '{"meta": {"status": "success"}, "data": ' + data + "}"
+        return httpx.Response(200, content=body.encode())
+
+    async with open_harness(storefront_settings(), upstream=Upstream(answer=echo)) as h:
+        response = await h.spin(token(None, lead_id=LEAD))
+    assert response.status_code == 200
+    sent = h.upstream.requests[0].headers["x-leadtoken"]
+    assert sent.rpartition(".")[2] not in response.text
+    assert response.json()["data"] == {
+        "echo": "[redacted]",
+        "signature": "[redacted]",
+        "escaped": "[redacted]",
+    }
+
+
 async def test_a_storefront_key_refuses_a_customer_id_session_before_the_upstream() -> None:
     async with open_harness(storefront_settings()) as h:
         response = await h.spin(token("customer-0001"))

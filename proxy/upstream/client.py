@@ -16,7 +16,7 @@ transport would only add timers (aiohttp re-arms its read timer on every chunk) 
 never fire first.
 
 Only the status and the JSON body of Nector's answer are relayed, never its headers, and the
-API key and workspace id are scrubbed from the body.
+API key, the workspace id and the call's lead token are scrubbed from the body.
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ class UpstreamClient:
             raise UpstreamRejected(cause=f"nector_{status}")
         if status >= 500 or status < 200 or 300 <= status < 400:
             raise UpstreamError(cause=f"nector_{status}")
-        return UpstreamAnswer(status, self._relayable(raw), elapsed)
+        return UpstreamAnswer(status, self._relayable(raw, lead_token), elapsed)
 
     async def _exchange(self, request: httpx.Request) -> tuple[int, bytes, float]:
         """Send ``request``; its status, raw body and Retry-After."""
@@ -207,8 +207,15 @@ class UpstreamClient:
             assert isinstance(closing, httpx.AsyncByteStream)  # an async transport's answer
             await closing.aclose()
 
-    def _relayable(self, raw: bytes) -> bytes:
-        """The body as relayed: a JSON object, with the credentials scrubbed."""
+    def _relayable(self, raw: bytes, lead_token: bytes | None) -> bytes:
+        """The body as relayed: a JSON object, with the credentials scrubbed: the key, the
+        workspace id, and the call's lead token (whole, and its signature alone, the part no
+        one could rebuild without the key's secret)."""
+        secrets, raw_secrets = self._secrets, self._raw_secrets
+        if lead_token is not None:
+            signature = lead_token.rpartition(b".")[2]
+            raw_secrets = [*raw_secrets, lead_token, signature]
+            secrets = [*secrets, lead_token.decode(), signature.decode()]
         try:
             # Parsed to check that it is one JSON object, by orjson for speed; what it refuses
             # (NaN, say) is judged by json.loads.
@@ -216,7 +223,7 @@ class UpstreamClient:
         except orjson.JSONDecodeError:
             data = None
         # Fast path: no secret in the bytes and no JSON escape that could hide one.
-        if data is not None and b"\\" not in raw and not any(s in raw for s in self._raw_secrets):
+        if data is not None and b"\\" not in raw and not any(s in raw for s in raw_secrets):
             if not isinstance(data, dict):
                 raise UpstreamError(cause="not_a_json_object")
             return raw
@@ -228,7 +235,7 @@ class UpstreamClient:
             raise UpstreamError(cause="not_json") from exc
         if not isinstance(data, dict):
             raise UpstreamError(cause="not_a_json_object")
-        return json.dumps(_scrub(data, self._secrets), separators=(",", ":")).encode()
+        return json.dumps(_scrub(data, secrets), separators=(",", ":")).encode()
 
 
 def _scrub(value: Any, secrets: list[str]) -> Any:
