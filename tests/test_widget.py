@@ -418,3 +418,58 @@ def test_a_storefront_with_only_the_tag_and_a_session_works_against_serve(
     lead = nector.stand_in.find_lead(customer_id="merchant-shopper-1")
     assert lead is not None
     assert lead.transactions[-1]["amount"] == coins
+
+
+def test_the_countdown_kept_across_reloads_holds_nothing_of_the_token(
+    browser: Browser, tmp_path: Path
+) -> None:
+    """With no reads to name the customer, the countdown is kept under a digest of the session:
+    localStorage outlives the page, and a token's signature is what makes it a session."""
+    from playwright.sync_api import expect
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import HTMLResponse
+    from starlette.routing import Route
+
+    from tests.helpers import SPIN, token
+    from tests.servers import ProxyProcess, StandInServer, proxy_config, stand_in_for
+
+    session = token("merchant-shopper-2")
+    signature = session.rpartition(".")[2]
+
+    async def storefront(request: Request) -> HTMLResponse:
+        base = request.query_params["proxy"]
+        return HTMLResponse(
+            f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+            <title>A shop</title><link rel="icon" href="data:,">
+            <script type="module" src="{base}/client/trigger-proxy-wheel.js"></script></head>
+            <body><main><trigger-proxy-wheel trigger="spin-wheel" base-url="{base}">
+            </trigger-proxy-wheel></main>
+            <script>document.querySelector("trigger-proxy-wheel").token = "{session}";</script>
+            </body></html>"""
+        )
+
+    shop = ThreadedServer(Starlette(routes=[Route("/", storefront)]))
+    with StandInServer(stand_in_for(SPIN)) as nector, shop:
+        config = proxy_config(nector.url, cors={"allow_origins": [shop.origin]})
+        with ProxyProcess(tmp_path, config) as proxy:
+            context = browser.new_context(reduced_motion="reduce")
+            page = context.new_page()
+            page.goto(f"{shop.origin}/?proxy={proxy.base_url}")
+            wheel = page.locator(WHEEL)
+            for _ in range(3):  # three a minute here: the last win starts the countdown
+                expect(page.locator(BUTTON)).to_be_enabled()
+                page.locator(BUTTON).click()
+                expect(wheel).to_have_attribute("state", re.compile("won|out-of-spins"))
+            expect(wheel).to_have_attribute("state", "out-of-spins")
+            kept: dict[str, str] = page.evaluate(
+                "Object.fromEntries(Object.keys(localStorage).map(k => [k, localStorage[k]]))"
+            )
+            page.reload()
+            expect(wheel).to_have_attribute("state", "out-of-spins")  # it survives a reload
+            context.close()
+    [key] = kept
+    assert key.startswith("trigger-proxy-wheel:spin-wheel:t:")
+    stored = key + kept[key]
+    pieces = {signature[i : i + 6] for i in range(len(signature) - 5)}
+    assert not [piece for piece in pieces if piece in stored], stored

@@ -85,6 +85,22 @@ function segmentsOf(reward) {
   });
 }
 
+/**
+ * A name for the session a token carries, for the countdown's storage key: a digest, never the
+ * token's own characters (its signature is what makes it a session, and localStorage outlives
+ * the page). Without Web Crypto (a page served over plain http) there is none: the countdown
+ * then does not survive a reload.
+ */
+async function digest(token) {
+  try {
+    const bytes = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(token));
+    const hex = Array.from(new Uint8Array(bytes), (b) => b.toString(16).padStart(2, "0"));
+    return `t:${hex.join("").slice(0, 32)}`;
+  } catch {
+    return null;
+  }
+}
+
 function waitText(seconds) {
   const s = Math.max(0, Math.ceil(seconds));
   if (s < 60) return `${s}s`;
@@ -210,8 +226,10 @@ export class TriggerProxyWheel extends HTMLElement {
     if (generation !== this.#generation) return;
     if (lead) this.#balance(lead.available);
     const token = this.#token;
-    this.#who =
-      lead?._id || this.getAttribute("customer") || (token ? `t:${token.slice(-24)}` : "cookie");
+    const named = lead?._id || this.getAttribute("customer");
+    const who = named || (token ? await digest(token) : "cookie");
+    if (generation !== this.#generation) return;
+    this.#who = who;
     const saved = this.#saved();
     if (saved) return this.#countdown(saved.kind, (saved.until - Date.now()) / 1000, false);
     this.#show("ready", "", "");
@@ -366,6 +384,7 @@ export class TriggerProxyWheel extends HTMLElement {
   }
 
   #saved() {
+    if (this.#who === null) return null;
     try {
       const saved = JSON.parse(localStorage.getItem(this.#storageKey()) || "null");
       return saved && saved.until > Date.now() ? saved : null;
@@ -375,6 +394,7 @@ export class TriggerProxyWheel extends HTMLElement {
   }
 
   #save(value) {
+    if (this.#who === null) return;
     try {
       if (value) localStorage.setItem(this.#storageKey(), JSON.stringify(value));
       else localStorage.removeItem(this.#storageKey());
