@@ -115,13 +115,16 @@ class Reads:
     async def _workspace(
         self, read: Read, session: Session, source: str, request_id: str, record: AccessRecord
     ) -> Answer:
-        key = read.target(session, None)
+        target = read.target(session, None)
+        # The answer is Nector's to a call that names the source (x-source), so it is kept per
+        # source: nothing says Nector's reads ignore it, and a storefront reads from one source.
+        key = f"{source}:{target}"
         cache = self._cache
         entry = cache.get(key)
 
         def fetch(into: AccessRecord | None) -> Callable[[], Awaitable[tuple[int, bytes]]]:
             async def call() -> tuple[int, bytes]:
-                status, body, _ = await self._call(key, (), source, request_id, into, None)
+                status, body, _ = await self._call(target, (), source, request_id, into, None)
                 return status, body
 
             return call

@@ -29,6 +29,7 @@ from tests.helpers import (
     SPIN,
     WORKSPACE_ID,
     Harness,
+    Upstream,
     error_code,
     make_settings,
     open_harness,
@@ -86,6 +87,22 @@ async def get(h: Harness, path: str, tok: str | None, **headers: str) -> httpx.R
     if tok is not None:
         headers["authorization"] = f"Bearer {tok}"
     return await h.client.get(path, headers=headers)
+
+
+async def test_a_workspace_read_is_cached_per_source() -> None:
+    # Nector's answer is to a call naming its x-source: one source's must not stand for another's.
+    def answer(request: httpx.Request) -> httpx.Response:
+        source = request.headers["x-source"]
+        return httpx.Response(200, json={"meta": {"status": "success"}, "data": {"from": source}})
+
+    upstream = Upstream(answer=answer)
+    async with open_harness(make_settings(reads=ALL_READS), upstream=upstream) as h:
+        seen = [
+            (await get(h, P + "aggreegateddetails", token(ALICE), **{"x-source": source})).json()
+            for source in ("web", "mobile", "web", "mobile")
+        ]
+    assert [body["data"]["from"] for body in seen] == ["web", "mobile", "web", "mobile"]
+    assert [r.headers["x-source"] for r in upstream.requests] == ["web", "mobile"]
 
 
 # --- whose data -----------------------------------------------------------------------------
