@@ -13,9 +13,10 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn
 
-from proxy.config.settings import SOURCES, ConfigError, Settings, display_url
+from proxy.config.settings import SOURCES, ConfigError, Settings
 from proxy.identity.claims import ClaimError
 from proxy.identity.sessions import mint_token
+from proxy.limits.stores import describe_storage
 from proxy.serve import CONFIG_PATH_VARIABLE
 
 
@@ -237,7 +238,7 @@ def summary(settings: Settings) -> str:
         f"{len(s.secrets.session_secrets)} signing secret(s)",
         f"cors: {', '.join(s.cors.allow_origins) or '(no browser origins)'}"
         f"{' with credentials' if s.cors.allow_credentials else ''}",
-        f"limits: storage {display_url(s.limits.storage_url)}, per customer "
+        f"limits: storage {describe_storage(s.limits)}, per customer "
         f"{_rates(s.limits.per_customer)}, workspace budget {_rates((s.limits.upstream,))}",
         _reads_line(s),
         f"minting over HTTP: {'on' if s.secrets.mint_key else 'off'}",

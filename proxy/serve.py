@@ -13,7 +13,8 @@ import socket
 import tempfile
 from typing import Any
 
-from proxy.config.settings import ConfigError, Settings, display_url
+from proxy.config.settings import ConfigError, Settings
+from proxy.limits.stores import describe_storage
 from proxy.observe.logs import LOG, configure
 from proxy.observe.logs import flush as flush_logs
 from proxy.observe.metrics import Metrics, multiprocess_registry
@@ -51,7 +52,7 @@ def serve(
     port = sock.getsockname()[1]
     listening = (
         f"listening on http://{host}:{port} ({workers} worker{'s' * (workers > 1)}, "
-        f"storage {display_url(settings.limits.storage_url)})"
+        f"storage {describe_storage(settings.limits)})"
     )
     from proxy.http.server_protocol import limited_protocol
 

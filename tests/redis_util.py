@@ -3,9 +3,12 @@ prefix), and private servers on free ports for tests that stop or restart Redis.
 
 from __future__ import annotations
 
+import contextlib
+import queue
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -76,3 +79,69 @@ class PrivateRedis:
             self.process.kill()
             self.process.wait(10)
             self.process = None
+
+
+class LaggingLink:
+    """A TCP relay on a free loopback port to ``target``, delaying what ``target`` sends by
+    ``lag`` seconds: a replica that replicates through it lags its primary by that much. What
+    is still delayed when ``target`` goes away is lost with it, as a dead primary's unsent
+    writes are."""
+
+    def __init__(self, target_port: int, lag: float) -> None:
+        self.port = free_port()
+        self._target = target_port
+        self._lag = lag
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        self._sockets: list[socket.socket] = [self._listener]
+        self._stopped = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                client, _ = self._listener.accept()
+                server = socket.create_connection(("127.0.0.1", self._target))
+            except OSError:
+                return
+            self._sockets += [client, server]
+            threading.Thread(target=self._pump, args=(client, server, 0.0), daemon=True).start()
+            threading.Thread(
+                target=self._pump, args=(server, client, self._lag), daemon=True
+            ).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, lag: float) -> None:
+        due: queue.Queue[tuple[float, bytes]] = queue.Queue()
+        gone = threading.Event()
+
+        def deliver() -> None:
+            while True:
+                at, chunk = due.get()
+                if not chunk:
+                    break
+                time.sleep(max(0.0, at - time.monotonic()))
+                if gone.is_set():
+                    break
+                try:
+                    sink.sendall(chunk)
+                except OSError:
+                    break
+            with contextlib.suppress(OSError):
+                sink.shutdown(socket.SHUT_WR)
+
+        threading.Thread(target=deliver, daemon=True).start()
+        while True:
+            try:
+                chunk = source.recv(65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                gone.set()
+                due.put((0.0, b""))
+                return
+            due.put((time.monotonic() + lag, chunk))
+
+    def stop(self) -> None:
+        self._stopped.set()
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.close()

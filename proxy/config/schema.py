@@ -233,7 +233,7 @@ class ServerSettings:
     head_timeout_seconds: float = setting(10.0, low=0.1)  # for the whole head to arrive
     body_timeout_seconds: float = setting(10.0, low=0.1)  # for the whole body, once the head is in
     max_concurrency: int = setting(1000, low=1)  # connections and requests; past it, 503
-    max_connections_per_address: int = setting(100, low=0)  # one untrusted peer's; 0: no cap
+    max_connections_per_address: int = setting(100, low=0)  # an untrusted peer's; 0: no cap
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +256,8 @@ class LimitSettings:
     idempotency_ttl_seconds: int = setting(86400, low=60)
     per_ip_invalid_session: Rate = setting(Rate(60, 60))
     memory_max_keys: int = setting(1_000_000, low=100)
+    replica_acks: int = setting(-1, low=-1)  # hold a key's record (WAIT); -1: 1 with Sentinel
+    replica_wait_seconds: float = setting(0.5, low=0.01, high=10)
 
 
 # Nector's reads a storefront widget makes (docs/api.md, "Reads"), as ``[reads] routes`` names them.

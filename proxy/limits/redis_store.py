@@ -9,6 +9,14 @@ state, in-flight deadline, answer.
 Any Redis failure is ``StorageUnavailable`` (fail closed); redis-py reconnects on the next
 command, so the proxy recovers by itself when Redis is back.
 
+Redis replicates asynchronously: a record the primary acknowledged may die with it in a
+failover. With ``replica_acks`` set, an Idempotency-Key's reservation, and then its answer,
+must be acknowledged by that many replicas (``WAIT``, on the connection that wrote it, within
+``replica_wait_seconds``) before Nector is called and before the answer is given: a
+reservation no replica acknowledged is released and refused (503), so a retry after a
+failover finds the reservation or the answer, and is never paid twice. A Redis without replicas
+sets none (``limits.replica_acks``; docs/operations.md).
+
 A customer over quota is remembered in the process until its full window frees
 (``RefusedUntil``): a window only fills between now and then (no replica can admit this customer
 on this trigger meanwhile, and counted requests leave only by age), so asking Redis again
@@ -19,6 +27,7 @@ Redis, which may hold its answer to replay.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -37,106 +46,10 @@ from proxy.limits.decisions import (
 )
 from proxy.limits.keys import IdempotencyClaim, Window
 from proxy.limits.redis_client import connect
-
-# KEYS: the idempotency key (or the prefix alone when there is none), then the windows:
-#       the customer's first, the budgets last.
-# ARGV: number of windows, number of customer windows, fingerprint, in-flight µs, ttl ms,
-#       a unique id for this request's entries, then limit and length in µs for each window.
-# Returns {0, remaining1, reset1_us, ...} when admitted, {1, wait_us, remaining1, reset1_us, ...}
-#       when a customer window is full, {2, wait_us} budget spent, {3, answer} replay,
-#       {4, wait_us} in flight, {5} key reused, {6} lost.
-ADMIT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
--- Lua 5.1's tostring keeps 14 digits; microsecond times need 16.
-local function int(x) return string.format('%.0f', x) end
-local n, ncust = tonumber(ARGV[1]), tonumber(ARGV[2])
-local claim = ARGV[3] ~= ''
-if claim then
-  local rec = redis.call('HMGET', KEYS[1], 'f', 's', 'd', 'a')
-  if rec[1] then
-    if rec[1] ~= ARGV[3] then return {5} end
-    if rec[2] == 'done' then return {3, rec[4]} end
-    local deadline = tonumber(rec[3])
-    if now < deadline then return {4, deadline - now} end
-    return {6}
-  end
-end
-local counts, waits, oldest = {}, {}, {}
-local cwait, bwait = 0, 0
-for i = 1, n do
-  local key, limit, len = KEYS[i + 1], tonumber(ARGV[5 + 2 * i]), tonumber(ARGV[6 + 2 * i])
-  -- Entries at or before now - len have left the window; the set never holds more than limit.
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', int(now - len))
-  local c = redis.call('ZCARD', key)
-  local old, w = now, 0
-  if c > 0 then
-    old = tonumber(redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2])
-    if c >= limit then w = old + len - now end
-  end
-  counts[i], waits[i], oldest[i] = c, w, old
-  if i <= ncust then
-    if w > cwait then cwait = w end
-  elseif w > bwait then bwait = w end
-end
-if cwait > 0 then
-  local out = {1, cwait}
-  for i = 1, ncust do
-    local limit, len = tonumber(ARGV[5 + 2 * i]), tonumber(ARGV[6 + 2 * i])
-    local reset = waits[i]
-    if reset == 0 then reset = oldest[i] + len - now end
-    out[#out + 1] = math.max(0, limit - counts[i])
-    out[#out + 1] = reset
-  end
-  return out
-end
-if bwait > 0 then return {2, bwait} end
-local out = {0}
-local member = ARGV[6]
-for i = 1, n do
-  local key, limit, len = KEYS[i + 1], tonumber(ARGV[5 + 2 * i]), tonumber(ARGV[6 + 2 * i])
-  redis.call('ZADD', key, int(now), member)
-  if counts[i] + 1 > limit then redis.call('ZREMRANGEBYRANK', key, 0, counts[i] - limit) end
-  redis.call('PEXPIRE', key, math.ceil(len / 1000))
-  if i <= ncust then
-    out[#out + 1] = limit - counts[i] - 1
-    out[#out + 1] = oldest[i] + len - now
-  end
-end
-if claim then
-  redis.call('HSET', KEYS[1], 'f', ARGV[3], 's', 'run', 'd', int(now + tonumber(ARGV[4])))
-  redis.call('PEXPIRE', KEYS[1], ARGV[5])
-end
-return out
-"""
-
-# KEYS: the idempotency key. ARGV: fingerprint, answer, ttl ms.
-FINISH = """
-if redis.call('HGET', KEYS[1], 'f') == ARGV[1] then
-  redis.call('HSET', KEYS[1], 's', 'done', 'a', ARGV[2])
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-end
-return 0
-"""
-
-# KEYS: the idempotency key (or the prefix alone), then every window the request spent.
-# ARGV: the request's member in the windows (its ticket), the fingerprint ('' for no claim).
-RELEASE = """
-for i = 2, #KEYS do redis.call('ZREM', KEYS[i], ARGV[1]) end
-if ARGV[2] ~= '' then
-  local rec = redis.call('HMGET', KEYS[1], 'f', 's')
-  if rec[1] == ARGV[2] and rec[2] == 'run' then redis.call('DEL', KEYS[1]) end
-end
-return 0
-"""
-
-# KEYS: a read's fill lock. ARGV: the token that took it. Only its holder drops it.
-UNLOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-return 0
-"""
+from proxy.limits.redis_scripts import ADMIT, FINISH, RELEASE, UNLOCK
 
 _US = 1_000_000
+LOG = logging.getLogger("trigger_proxy")
 # How many over-quota customers a process remembers.
 REFUSALS_REMEMBERED = 10_000
 
@@ -178,8 +91,16 @@ class RedisStore:
         prefix: str = "trigger-proxy:",
         timeout_seconds: float = 1.0,
         max_connections: int = 64,
+        replica_acks: int = 0,
+        replica_wait_seconds: float = 0.5,
     ) -> None:
         self._prefix = prefix
+        self._acks = replica_acks
+        self._wait_ms = max(1, round(replica_wait_seconds * 1000))
+        # A WAIT must end before the socket's own timeout does.
+        timeout_seconds = (
+            max(timeout_seconds, replica_wait_seconds + 1.0) if replica_acks else timeout_seconds
+        )
         self._redis = connect(url, timeout_seconds=timeout_seconds, max_connections=max_connections)
         self._admit = self._redis.register_script(ADMIT)
         self._finish = self._redis.register_script(FINISH)
@@ -214,9 +135,17 @@ class RedisStore:
         args.append(member)
         for w in every:
             args += [w.limit, w.seconds * _US]
-        reply = await self._call(self._admit, keys, args)
+        if claim is not None and self._acks:
+            reply, acked = await self._replicated(self._admit, keys, args)
+        else:
+            reply, acked = await self._call(self._admit, keys, args), self._acks
         code = int(reply[0])
         if code == 0:
+            if acked < self._acks:
+                # No replica holds the reservation: a failover now would forget it, and a
+                # retry would be paid again. Refused before Nector, the key free again.
+                await self.release(windows, budgets, claim, member)
+                raise StorageUnavailable(cause="no_replica_acknowledged")
             return Decision(Outcome.ADMITTED, windows=_states(reply[1:]), ticket=member)
         if code == 1:
             decision = Decision(Outcome.RATE_LIMITED, int(reply[1]) / _US, _states(reply[2:]))
@@ -233,11 +162,32 @@ class RedisStore:
         return Decision(Outcome.LOST)
 
     async def finish(self, claim: IdempotencyClaim, answer: StoredAnswer) -> None:
-        await self._call(
-            self._finish,
-            [self._prefix + claim.key],
-            [claim.fingerprint, answer.encode(), claim.ttl_seconds * 1000],
-        )
+        keys = [self._prefix + claim.key]
+        args = [claim.fingerprint, answer.encode(), claim.ttl_seconds * 1000]
+        if not self._acks:
+            await self._call(self._finish, keys, args)
+            return
+        _, acked = await self._replicated(self._finish, keys, args)
+        if acked < self._acks:
+            # The answer stands (Nector was called); a failover before it replicates answers a
+            # retry as lost (502), never paid twice.
+            LOG.warning("no replica acknowledged an idempotency record's answer in time")
+
+    async def _replicated(self, script: Any, keys: list[str], args: list[Any]) -> tuple[Any, int]:
+        """Run ``script``, then, if it wrote (its first value 0; FINISH's only one), WAIT on the
+        same connection: WAIT counts the replicas holding that connection's writes."""
+        try:
+            async with self._redis.client() as connection:
+                reply = await script(keys=keys, args=args, client=connection)
+                first = reply[0] if isinstance(reply, list) else reply
+                if int(first) != 0:
+                    return reply, self._acks
+                acked = await connection.execute_command(  # type: ignore[no-untyped-call]
+                    "WAIT", self._acks, self._wait_ms
+                )
+        except (RedisError, OSError) as exc:
+            raise StorageUnavailable(cause=failure_cause(exc)) from exc
+        return reply, int(acked)
 
     async def release(
         self,

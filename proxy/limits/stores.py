@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Protocol
 
-from proxy.config.settings import LimitSettings
+from proxy.config.settings import LimitSettings, display_url
 from proxy.limits.decisions import LimitStore
 from proxy.limits.memory_store import MemoryStore
 
@@ -30,7 +30,20 @@ def open_store(settings: LimitSettings, workspace_id: str) -> LimitStore:
     from proxy.limits.redis_store import RedisStore
 
     workspace = hashlib.blake2b(workspace_id.encode(), digest_size=6).hexdigest()
-    return RedisStore(settings.storage_url, prefix=f"trigger-proxy:{workspace}:")
+    return RedisStore(
+        settings.storage_url,
+        prefix=f"trigger-proxy:{workspace}:",
+        replica_acks=replica_acks(settings),
+        replica_wait_seconds=settings.replica_wait_seconds,
+    )
+
+
+def replica_acks(settings: LimitSettings) -> int:
+    """How many replicas must acknowledge an idempotency record (``limits.replica_acks``):
+    by default one behind Sentinel, whose failovers are what loses unreplicated records."""
+    if settings.replica_acks >= 0:
+        return settings.replica_acks
+    return 1 if "+sentinel://" in settings.storage_url else 0
 
 
 def shared_blobs(store: LimitStore) -> Blobs | None:
@@ -38,3 +51,18 @@ def shared_blobs(store: LimitStore) -> Blobs | None:
     from proxy.limits.redis_store import RedisStore
 
     return store.blobs() if isinstance(store, RedisStore) else None
+
+
+def describe_storage(settings: LimitSettings) -> str:
+    """The store as the start line and check-config show it: its URL without secrets, and
+    how many replicas must hold an Idempotency-Key's record before Nector is called."""
+    shown = display_url(settings.storage_url)
+    if settings.storage_url.startswith("memory:"):
+        return shown
+    acks = replica_acks(settings)
+    if not acks:
+        return f"{shown}, idempotency records wait for no replica"
+    return (
+        f"{shown}, idempotency records wait for {acks} replica{'s' * (acks > 1)} "
+        f"(up to {settings.replica_wait_seconds:g}s, else 503)"
+    )

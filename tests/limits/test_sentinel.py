@@ -1,11 +1,13 @@
-"""Redis behind Sentinel: the primary fails over while rewards run (issue 19).
+"""Redis behind Sentinel: the primary fails over while rewards run (issues 19 and 28).
 
 A primary and a replica (Debian's redis-server) and three Sentinels (the same binary with
---sentinel), all on free loopback ports of their own, never the shared Redis. The primary is
-killed while rewards keep coming: rewards fail closed during the switch (503), resume on the
-promoted replica by themselves, nothing is paid twice, every 200 reached Nector exactly once,
-and the workspace budget and the Idempotency-Key records written before the failover (and
-replicated, which the test waits for) hold after it.
+--sentinel), all on free loopback ports of their own, never the shared Redis. The replica
+replicates through a link that delays the primary's stream by a second, as a loaded network
+does. The primary is killed right after twenty idempotent rewards were answered: rewards fail
+closed during the switch (503), resume on the promoted replica by themselves, every 200
+answered before the failover is replayed after it, nothing is paid twice, and the workspace
+budget written before the failover holds after it. With no replica left to acknowledge, a
+reward with an Idempotency-Key is refused (503) rather than promised.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import redis
 
 from proxy.app import create_app
 from tests.helpers import ENVIRON, Upstream, make_settings, need, token
-from tests.redis_util import PrivateRedis, free_port
+from tests.redis_util import LaggingLink, PrivateRedis, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 SERVICE = "rewards"
@@ -41,7 +43,9 @@ class Sentinels:
                 f"port {port}\nbind 127.0.0.1\ndir {workdir}\n"
                 f"sentinel monitor {SERVICE} 127.0.0.1 {primary_port} 2\n"
                 f"sentinel down-after-milliseconds {SERVICE} 1000\n"
-                f"sentinel failover-timeout {SERVICE} 5000\n"
+                # Long enough that no Sentinel "fixes" the replica's link to its primary,
+                # which goes through the lagging relay, during the test.
+                f"sentinel failover-timeout {SERVICE} 120000\n"
             )
             self.processes.append(
                 subprocess.Popen(
@@ -95,6 +99,9 @@ def wait_for(check: object, seconds: float, what: str) -> None:
         time.sleep(0.1)
 
 
+LAG_SECONDS = 1.0
+
+
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[tuple[PrivateRedis, PrivateRedis, Sentinels]]:
     need(PrivateRedis.installed(), "redis-server is not installed (apt-get install redis-server)")
@@ -102,13 +109,15 @@ def cluster(tmp_path: Path) -> Iterator[tuple[PrivateRedis, PrivateRedis, Sentin
     primary.start()
     replica = PrivateRedis(tmp_path)
     replica.start()
-    redis.Redis(port=replica.port).replicaof("127.0.0.1", primary.port)
+    link = LaggingLink(primary.port, LAG_SECONDS)
+    redis.Redis(port=replica.port).replicaof("127.0.0.1", link.port)
     sentinels = Sentinels(tmp_path, primary.port)
     try:
         wait_for(sentinels.see_the_replica, 20, "the Sentinels to see the replica")
         yield primary, replica, sentinels
     finally:
         sentinels.stop()
+        link.stop()
         replica.stop()
         primary.stop()
 
@@ -119,25 +128,25 @@ async def test_rewards_survive_a_failover_and_nothing_is_paid_twice(
     primary, replica, sentinels = cluster
     upstream = Upstream()
     environ = {**ENVIRON, "TRIGGER_PROXY_WORKSPACE_ID": f"shopify-{uuid.uuid4().hex[:8]}"}
-    budget = 16
+    budget = 30
     settings = make_settings(
         environ,
         limits={
             "storage_url": sentinels.url,
             "per_customer": "1000/minute",
             "upstream": f"{budget}/minute",
+            "replica_wait_seconds": 3 * LAG_SECONDS,  # replica_acks: 1 behind Sentinel
         },
         triggers=[{"id": "6b1f7c1e-1d2f-4c8e-9a55-0c3b1f1d2a10", "name": "spin-wheel"}],
     )
     app = create_app(settings, transport=upstream.transport())
     transport = httpx.ASGITransport(app=app)
     bearer = {"authorization": f"Bearer {token()}"}
-    answers: list[tuple[str, int, bool]] = []
+    answers: list[tuple[str | None, int, bool]] = []
 
-    async def spin(key: str) -> httpx.Response:
-        response = await client.post(
-            "/v1/triggers/spin-wheel", headers={**bearer, "idempotency-key": key}
-        )
+    async def spin(key: str | None) -> httpx.Response:
+        headers = bearer if key is None else {**bearer, "idempotency-key": key}
+        response = await client.post("/v1/triggers/spin-wheel", headers=headers)
         answers.append((key, response.status_code, "idempotent-replayed" in response.headers))
         return response
 
@@ -145,30 +154,34 @@ async def test_rewards_survive_a_failover_and_nothing_is_paid_twice(
         app.lifespan(),
         httpx.AsyncClient(transport=transport, base_url="http://p") as client,
     ):
-        before = [(await spin(f"before-{i}")).status_code for i in range(10)]
-        assert before == [200] * 10
-        # Replicated before the failover (Redis replicates asynchronously: docs/operations.md).
-        waited = redis.Redis(port=primary.port).execute_command("WAIT", 1, 5000)  # type: ignore[no-untyped-call]
-        assert waited == 1
-        primary.stop()  # the primary dies
+        keys = [f"before-{i}" for i in range(20)]
+        before = await asyncio.gather(*(spin(key) for key in keys))
+        assert [r.status_code for r in before] == [200] * 20
+        primary.stop()  # the primary dies at once, its last second not yet replicated
         statuses: list[int] = []
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            statuses.append((await spin(f"during-{len(statuses)}")).status_code)
+            statuses.append((await spin(None)).status_code)
             if statuses[-1] == 200:
                 break
             await asyncio.sleep(0.1)
         assert sentinels.primary_port() == replica.port  # the replica was promoted
         assert 503 in statuses  # refused (fail closed) while there was no primary
         assert statuses[-1] == 200  # and resumed by itself
-        # The records written before the failover hold on the new primary.
-        replay = await spin("before-0")
-        assert (replay.status_code, "idempotent-replayed" in replay.headers) == (200, True)
-        after = [(await spin(f"after-{i}")).status_code for i in range(10)]
+        # Every 200 answered before the failover is the same answer after it, never a new call.
+        again = await asyncio.gather(*(spin(key) for key in keys))
+        assert [(r.status_code, "idempotent-replayed" in r.headers) for r in again] == [
+            (200, True)
+        ] * 20
+        assert [r.content for r in again] == [r.content for r in before]
+        # No replica is left to hold a new key's record: refused, not promised.
+        alone = await spin("after-the-failover")
+        assert alone.status_code == 503
+        after = [(await spin(None)).status_code for _ in range(budget)]
 
     paid = [key for key, status, replayed in answers if status == 200 and not replayed]
     assert len(upstream.requests) == len(paid)  # every 200 reached Nector once, none twice
-    assert len(set(paid)) == len(paid)
-    # The budget survived: 16 a minute in all, 10 spent before, 1 during: 5 left after.
-    assert after.count(200) == budget - 10 - 1
-    assert set(after[budget - 11 :]) == {503}
+    assert sorted(k for k in paid if k is not None) == sorted(keys)
+    # The budget survived: 30 a minute in all, 20 spent before, 1 during: 9 left after.
+    assert after.count(200) == budget - 20 - 1
+    assert set(after[budget - 21 :]) == {503}

@@ -1,0 +1,100 @@
+"""The Lua scripts the Redis store decides with: each one round trip, atomic on the server,
+timed by the server's own clock (``TIME``). ``redis_store`` says what they are for."""
+
+# KEYS: the idempotency key (or the prefix alone when there is none), then the windows:
+#       the customer's first, the budgets last.
+# ARGV: number of windows, number of customer windows, fingerprint, in-flight µs, ttl ms,
+#       a unique id for this request's entries, then limit and length in µs for each window.
+# Returns {0, remaining1, reset1_us, ...} when admitted, {1, wait_us, remaining1, reset1_us, ...}
+#       when a customer window is full, {2, wait_us} budget spent, {3, answer} replay,
+#       {4, wait_us} in flight, {5} key reused, {6} lost.
+ADMIT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+-- Lua 5.1's tostring keeps 14 digits; microsecond times need 16.
+local function int(x) return string.format('%.0f', x) end
+local n, ncust = tonumber(ARGV[1]), tonumber(ARGV[2])
+local claim = ARGV[3] ~= ''
+if claim then
+  local rec = redis.call('HMGET', KEYS[1], 'f', 's', 'd', 'a')
+  if rec[1] then
+    if rec[1] ~= ARGV[3] then return {5} end
+    if rec[2] == 'done' then return {3, rec[4]} end
+    local deadline = tonumber(rec[3])
+    if now < deadline then return {4, deadline - now} end
+    return {6}
+  end
+end
+local counts, waits, oldest = {}, {}, {}
+local cwait, bwait = 0, 0
+for i = 1, n do
+  local key, limit, len = KEYS[i + 1], tonumber(ARGV[5 + 2 * i]), tonumber(ARGV[6 + 2 * i])
+  -- Entries at or before now - len have left the window; the set never holds more than limit.
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', int(now - len))
+  local c = redis.call('ZCARD', key)
+  local old, w = now, 0
+  if c > 0 then
+    old = tonumber(redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2])
+    if c >= limit then w = old + len - now end
+  end
+  counts[i], waits[i], oldest[i] = c, w, old
+  if i <= ncust then
+    if w > cwait then cwait = w end
+  elseif w > bwait then bwait = w end
+end
+if cwait > 0 then
+  local out = {1, cwait}
+  for i = 1, ncust do
+    local limit, len = tonumber(ARGV[5 + 2 * i]), tonumber(ARGV[6 + 2 * i])
+    local reset = waits[i]
+    if reset == 0 then reset = oldest[i] + len - now end
+    out[#out + 1] = math.max(0, limit - counts[i])
+    out[#out + 1] = reset
+  end
+  return out
+end
+if bwait > 0 then return {2, bwait} end
+local out = {0}
+local member = ARGV[6]
+for i = 1, n do
+  local key, limit, len = KEYS[i + 1], tonumber(ARGV[5 + 2 * i]), tonumber(ARGV[6 + 2 * i])
+  redis.call('ZADD', key, int(now), member)
+  if counts[i] + 1 > limit then redis.call('ZREMRANGEBYRANK', key, 0, counts[i] - limit) end
+  redis.call('PEXPIRE', key, math.ceil(len / 1000))
+  if i <= ncust then
+    out[#out + 1] = limit - counts[i] - 1
+    out[#out + 1] = oldest[i] + len - now
+  end
+end
+if claim then
+  redis.call('HSET', KEYS[1], 'f', ARGV[3], 's', 'run', 'd', int(now + tonumber(ARGV[4])))
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+end
+return out
+"""
+
+# KEYS: the idempotency key. ARGV: fingerprint, answer, ttl ms.
+FINISH = """
+if redis.call('HGET', KEYS[1], 'f') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 's', 'done', 'a', ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
+return 0
+"""
+
+# KEYS: the idempotency key (or the prefix alone), then every window the request spent.
+# ARGV: the request's member in the windows (its ticket), the fingerprint ('' for no claim).
+RELEASE = """
+for i = 2, #KEYS do redis.call('ZREM', KEYS[i], ARGV[1]) end
+if ARGV[2] ~= '' then
+  local rec = redis.call('HMGET', KEYS[1], 'f', 's')
+  if rec[1] == ARGV[2] and rec[2] == 'run' then redis.call('DEL', KEYS[1]) end
+end
+return 0
+"""
+
+# KEYS: a read's fill lock. ARGV: the token that took it. Only its holder drops it.
+UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+"""
