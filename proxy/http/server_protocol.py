@@ -60,7 +60,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             address = self.client[0]
             if address not in self.trusted:
                 if not sweep.open(address, self.max_per_address):
-                    _answer(transport, _BUSY, close=True)
+                    _answer(transport, _BUSY)
                     return
                 self._address = address
 
@@ -93,7 +93,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._in_head and not self._turned:
             self._head_bytes += len(data)
             if self._head_bytes > self.max_head_bytes and not self.transport.is_closing():
-                _answer(self.transport, _TOO_LARGE, close=True)
+                _answer(self.transport, _TOO_LARGE)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -132,7 +132,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to what httptools cannot parse, in the contract's JSON."""
         if not self.transport.is_closing():
-            _answer(self.transport, _MALFORMED, close=True)
+            _answer(self.transport, _MALFORMED)
 
     def _past_due(self, now: float) -> None:
         """Close the connection if its head or body is late (a response under way waits)."""
@@ -151,15 +151,15 @@ _MALFORMED = MalformedRequest()
 _BUSY = ServerBusy(1)
 
 
-def _answer(transport: asyncio.Transport, error: ProxyError, *, close: bool) -> None:
-    """Write ``error`` as a whole response, straight to the connection (no request cycle)."""
+def _answer(transport: asyncio.Transport, error: ProxyError) -> None:
+    """Write ``error`` as a whole response straight to the connection (no request cycle), and
+    close it."""
     body = error.body(new_request_id())
     head = [STATUS_LINE[error.status], b"content-type: application/json\r\n"]
     head += [b"%s: %s\r\n" % pair for pair in error.headers]
     head.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))
     transport.write(b"".join(head) + body)
-    if close:
-        transport.close()
+    transport.close()
 
 
 def _refusing(error: ProxyError) -> Callable[..., Awaitable[None]]:

@@ -101,3 +101,27 @@ async def test_a_late_head_is_closed_at_the_sweep_after_its_deadline(
     assert not transport.closed
     proto._past_due(proto._due + 0.1)
     assert transport.closed
+
+
+async def test_empty_lines_before_a_request_line_leave_the_head_counted(
+    protocol: tuple[LimitedHttpToolsProtocol, Transport],
+) -> None:
+    proto, transport = protocol
+    # HTTP/1.1 allows them; a search for the blank line that ends a head would stop here.
+    proto.data_received(b"\r\n\r\nGET / HTTP/1.1\r\nx-pad: " + b"a" * 20)
+    proto.data_received(b"a" * 100)
+    assert transport.written.startswith(b"HTTP/1.1 431 ")
+    assert transport.closed
+
+
+async def test_a_head_that_ends_past_the_limit_in_one_chunk_is_431(
+    protocol: tuple[LimitedHttpToolsProtocol, Transport],
+) -> None:
+    proto, transport = protocol
+    proto.data_received(b"GET / HTTP/1.1\r\nx-pad: " + b"a" * 200 + b"\r\n\r\n")
+    assert proto.cycle is not None  # answered by the refusal in place of the app
+    for task in list(proto.tasks):
+        await task
+    assert transport.written.startswith(b"HTTP/1.1 431 ")
+    assert b'"code":"headers_too_large"' in transport.written
+    assert transport.closed
