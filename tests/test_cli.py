@@ -162,6 +162,31 @@ def test_serve_sets_the_collector_up_before_serving(monkeypatch: pytest.MonkeyPa
     assert frozen > 1000  # the modules and the app, out of the full collections' way
 
 
+def test_the_start_line_hides_a_sentinel_password_and_names_the_replicas_waited_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lines: list[str] = []
+
+    def run_one(config: object, sock: object, listening: str) -> bool:
+        lines.append(listening)
+        return True
+
+    monkeypatch.setattr(serve, "_run_one", run_one)
+    url = "redis+sentinel://u:hunter2-pass@s1:26379/rewards/0?sentinel_password=hunter2-pass"
+    environ = {**ENVIRON, "TRIGGER_PROXY_STORAGE_URL": url}
+    saved = (gc.get_threshold(), logs.LOG.handlers[:], logs.LOG.level, logs.LOG.propagate)
+    try:
+        assert main(["serve", "--config", EXAMPLE, "--port", str(free_port())], environ) == 0
+    finally:
+        thresholds, logs.LOG.handlers[:], logs.LOG.level, logs.LOG.propagate = saved
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
+    [line] = lines
+    assert "hunter2" not in line
+    assert "storage redis+sentinel://***@s1:26379/rewards/0?sentinel_password=***" in line
+    assert "idempotency records wait for 1 replica" in line
+
+
 # --- options are validated as the config file validates them ---------------------------------
 
 
