@@ -30,7 +30,9 @@ from starlette.requests import Request as StarletteRequest
 from starlette.responses import Response
 from starlette.routing import Route
 
-from proxy.components import minter, open_components
+from proxy.app_proxy import PATH_PREFIX as APP_PROXY_PREFIX
+from proxy.app_proxy import AppProxyRoutes
+from proxy.components import digest_minter, minter, open_components
 from proxy.config.settings import Settings, display_url
 from proxy.errors import (
     MethodNotAllowed,
@@ -97,6 +99,8 @@ class App(Starlette):
         self._reads: Reads | None = None
         self._log = RequestLog()
         self._minter = minter(settings)
+        self._digests = digest_minter(settings)
+        self._app_proxy = AppProxyRoutes(settings.shopify)
         self.metrics = Metrics([t.name or t.id for t in settings.triggers])
         # Per-trigger volumes and forgery rates are not for everyone (SECURITY.md, finding 7).
         self._metrics_here = settings.server.metrics_on_main_port
@@ -108,6 +112,7 @@ class App(Starlette):
             Route(CLIENT_JS_PATH, script_endpoint(client_js), methods=["GET"]),
             Route(WHEEL_JS_PATH, script_endpoint(wheel_js), methods=["GET"]),
             Route("/v1/sessions", self._mint, methods=["POST"]),
+            Route("/v1/sessions/shopify", self._mint_from_digest, methods=["POST"]),
         ]
         # The methods of every route, for the checks before routing; the reward routes' own.
         self._methods = {r.path: next(iter(r.methods - {"HEAD"})) for r in routes if r.methods}
@@ -165,10 +170,14 @@ class App(Starlette):
         started = time.perf_counter()
         request = Request(scope, receive, self._trusted)
         request_id = request.request_id
-        record = AccessRecord(request_id, request.method, route_label(request.path, read_of))
         raw_origin = request.headers.get(b"origin")
         origin = None if raw_origin is None else raw_origin.decode("latin-1")
-        origin_ok = origin is not None and self._cors.allows(origin)
+        origin_ok = listed = origin is not None and self._cors.allows(origin)
+        if request.path.startswith(APP_PROXY_PREFIX):  # Shopify's App Proxy: app_proxy.py
+            request, origin_ok, label = self._app_proxy.enter(request, origin, listed)
+        else:
+            label = route_label(request.path, read_of)
+        record = AccessRecord(request_id, request.method, label)
         try:
             answer = await self._route(request, record, origin, origin_ok)
         except ProxyError as exc:
@@ -179,8 +188,9 @@ class App(Starlette):
         except Exception:
             LOG.exception("unhandled error", extra={"fields": {"request_id": request_id}})
             answer = internal_error(record, request)
-        extra = self._cors.response_headers(origin) if origin_ok and origin else []
+        extra = self._cors.response_headers(origin) if listed and origin else []
         if answer is None:  # a Starlette route's: it sends its own answer
+            scope = request.scope  # an App Proxy request's has the route's path
             scope[STATE] = (request, record)
             # Starlette answers a crash (500, on_crash) and then raises it again for the server.
             with contextlib.suppress(Exception):
@@ -273,10 +283,17 @@ class App(Starlette):
 
     async def _mint(self, request: StarletteRequest) -> Response:
         view, _ = request.scope[STATE]
-        answer = await self._minter.mint(view)
-        response = json_response(answer.body)
-        response.raw_headers += answer.headers
-        return response
+        return _minted(await self._minter.mint(view))
+
+    async def _mint_from_digest(self, request: StarletteRequest) -> Response:
+        view, _ = request.scope[STATE]
+        return _minted(await self._digests.mint(view))
+
+
+def _minted(answer: Answer) -> Response:
+    response = json_response(answer.body)
+    response.raw_headers += answer.headers
+    return response
 
 
 def create_app(

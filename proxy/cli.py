@@ -242,6 +242,7 @@ def summary(settings: Settings) -> str:
         f"{_rates(s.limits.per_customer)}, workspace budget {_rates((s.limits.upstream,))}",
         _reads_line(s),
         f"minting over HTTP: {'on' if s.secrets.mint_key else 'off'}",
+        _shopify_line(s),
         f"triggers ({len(s.triggers)}):",
     ]
     for t in s.triggers:
@@ -260,6 +261,20 @@ def _reads_line(s: Settings) -> str:
     return (
         f"reads: {', '.join(r.routes)}; workspace answers cached {r.cache_seconds}s, "
         f"budget {_rates((r.budget,))} of the workspace's, per customer {_rates(r.per_customer)}"
+    )
+
+
+def _shopify_line(s: Settings) -> str:
+    shopify, secrets = s.shopify, s.secrets
+    if not shopify.shop:
+        return "shopify: off (no shopify.shop)"
+    app = len(secrets.shopify_app_secrets)
+    digest = len(secrets.shopify_digest_secrets)
+    proxy = f"on, {app} app secret(s)" if shopify.app_proxy else "off"
+    digests = f"on, {digest} secret(s), at most {shopify.digest_max_age_seconds}s old"
+    return (
+        f"shopify: {shopify.shop} as customer_id {shopify.customer_id!r}; App Proxy under "
+        f"/shopify/ {proxy}; theme digests {digests if digest else 'off'}"
     )
 
 

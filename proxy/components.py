@@ -10,8 +10,9 @@ import httpx
 from proxy.config.settings import Settings
 from proxy.identity.auth import Authenticator
 from proxy.identity.leadtokens import LeadTokens
-from proxy.identity.mint import Minter
+from proxy.identity.mint import DigestMinter, Minter
 from proxy.identity.sessions import SessionVerifier
+from proxy.identity.shopify import AppProxyVerifier, DigestVerifier
 from proxy.limits.decisions import LimitStore
 from proxy.limits.stores import open_store, shared_blobs
 from proxy.observe.logs import RequestLog
@@ -46,6 +47,36 @@ def minter(settings: Settings) -> Minter:
     )
 
 
+def digest_minter(settings: Settings) -> DigestMinter:
+    """``POST /v1/sessions/shopify``: on with TRIGGER_PROXY_SHOPIFY_DIGEST_SECRETS."""
+    shopify, secrets = settings.shopify, settings.secrets
+    verifier = None
+    if shopify.shop and secrets.shopify_digest_secrets:
+        verifier = DigestVerifier(
+            [s.reveal() for s in secrets.shopify_digest_secrets],
+            shop=shopify.shop,
+            customer_template=shopify.customer_id,
+            max_age_seconds=shopify.digest_max_age_seconds,
+        )
+    return DigestMinter(
+        verifier,
+        secrets.session_secrets,
+        max_age_seconds=settings.sessions.max_age_seconds,
+        max_body_bytes=settings.server.max_body_bytes,
+        failures=settings.limits.per_ip_invalid_session,
+    )
+
+
+def app_proxy_verifier(settings: Settings) -> AppProxyVerifier | None:
+    """The signed query's verifier, with shopify.app_proxy on."""
+    shopify, secrets = settings.shopify, settings.secrets.shopify_app_secrets
+    if not (shopify.app_proxy and shopify.shop and secrets):
+        return None
+    return AppProxyVerifier(
+        [s.reveal() for s in secrets], shop=shopify.shop, customer_template=shopify.customer_id
+    )
+
+
 def open_components(
     settings: Settings,
     *,
@@ -74,6 +105,7 @@ def open_components(
         log_secret=session_secrets[-1],
         leads_only=storefront,
         log=log,
+        app_proxy=app_proxy_verifier(settings),
     )
     lead_secret = secrets.lead_token_secret
     lead_tokens = LeadTokens(lead_secret) if storefront and lead_secret is not None else None

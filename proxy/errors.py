@@ -17,6 +17,7 @@
     ├── IdentityMismatch            403 identity_mismatch
     ├── LeadSessionRequired         403 lead_session_required
     ├── ReadNotAllowed              403 read_not_allowed
+    ├── ShopNotAllowed              403 shop_not_allowed
     ├── NotFound                    404 not_found
     ├── MethodNotAllowed            405 method_not_allowed
     ├── IdempotencyInFlight         409 idempotency_in_flight   (Retry-After)
@@ -181,6 +182,10 @@ class LeadSessionRequired(ProxyError):
 
 class ReadNotAllowed(ProxyError):
     status, code, message = 403, "read_not_allowed", "this read is not allowed"
+
+
+class ShopNotAllowed(ProxyError):
+    status, code, message = 403, "shop_not_allowed", "this proxy serves another Shopify shop"
 
 
 class NotFound(ProxyError):

@@ -182,7 +182,8 @@ def error_code(response: httpx.Response) -> str:
     """The refusal's code, after checking its shape: the contract's error object, inside
     Nector's envelope on Nector's paths (what clients written for Nector read)."""
     body = response.json()
-    if response.request.url.path.startswith("/api/v2/merchant/"):
+    path = response.request.url.path.removeprefix("/shopify")  # an App Proxy request's route
+    if path.startswith("/api/v2/merchant/"):
         assert set(body) == {"meta", "data", "error"}, body
         assert body["meta"] == {"status": "error", "code": response.status_code}, body
         assert body["data"] == {"message": body["error"]["message"]}, body

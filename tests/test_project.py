@@ -24,7 +24,7 @@ LAYERS: dict[str, frozenset[str]] = {
     "rewards": frozenset({"config", "errors", "limits", "upstream", "observe", "http", "identity"}),
     "reads": frozenset({"config", "errors", "limits", "upstream", "observe", "http", "identity"}),
 }
-TOP = frozenset({"__init__", "app", "cli", "components", "serve"})
+TOP = frozenset({"__init__", "app", "app_proxy", "cli", "components", "serve"})
 # The pure core: plain functions over plain data, testable without a server.
 CORE = (
     "errors.py",

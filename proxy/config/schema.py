@@ -2,7 +2,8 @@
 
 A key's default, bounds and environment variable are its field's (``setting``), and
 ``sections`` reads and checks the TOML file by them, so adding a key is one line here.
-Secrets come only from the environment and live in ``Secret``, which never shows its value.
+Secrets come only from the environment and live in ``Secret`` (``secrets.py``), which never
+shows its value.
 Nothing of the project is imported here.
 """
 
@@ -64,29 +65,6 @@ class ConfigErrors(ConfigError):
     @property
     def problems(self) -> list[ConfigError]:
         return list(self._errors)
-
-
-class Secret:
-    """A value that must never be printed: ``repr`` and ``str`` mask it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('**********')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 class Rate(NamedTuple):
@@ -282,21 +260,36 @@ class ReadSettings:
     max_cached: int = setting(1000, low=1)  # workspace-wide answers held per process
 
 
+def _shop(key: str, shop: str) -> str:
+    shop = shop.lower()
+    if shop and not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,99}\.myshopify\.com", shop):
+        raise ConfigError(key, "must be the shop's permanent domain, <handle>.myshopify.com")
+    return shop
+
+
+def _customer_template(key: str, template: str) -> str:
+    fixed = template.replace("{id}", "", 1)
+    if fixed == template or "{" in fixed or "}" in fixed or " " in fixed or not fixed.isprintable():
+        raise ConfigError(key, 'must hold "{id}" once, e.g. "shopify-{id}", and no spaces')
+    if len(fixed) > 100:
+        raise ConfigError(key, "must leave room for the id: at most 100 other characters")
+    return template
+
+
+@dataclass(frozen=True, slots=True)
+class ShopifySettings:  # docs/shopify.md; off while shop is ""
+    shop: str = setting("", check=_shop)  # the shop's permanent domain, <handle>.myshopify.com
+    customer_id: str = setting("shopify-{id}", check=_customer_template)  # {id}: Shopify's id
+    app_proxy: bool = setting(False)  # accept Shopify App Proxy requests under /shopify/
+    digest_max_age_seconds: int = setting(3600, low=1, high=86400)
+
+
 @dataclass(frozen=True, slots=True)
 class LogSettings:
     level: Literal["debug", "info", "warning", "error"] = setting(
         "info", env="LOG_LEVEL", check=_lowercase
     )
     format: Literal["json", "plain"] = setting("json", env="LOG_FORMAT")
-
-
-@dataclass(frozen=True, slots=True)
-class Secrets:
-    api_key: Secret | None
-    workspace_id: Secret | None
-    session_secrets: tuple[Secret, ...]
-    mint_key: Secret | None
-    lead_token_secret: Secret | None = None
 
 
 SECTIONS: dict[str, type] = {
@@ -306,5 +299,6 @@ SECTIONS: dict[str, type] = {
     "cors": CorsSettings,
     "limits": LimitSettings,
     "reads": ReadSettings,
+    "shopify": ShopifySettings,
     "logging": LogSettings,
 }

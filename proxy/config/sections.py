@@ -29,12 +29,11 @@ from proxy.config.schema import (
     CorsSettings,
     OfferOverride,
     Rate,
-    Secret,
-    Secrets,
     TriggerSettings,
     UpstreamSettings,
     WalletOverride,
 )
+from proxy.config.secrets import Secret, Secrets
 
 Purpose = Literal["serve", "mint"]
 _T = TypeVar("_T")
@@ -158,6 +157,17 @@ def _read_secrets(environ: Mapping[str, str], purpose: Purpose) -> Secrets:
         parts = [part.strip() for part in raw.split(",")]
         return tuple(made(f"{ENV_PREFIX}SESSION_SECRETS[{i}]", p) for i, p in enumerate(parts))
 
+    def listed(name: str, check: Callable[[str, str], Secret]) -> tuple[Secret, ...]:
+        # Oldest first, as the session secrets: every one verifies (rotation).
+        raw = given(name, False)
+        parts = [] if raw is None else [part.strip() for part in raw.split(",")]
+        return tuple(check(f"{ENV_PREFIX}{name}[{i}]", p) for i, p in enumerate(parts))
+
+    def as_issued(name: str, value: str) -> Secret:
+        if not value or not all("!" <= c <= "~" for c in value):
+            raise ConfigError(name, "must be printable ASCII without spaces, as Shopify issues it")
+        return Secret(value)
+
     def mint_key() -> Secret | None:
         value = given("MINT_KEY", False)
         return None if value is None else made(ENV_PREFIX + "MINT_KEY", value)
@@ -170,6 +180,8 @@ def _read_secrets(environ: Mapping[str, str], purpose: Purpose) -> Secrets:
         session_secrets=problems.read(session_secrets, ()),
         mint_key=problems.read(mint_key, None),
         lead_token_secret=problems.read(lambda: issued("LEAD_TOKEN_SECRET", False), None),
+        shopify_app_secrets=problems.read(lambda: listed("SHOPIFY_APP_SECRETS", as_issued), ()),
+        shopify_digest_secrets=problems.read(lambda: listed("SHOPIFY_DIGEST_SECRETS", made), ()),
     )
     problems.raise_any()
     return secrets

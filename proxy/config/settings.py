@@ -29,15 +29,15 @@ from proxy.config.schema import (
     OfferOverride,
     Rate,
     ReadSettings,
-    Secret,
-    Secrets,
     ServerSettings,
     SessionSettings,
+    ShopifySettings,
     TriggerSettings,
     UpstreamSettings,
     WalletOverride,
     parse_rates,
 )
+from proxy.config.secrets import Secret, Secrets
 from proxy.config.sections import Purpose, read_sections
 
 __all__ = [
@@ -59,6 +59,7 @@ __all__ = [
     "ServerSettings",
     "SessionSettings",
     "Settings",
+    "ShopifySettings",
     "TriggerSettings",
     "UpstreamSettings",
     "WalletOverride",
@@ -76,6 +77,7 @@ class Settings:
     cors: CorsSettings = field(default_factory=CorsSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     reads: ReadSettings = field(default_factory=ReadSettings)
+    shopify: ShopifySettings = field(default_factory=ShopifySettings)
     triggers: tuple[TriggerSettings, ...] = ()
     logging: LogSettings = field(default_factory=LogSettings)
 
@@ -131,6 +133,22 @@ def _lint(settings: Settings) -> None:
         )
     if secrets.mint_key is not None and secrets.mint_key in secrets.session_secrets:
         raise ConfigError(f"{ENV_PREFIX}MINT_KEY", "must differ from every session secret")
+    _lint_shopify(settings.shopify, secrets, serving)
+
+
+def _lint_shopify(shopify: ShopifySettings, secrets: Secrets, serving: bool) -> None:
+    digests = f"{ENV_PREFIX}SHOPIFY_DIGEST_SECRETS"
+    if not shopify.shop and (shopify.app_proxy or secrets.shopify_digest_secrets):
+        why = "shopify.app_proxy = true" if shopify.app_proxy else digests
+        raise ConfigError("shopify.shop", f"is required with {why}")
+    if serving and shopify.app_proxy and not secrets.shopify_app_secrets:
+        raise ConfigError(
+            f"{ENV_PREFIX}SHOPIFY_APP_SECRETS",
+            "is required with shopify.app_proxy = true (the Shopify app's client secret)",
+        )
+    # The theme's staff and apps can read a digest secret: it must never also sign sessions.
+    if set(secrets.shopify_digest_secrets) & set(secrets.session_secrets):
+        raise ConfigError(digests, "must differ from every session secret")
 
 
 def display_url(url: str) -> str:

@@ -68,6 +68,8 @@ class Request:
 
     # ``path`` is the route's path: under a prefix (a Mount, or a server's root_path) the
     # prefix is left out, as Starlette's routing does.
+    # The raw query Shopify signed, on an App Proxy request (AppProxyRequest) only.
+    signed_query: bytes | None = None
 
     def __init__(self, scope: Scope, receive: Receive, trusted: TrustedPeers | None) -> None:
         self.receive = receive
@@ -193,6 +195,31 @@ class Request:
             if not message.get("more_body", False):
                 break
         return b"".join(chunks)
+
+
+class AppProxyRequest(Request):
+    """A request that Shopify forwarded through a shop's App Proxy, as the route under
+    ``prefix`` sees it: the prefix left out of its path (and of Starlette's, in ``scope``),
+    Shopify's parameters left out of its query, and no credentials of its own (no
+    Authorization, no cookie). Its session is the signed query alone (``signed_query``)."""
+
+    __slots__ = ("signed_query",)
+
+    def __init__(self, outer: Request, prefix: str, query: bytes) -> None:
+        root = outer.scope.get("root_path", "")
+        scope = {**outer.scope, "root_path": root + prefix, "query_string": query}
+        scope["headers"] = [h for h in outer.scope["headers"] if h[0] not in _CREDENTIALS]
+        self.scope = scope
+        self.receive = outer.receive
+        self.method = outer.method
+        self.path = outer.path[len(prefix) :]
+        self.headers = {k: v for k, v in outer.headers.items() if k not in _CREDENTIALS}
+        self.client_ip = outer.client_ip
+        self.request_id = outer.request_id
+        self.signed_query = outer.query
+
+
+_CREDENTIALS = frozenset([b"authorization", b"cookie"])
 
 
 def _forwarded_client(header: str | None, trusted: TrustedPeers) -> str | None:

@@ -22,10 +22,12 @@ from proxy.errors import (
     MissingSession,
     OriginNotAllowed,
     RateLimited,
+    ShopNotAllowed,
 )
 from proxy.http.asgi import Request
 from proxy.identity.claims import Session
 from proxy.identity.sessions import SessionVerifier
+from proxy.identity.shopify import AppProxyVerifier
 from proxy.observe.logs import AccessRecord, RequestLog, customer_hasher
 
 _WANTS_BEARER = "no session: send 'Authorization: Bearer <session token>' or the session cookie"
@@ -35,7 +37,8 @@ class Authenticator:
     """Turns a request's credentials into a verified ``Session``, or a refusal.
 
     ``leads_only``: a storefront-purpose Nector key proves only leads, so a ``customer_id``
-    session is refused (``LeadSessionRequired``).
+    session is refused (``LeadSessionRequired``). ``app_proxy``: the verifier of requests
+    Shopify forwards through the shop's App Proxy, whose session is their signed query alone.
     """
 
     def __init__(
@@ -47,8 +50,10 @@ class Authenticator:
         log_secret: str,
         log: RequestLog,
         leads_only: bool = False,
+        app_proxy: AppProxyVerifier | None = None,
     ) -> None:
         self._verifier = verifier
+        self._app_proxy = app_proxy
         self._cookie = cookie_name
         self._failures = FailureLimit(failures)
         self._forgery_audits = AuditThrottle()
@@ -68,6 +73,9 @@ class Authenticator:
         if wait > 0:
             record.session_refusal = "rate_limited"
             raise RateLimited(wait, "too many failed session checks")
+        signed = request.signed_query
+        if signed is not None:
+            return self._app_proxy_session(request, record, signed)
         auth = request.headers.get(b"authorization")
         try:
             if auth is not None:
@@ -100,12 +108,39 @@ class Authenticator:
             if wait > 0:
                 raise RateLimited(wait, "too many failed session checks") from exc
             raise
+        return self._admit(session, record), token
+
+    def _app_proxy_session(
+        self, request: Request, record: AccessRecord, signed: bytes
+    ) -> tuple[Session, str]:
+        """The session of a request Shopify forwarded; the "token" that names it in
+        remembered decisions is the customer's scope (the query changes every time)."""
+        if self._app_proxy is None:
+            raise MissingSession("this proxy takes no Shopify App Proxy requests")
+        try:
+            session = self._app_proxy.verify(signed)
+        except (MissingSession, InvalidSession, ShopNotAllowed) as exc:
+            record.session_refusal = exc.code
+            # Only a forgery counts: every shopper arrives from Shopify's own addresses, and a
+            # signed-out one (missing), a skewed clock (expired) or another shop of the same
+            # app must not lock them all out.
+            if type(exc) is InvalidSession:
+                left_out = self._forgery_audits.admit(request.client_ip)
+                if left_out is not None:
+                    self._log.audit("invalid_session", record, request.client_ip, left_out)
+                wait = self._failures.hit(request.client_ip)
+                if wait > 0:
+                    raise RateLimited(wait, "too many failed session checks") from exc
+            raise
+        return self._admit(session, record), "app-proxy:" + session.scope
+
+    def _admit(self, session: Session, record: AccessRecord) -> Session:
         record.customer = self._hash_customer(session.scope)
         record.key_index = session.key_index
         if self._leads_only and session.subject_field != "lead_id":
             # Nector's recipe for proving a customer_id to a storefront key is not public.
             raise LeadSessionRequired()
-        return session, token
+        return session
 
 
 class FailureLimit:

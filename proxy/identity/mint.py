@@ -1,8 +1,11 @@
-"""``POST /v1/sessions``: minting a session over HTTP, server to server, with the mint key.
+"""Minting a session over HTTP: ``POST /v1/sessions``, server to server, with the mint key;
+``POST /v1/sessions/shopify``, from a Shopify theme's digest.
 
-For a merchant backend that cannot sign itsdangerous tokens itself. Off unless
+The first is for a merchant backend that cannot sign itsdangerous tokens itself: off unless
 TRIGGER_PROXY_MINT_KEY is set; the key is compared in constant time, and wrong keys are limited
-per client address like failed sessions (past the limit nothing is compared).
+per client address like failed sessions (past the limit nothing is compared). The second is for
+a shop with no backend at all (docs/shopify.md): off unless TRIGGER_PROXY_SHOPIFY_DIGEST_SECRETS
+is set; every refused attempt counts toward the same per-address limit.
 """
 
 from __future__ import annotations
@@ -13,13 +16,21 @@ import time
 from collections.abc import Sequence
 
 from proxy.config.settings import Rate, Secret
-from proxy.errors import ForbiddenField, InvalidBody, InvalidMintKey, NotFound, RateLimited
+from proxy.errors import (
+    ForbiddenField,
+    InvalidBody,
+    InvalidMintKey,
+    NotFound,
+    ProxyError,
+    RateLimited,
+)
 from proxy.http.asgi import Request
 from proxy.http.body import parse_object
 from proxy.http.responses import Answer
 from proxy.identity.auth import FailureLimit
 from proxy.identity.claims import ClaimError
 from proxy.identity.sessions import mint_token
+from proxy.identity.shopify import DigestVerifier
 
 
 class Minter:
@@ -68,3 +79,65 @@ class Minter:
             raise InvalidBody("the claims must be valid Unicode text") from exc
         data = {"token": token, "expires_at": now + ttl}
         return Answer(200, json.dumps(data).encode(), [(b"cache-control", b"no-store")])
+
+
+_DIGEST_FIELDS = frozenset(["shop", "customer_id", "ts", "digest"])
+
+
+class DigestMinter:
+    """``POST /v1/sessions/shopify``: a theme's digest traded for an ordinary session of the
+    customer it names, valid for ``max_age_seconds`` (sessions.max_age_seconds)."""
+
+    def __init__(
+        self,
+        verifier: DigestVerifier | None,
+        session_secrets: Sequence[Secret],
+        *,
+        max_age_seconds: int,
+        max_body_bytes: int,
+        failures: Rate,
+    ) -> None:
+        self._verifier = verifier
+        self._secrets = [s.reveal() for s in session_secrets]
+        self._max_age = max_age_seconds
+        self._max_body = max_body_bytes
+        self._failures = FailureLimit(failures)
+
+    async def mint(self, request: Request) -> Answer:
+        if self._verifier is None:
+            raise NotFound()
+        raw = await request.json_body(self._max_body)
+        wait = self._failures.wait(request.client_ip)
+        if wait > 0:
+            raise RateLimited(wait, "too many failed digest checks")
+        try:
+            shop, customer, ts, digest = _digest_fields(parse_object(raw))
+            session = self._verifier.verify(shop, customer, ts, digest)
+        except ProxyError:
+            self._failures.hit(request.client_ip)
+            raise
+        now = int(time.time())
+        claims = {"customer_id": session.subject}
+        token = mint_token(self._secrets, claims, ttl_seconds=self._max_age, clock=lambda: now)
+        data = {"token": token, "expires_at": now + self._max_age}
+        return Answer(200, json.dumps(data).encode(), [(b"cache-control", b"no-store")])
+
+
+def _digest_fields(body: dict[str, object]) -> tuple[str, str, int, str]:
+    """The body's shop, numeric customer id, ts and digest, or 400 invalid_body."""
+    if set(body) != _DIGEST_FIELDS:
+        raise InvalidBody('the body must hold exactly "shop", "customer_id", "ts" and "digest"')
+    shop, customer, ts, digest = body["shop"], body["customer_id"], body["ts"], body["digest"]
+    if isinstance(customer, int) and not isinstance(customer, bool) and customer > 0:
+        customer = str(customer)  # as Liquid renders {{ customer.id }}
+    if not (isinstance(customer, str) and 0 < len(customer) <= 20 and customer.isascii()):
+        raise InvalidBody("customer_id must be Shopify's numeric customer id")
+    if not customer.isdigit():
+        raise InvalidBody("customer_id must be Shopify's numeric customer id")
+    if isinstance(ts, str) and ts.isascii() and ts.isdigit() and len(ts) <= 12:
+        ts = int(ts)  # as a data- attribute carries it
+    if isinstance(ts, bool) or not isinstance(ts, int) or not 0 <= ts < 10**12:
+        raise InvalidBody("ts must be unix seconds")
+    if not isinstance(shop, str) or not isinstance(digest, str) or len(digest) > 128:
+        raise InvalidBody("shop and digest must be strings")
+    return shop, customer, ts, digest

@@ -1,0 +1,188 @@
+"""Shopify storefronts with no backend: the customer from a signed App Proxy query, or from a
+digest the theme rendered (docs/shopify.md).
+
+``AppProxyVerifier`` checks Shopify's App Proxy signature with Shopify's published recipe
+(shopify.dev, "Authenticate app proxies"): every query parameter but ``signature``, decoded,
+written ``key=value`` with a repeated key's values joined by ",", sorted, concatenated with no
+separator; the hex HMAC-SHA256 of that, keyed with the app's secret. ``DigestVerifier`` checks
+the theme's ``"<shop>:<customer id>:<ts>" | hmac_sha256: secret``. Both give the customer as
+``shopify.customer_id`` names it; nothing the browser sends can name another one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Callable, Iterable, Sequence
+from urllib.parse import parse_qsl, unquote_plus
+
+from proxy.errors import ExpiredSession, InvalidSession, MissingSession, ShopNotAllowed
+from proxy.identity.claims import ClaimError, Session, parse_claims
+
+# Shopify's own library refuses a timestamp further than this from its clock (shopify-app-js,
+# HMAC_TIMESTAMP_PERMITTED_CLOCK_TOLERANCE_SEC); the docs name no window.
+CLOCK_TOLERANCE_SECONDS = 90
+# Parameters Shopify adds to the forwarded query: never a read's, never sent to Nector.
+SHOPIFY_PARAMETERS = frozenset(
+    ["shop", "logged_in_customer_id", "path_prefix", "timestamp", "signature"]
+)
+# Parsers disagree on which duplicate wins; refusing is the only safe reading.
+_SINGLE = ("signature", "shop", "timestamp", "logged_in_customer_id")
+_MAX_PARAMETERS = 64
+
+
+def app_proxy_message(pairs: Sequence[tuple[str, str]]) -> bytes:
+    """What Shopify signs for an App Proxy request: ``pairs`` (decoded, ``signature`` left
+    out, empty values kept) as ``key=value`` strings, repeats joined by ",", sorted and
+    concatenated. Sorting the whole strings is the Ruby reference's order."""
+    joined: dict[str, list[str]] = {}
+    for key, value in pairs:
+        joined.setdefault(key, []).append(value)
+    return "".join(sorted(f"{k}={','.join(v)}" for k, v in joined.items())).encode()
+
+
+def sign_app_proxy(secret: str, pairs: Sequence[tuple[str, str]]) -> str:
+    """The ``signature`` Shopify would add to a query of ``pairs`` (for tests and the demo)."""
+    return hmac.new(secret.encode(), app_proxy_message(pairs), hashlib.sha256).hexdigest()
+
+
+def theme_digest(secret: str, shop: str, customer_id: str, ts: int) -> str:
+    """What the theme renders: ``"<shop>:<customer id>:<ts>" | hmac_sha256: secret``."""
+    message = f"{shop}:{customer_id}:{ts}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def _customer(template: str, shopify_id: str, key_index: int) -> Session:
+    """The session of Shopify customer ``shopify_id``, as ``shopify.customer_id`` names it."""
+    try:
+        customer = template.replace("{id}", shopify_id, 1)
+        return parse_claims({"customer_id": customer}, key_index=key_index)
+    except ClaimError as exc:
+        raise InvalidSession("the customer id does not make a Nector customer_id") from exc
+
+
+def _matching(expected: Iterable[bytes], given: bytes) -> int | None:
+    """The position of the secret whose MAC is ``given`` (compared in constant time)."""
+    for index, value in enumerate(expected):
+        if hmac.compare_digest(value, given):
+            return index
+    return None
+
+
+def _is_id(value: str) -> bool:
+    return 0 < len(value) <= 20 and value.isascii() and value.isdigit()
+
+
+class AppProxyVerifier:
+    """The customer of a request Shopify forwarded through the shop's App Proxy."""
+
+    def __init__(
+        self,
+        secrets: Sequence[str],
+        *,
+        shop: str,
+        customer_template: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._keys = [s.encode() for s in secrets]
+        self._shop = shop
+        self._template = customer_template
+        self._clock = clock
+
+    def verify(self, query: bytes) -> Session:
+        """The session the signed ``query`` (raw, as the server got it) names.
+
+        Raises InvalidSession (a bad or missing signature, a parameter that must be single
+        given twice), ShopNotAllowed (another shop, signed with the same app's secret),
+        ExpiredSession (a timestamp more than 90 s from the clock) or MissingSession (no one
+        is signed in: ``logged_in_customer_id`` empty)."""
+        try:
+            pairs = parse_qsl(
+                query.decode("ascii"),
+                keep_blank_values=True,
+                strict_parsing=False,
+                errors="strict",
+                max_num_fields=_MAX_PARAMETERS,
+            )
+        except (UnicodeError, ValueError) as exc:
+            raise InvalidSession("not a Shopify App Proxy query") from exc
+        given: dict[str, str] = {}
+        signed = []
+        for key, value in pairs:
+            if key in _SINGLE:
+                if key in given:
+                    raise InvalidSession(f"{key} is given twice")
+                given[key] = value
+            if key != "signature":
+                signed.append((key, value))
+        signature = given.get("signature", "").encode("ascii", "replace")
+        message = app_proxy_message(signed)
+        index = _matching(
+            (hmac.new(key, message, hashlib.sha256).hexdigest().encode() for key in self._keys),
+            signature,
+        )
+        if index is None:
+            raise InvalidSession("the request did not come through the shop's Shopify App Proxy")
+        if given.get("shop") != self._shop:
+            raise ShopNotAllowed()
+        stamp = given.get("timestamp", "")
+        if not (stamp.isascii() and stamp.isdigit()):
+            raise InvalidSession("the App Proxy timestamp is not a number")
+        if abs(self._clock() - int(stamp)) > CLOCK_TOLERANCE_SECONDS:
+            raise ExpiredSession("the App Proxy request is too old, or the clocks disagree")
+        customer = given.get("logged_in_customer_id", "")
+        if not customer:
+            raise MissingSession("no customer is signed in to the shop")
+        if not _is_id(customer):
+            raise InvalidSession("logged_in_customer_id is not a Shopify customer id")
+        return _customer(self._template, customer, index)
+
+
+class DigestVerifier:
+    """The customer a theme's digest names (``POST /v1/sessions/shopify``)."""
+
+    def __init__(
+        self,
+        secrets: Sequence[str],
+        *,
+        shop: str,
+        customer_template: str,
+        max_age_seconds: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._secrets = list(secrets)
+        self._shop = shop
+        self._template = customer_template
+        self._max_age = max_age_seconds
+        self._clock = clock
+
+    def verify(self, shop: str, customer_id: str, ts: int, digest: str) -> Session:
+        """Raises ShopNotAllowed, InvalidSession (a wrong digest) or ExpiredSession (``ts``
+        older than ``max_age_seconds`` or more than 90 s ahead)."""
+        if shop != self._shop:
+            raise ShopNotAllowed()
+        given = digest.encode("ascii", "replace")
+        index = _matching(
+            (theme_digest(s, shop, customer_id, ts).encode() for s in self._secrets), given
+        )
+        if index is None:
+            raise InvalidSession("the digest is not the theme's")
+        age = self._clock() - ts
+        if age > self._max_age or age < -CLOCK_TOLERANCE_SECONDS:
+            raise ExpiredSession("the digest is too old: reload the page")
+        return _customer(self._template, customer_id, index)
+
+
+def split_app_proxy_query(query: bytes) -> bytes:
+    """``query`` without Shopify's own parameters: what the storefront's script asked for.
+
+    The raw text of each remaining parameter is kept as it came."""
+    if not query:
+        return query
+    kept = []
+    for part in query.split(b"&"):
+        name = unquote_plus(part.partition(b"=")[0].decode("latin-1"))
+        if name not in SHOPIFY_PARAMETERS:
+            kept.append(part)
+    return b"&".join(kept)
