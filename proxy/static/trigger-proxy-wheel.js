@@ -7,7 +7,9 @@
 //
 // Attributes: trigger (an allow-listed id or name), base-url (the proxy; default: this page's
 // origin), source (x-source: web, mobile or unix), customer (optional: names the customer for
-// the countdown kept across reloads when the proxy serves no reads). Property: token (a session
+// the countdown kept across reloads when the proxy serves no reads), and on a Shopify theme
+// either base-url="/apps/<subpath>" (the shop's App Proxy) or data-shop, data-customer, data-ts
+// and data-digest (a theme digest, docs/shopify.md). Property: token (a session
 // token, sent as a bearer token; without one the session cookie is used). Method: refresh()
 // (call it after the customer signs in, out or changes: everything of the previous one goes).
 // Events (bubbling, composed): trigger-proxy-reward {detail: the client's result} after a win;
@@ -197,6 +199,7 @@ export class TriggerProxyWheel extends HTMLElement {
     this.#client = createClient({
       baseUrl: (this.getAttribute("base-url") || "").replace(/\/$/, ""),
       token: this.#token,
+      shopifyDigest: this.#token ? null : this.#shopifyDigest(),
       source: this.getAttribute("source") || "web",
     });
     try {
@@ -208,6 +211,13 @@ export class TriggerProxyWheel extends HTMLElement {
       return;
     }
     await this.#lookUpCustomer(generation);
+  }
+
+  /** The theme's digest in the data- attributes, if it rendered one (a customer signed in). */
+  #shopifyDigest() {
+    const { shop, customer, ts, digest: mac } = this.dataset;
+    if (!mac || !customer || !ts) return null;
+    return { shop: shop || globalThis.Shopify?.shop, customerId: customer, ts, digest: mac };
   }
 
   async #lookUpCustomer(generation) {
@@ -226,7 +236,9 @@ export class TriggerProxyWheel extends HTMLElement {
     if (generation !== this.#generation) return;
     if (lead) this.#balance(lead.available);
     const token = this.#token;
-    const named = lead?._id || this.getAttribute("customer");
+    const shopper = this.#shopifyDigest()?.customerId;
+    const named =
+      lead?._id || this.getAttribute("customer") || (shopper ? `shopify:${shopper}` : null);
     const who = named || (token ? await digest(token) : "cookie");
     if (generation !== this.#generation) return;
     this.#who = who;

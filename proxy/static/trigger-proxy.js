@@ -12,6 +12,10 @@
 // retry of that attempt (after a network failure, or while the first is still in flight)
 // reuses it, so the proxy never pays out twice however flaky the network.
 //
+// On a Shopify theme with no backend (docs/shopify.md), either give baseUrl as the shop's own
+// App Proxy path ("/apps/rewards": same origin, no token, Shopify signs the customer in), or give
+// shopifyDigest, the theme's rendered digest, which the client trades for a session.
+//
 // The reads (lead(), walletTransactions(), coupons(), triggers(), ...) are Nector's own GETs,
 // answered by the proxy for the session's customer only (enabled in its [reads] config); each
 // resolves to Nector's `data` object.
@@ -53,6 +57,8 @@ function rateLimitOf(headers) {
  * createClient(options)
  *   baseUrl   where the proxy is ("" for the page's own origin)
  *   token     a session token for Authorization: Bearer; omit to use the session cookie
+ *   shopifyDigest  { shop, customerId, ts, digest }, as a Shopify theme renders them: traded
+ *             for a session (POST /v1/sessions/shopify) on first use and again before it ends
  *   source    "web" (default), "mobile" or "unix": sent as X-Source
  *   retries   how many times to retry one attempt after a network failure (default 2)
  *   fetch     a fetch implementation (default: the global one)
@@ -60,19 +66,51 @@ function rateLimitOf(headers) {
 export function createClient({
   baseUrl = "",
   token = null,
+  shopifyDigest = null,
   source = "web",
   retries = 2,
   fetch: fetchImpl = globalThis.fetch.bind(globalThis),
 } = {}) {
-  async function send(trigger, key) {
+  let traded = null; // { token, expiresAt } of the digest's session
+  let trading = null;
+
+  /** The session token to send: the given one, or the digest's (traded when it is near its end). */
+  async function bearer() {
+    if (!shopifyDigest) return token;
+    if (traded && traded.expiresAt - Date.now() / 1000 > 60) return traded.token;
+    trading ||= trade().finally(() => {
+      trading = null;
+    });
+    return trading;
+  }
+
+  async function trade() {
+    const { shop, customerId, ts, digest } = shopifyDigest;
+    let response;
+    try {
+      response = await fetchImpl(`${baseUrl}/v1/sessions/shopify`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ shop, customer_id: String(customerId), ts: Number(ts), digest }),
+        credentials: "omit",
+      });
+    } catch {
+      throw new TriggerProxyError("network_error", "the reward service could not be reached");
+    }
+    const body = await answerOf(response);
+    traded = { token: body.token, expiresAt: body.expires_at };
+    return body.token;
+  }
+
+  async function send(trigger, key, auth) {
     const headers = { "Content-Type": "application/json", "X-Source": source };
-    if (token) headers.Authorization = `Bearer ${token}`;
+    if (auth) headers.Authorization = `Bearer ${auth}`;
     headers["Idempotency-Key"] = key;
     return fetchImpl(`${baseUrl}/v1/triggers/${encodeURIComponent(trigger)}`, {
       method: "POST",
       headers,
       body: "{}",
-      credentials: token ? "omit" : "include",
+      credentials: auth ? "omit" : "include",
     });
   }
 
@@ -111,9 +149,10 @@ export function createClient({
   async function trigger(name, { idempotencyKey = newKey() } = {}) {
     let failures = 0;
     for (;;) {
+      const auth = await bearer();
       let response;
       try {
-        response = await send(name, idempotencyKey);
+        response = await send(name, idempotencyKey, auth);
       } catch (cause) {
         if (failures++ < retries) {
           await sleep(300 * 2 ** failures);
@@ -166,11 +205,12 @@ export function createClient({
       for (const one of Array.isArray(value) ? value : [value]) query.append(key, String(one));
     }
     const headers = { Accept: "application/json", "X-Source": source };
-    if (token) headers.Authorization = `Bearer ${token}`;
+    const auth = await bearer();
+    if (auth) headers.Authorization = `Bearer ${auth}`;
     const suffix = query.toString() ? `?${query}` : "";
     const response = await fetchImpl(`${baseUrl}/api/v2/merchant/${path}${suffix}`, {
       headers,
-      credentials: token ? "omit" : "include",
+      credentials: auth ? "omit" : "include",
     });
     return (await answerOf(response)).data;
   }
@@ -185,6 +225,8 @@ export function createClient({
   return {
     trigger,
     triggerInfo,
+    /** The session token calls carry (a digest's is traded for first), or null for none. */
+    session: bearer,
     /** The session's own lead: { _id, customer_id, name, available (the balance), ... }. */
     lead: async () => (await read("leads/me")).item,
     walletTransactions: (options) => read("wallettransactions", paging(options)),
