@@ -8,6 +8,10 @@ TRIGGER_PROXY_* variable is read, so a real API key can never sit behind the dem
 
 ``/demo/login`` stands in for the merchant's backend: a real storefront mints the session in
 its own backend after its own login (``mint_token`` or ``POST /v1/sessions``).
+
+``/demo/shopify`` is the "Shopify theme" mode, for a shop with no backend at all: a stand-in
+shop (``shopify.py``) signs the wheel's calls through its App Proxy path, ``/apps/rewards``, as
+Shopify does; ``/demo/shopify/digest`` carries the digest a theme renders instead.
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ import re
 import secrets
 import socket
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -36,6 +41,7 @@ from proxy.identity.sessions import mint_token
 from proxy.observe.logs import configure
 
 from .nector import NectorStandIn, StandInTrigger
+from .shopify import SUBPATH, ShopStandIn
 
 HOST = "127.0.0.1"
 SPIN_WHEEL = "6b1f7c1e-1d2f-4c8e-9a55-0c3b1f1d2a10"
@@ -45,6 +51,7 @@ DEMO_CUSTOMER = re.compile(r"^[A-Za-z0-9_.@-]{8,64}$")
 CUSTOMER_RULE = "Use 8 to 64 characters: letters, digits, or . _ @ -"
 # Not HttpOnly: the page shows who is signed in; the session itself stays in the HttpOnly one.
 SHOWN_CUSTOMER_COOKIE = "demo_customer"
+DEMO_SHOP = "tinyshop.myshopify.com"
 
 
 @dataclass
@@ -55,17 +62,34 @@ class Demo:
     proxy: App
     stand_in: NectorStandIn
     site: Starlette
+    shop: ShopStandIn = field(init=False)  # forwards to this proxy, whichever it is
+
+    def __post_init__(self) -> None:
+        secrets = self.settings.secrets
+        self.shop = ShopStandIn(
+            shop=self.settings.shopify.shop,
+            app_secret=secrets.shopify_app_secrets[-1].reveal(),
+            digest_secret=secrets.shopify_digest_secrets[-1].reveal(),
+            transport=httpx.ASGITransport(app=self.proxy, client=(HOST, 443)),
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] == "http" and (path == "/" or path.startswith("/demo/")):
+        if scope["type"] == "http" and (path.startswith(("/demo/shopify", SUBPATH + "/"))):
+            await self.shop.app(scope, receive, send)
+        elif scope["type"] == "http" and (path == "/" or path.startswith("/demo/")):
             await self.site(scope, receive, send)
         else:
             await self.proxy(scope, receive, send)
 
 
 def demo_settings(
-    port: int, upstream_port: int, session_secret: str, api_key: str, workspace_id: str
+    port: int,
+    upstream_port: int,
+    session_secret: str,
+    api_key: str,
+    workspace_id: str,
+    shopify_secrets: tuple[str, str] | None = None,
 ) -> Settings:
     origins = [f"http://{HOST}:{port}", f"http://localhost:{port}"]
     config: dict[str, Any] = {
@@ -75,6 +99,7 @@ def demo_settings(
         "limits": {"per_customer": "2/minute;20/day", "upstream": "50/minute"},
         "reads": {"routes": list(READ_ROUTES), "budget": "20/minute", "cache_seconds": 60},
         "logging": {"format": "plain"},
+        "shopify": {"shop": DEMO_SHOP, "app_proxy": shopify_secrets is not None},
         "triggers": [
             {
                 "id": SPIN_WHEEL,
@@ -99,13 +124,17 @@ def demo_settings(
         "TRIGGER_PROXY_WORKSPACE_ID": workspace_id,
         "TRIGGER_PROXY_SESSION_SECRETS": session_secret,
     }
+    if shopify_secrets is not None:
+        environ["TRIGGER_PROXY_SHOPIFY_APP_SECRETS"] = shopify_secrets[0]
+        environ["TRIGGER_PROXY_SHOPIFY_DIGEST_SECRETS"] = shopify_secrets[1]
     return Settings.from_mapping(config, environ)
 
 
 def build_demo(port: int, upstream_port: int) -> Demo:
     api_key, workspace_id = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     session_secret = secrets.token_urlsafe(32)
-    settings = demo_settings(port, upstream_port, session_secret, api_key, workspace_id)
+    shopify = (secrets.token_hex(16), secrets.token_urlsafe(32))  # the app's, the theme's
+    settings = demo_settings(port, upstream_port, session_secret, api_key, workspace_id, shopify)
     stand_in = NectorStandIn(api_key=api_key, workspace_id=workspace_id)
     stand_in.add_trigger(StandInTrigger(SPIN_WHEEL, coins=10, allow_override=True, name="spin"))
     stand_in.add_trigger(StandInTrigger(DAILY_CHECKIN, coins=5, name="check-in"))
