@@ -54,6 +54,10 @@ NOT_RUN = {
         "the widget's embed: test_widget serves exactly this page shape (the tag, the element "
         "and a token) from another origin against `trigger-proxy serve` in Chromium"
     ),
+    ("shopify.md", "[shopify]"): (
+        "a config fragment: test_shopify_settings loads these keys, and the example config "
+        "lists every one"
+    ),
 }
 
 
