@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -14,6 +15,7 @@ import pytest
 
 from proxy.config.schema import READ_ROUTES
 from proxy.demo.nector import NectorStandIn, StandInTrigger
+from proxy.demo.shopify import CUSTOMER_COOKIE, ShopStandIn
 from proxy.identity.shopify import sign_app_proxy, theme_digest
 from tests.helpers import (
     API_KEY,
@@ -26,6 +28,7 @@ from tests.helpers import (
     open_harness,
     token,
 )
+from tests.servers import ProxyProcess, StandInServer, ThreadedServer, proxy_config, stand_in_for
 
 SHOP = "tinyshop.myshopify.com"
 STOREFRONT = "https://tinyshop.example.com"  # the shop's own domain, as the browser sees it
@@ -332,3 +335,55 @@ async def test_failed_digests_count_toward_the_address_limit() -> None:
         assert codes == ["invalid_session", "invalid_session", "rate_limited"]
         right = await h.client.post("/v1/sessions/shopify", json=digest_body())
         assert (right.status_code, error_code(right)) == (429, "rate_limited")
+
+
+# --- through `trigger-proxy serve`, behind a stand-in shop ----------------------------------
+
+
+@pytest.mark.slow
+def test_through_serve_a_shops_app_proxy_and_a_theme_digest_reward_its_customer(
+    tmp_path: Path,
+) -> None:
+    with StandInServer(stand_in_for(SPIN)) as nector:
+        config = proxy_config(nector.url, shopify=SHOPIFY)
+        with ProxyProcess(tmp_path, config, environ=SHOPIFY_ENV) as proxy:
+            shop_front = ShopStandIn(
+                shop=SHOP,
+                app_secret=APP_SECRET,
+                digest_secret=DIGEST_SECRET,
+                transport=httpx.AsyncHTTPTransport(),
+                proxy_url=proxy.base_url,
+            )
+            with ThreadedServer(shop_front.app) as front:
+                signed_in = httpx.Client(base_url=front.origin, cookies={CUSTOMER_COOKIE: CUSTOMER})
+                with signed_in as client:
+                    spin = client.post("/apps/rewards/v1/triggers/spin-wheel")
+                    assert spin.status_code == 200, spin.text
+                    assert "ratelimit-remaining" in spin.headers
+                    script = client.get("/apps/rewards/client/trigger-proxy.js")
+                    assert "export function createClient" in script.text
+                anonymous = httpx.post(f"{front.origin}/apps/rewards/v1/triggers/spin-wheel")
+                assert (anonymous.status_code, error_code(anonymous)) == (401, "missing_session")
+            # The theme digest, from the storefront's origin (listed in cors.allow_origins).
+            storefront = {"origin": "https://shop.example.com"}
+            preflight = httpx.options(
+                f"{proxy.base_url}/v1/sessions/shopify",
+                headers={**storefront, "access-control-request-method": "POST"},
+            )
+            assert preflight.status_code == 204
+            assert "POST" in preflight.headers["access-control-allow-methods"]
+            traded = httpx.post(
+                f"{proxy.base_url}/v1/sessions/shopify", json=digest_body(), headers=storefront
+            )
+            assert traded.status_code == 200, traded.text
+            assert traded.headers["access-control-allow-origin"] == storefront["origin"]
+            session = traded.json()["token"]
+            spin = httpx.post(
+                f"{proxy.base_url}/v1/triggers/spin-wheel",
+                headers={"authorization": f"Bearer {session}"},
+            )
+            assert spin.status_code == 200, spin.text
+            assert [c.body["customer_id"] for c in nector.stand_in.calls] == [NECTOR_CUSTOMER] * 2
+            assert not any(
+                secret in proxy.log_path.read_text() for secret in (APP_SECRET, DIGEST_SECRET)
+            )
