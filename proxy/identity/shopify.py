@@ -127,7 +127,7 @@ class AppProxyVerifier:
         if given.get("shop") != self._shop:
             raise ShopNotAllowed()
         stamp = given.get("timestamp", "")
-        if not (stamp.isascii() and stamp.isdigit()):
+        if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12):
             raise InvalidSession("the App Proxy timestamp is not a number")
         if abs(self._clock() - int(stamp)) > CLOCK_TOLERANCE_SECONDS:
             raise ExpiredSession("the App Proxy request is too old, or the clocks disagree")

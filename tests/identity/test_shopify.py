@@ -203,6 +203,16 @@ def test_a_customer_id_that_is_not_shopifys_number_is_invalid() -> None:
         verify(signed(customer="7001234-or-anyone"))
 
 
+@pytest.mark.parametrize("stamp", ["soon", "9" * 5000, "-5", ""])
+def test_a_signed_timestamp_that_is_no_unix_time_is_invalid(stamp: str) -> None:
+    params = [(k, v) for k, v in signed() if k not in ("timestamp", "signature")]
+    params.append(("timestamp", stamp))
+    params.append(("signature", sign_app_proxy(APP_SECRET, params)))
+    with pytest.raises(InvalidSession) as info:
+        verify(params)
+    assert type(info.value) is InvalidSession
+
+
 def test_a_query_that_is_not_ascii_is_invalid() -> None:
     with pytest.raises(InvalidSession):
         app_proxy().verify("shop=tinyshop.myshopify.com&x=\u00e9".encode())
