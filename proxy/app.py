@@ -45,6 +45,7 @@ from proxy.http.asgi import Receive, Request, Scope, Send, TrustedPeers
 from proxy.http.cors import CorsPolicy
 from proxy.http.endpoints import (
     STATE,
+    answered,
     internal_error,
     json_response,
     on_crash,
@@ -283,17 +284,11 @@ class App(Starlette):
 
     async def _mint(self, request: StarletteRequest) -> Response:
         view, _ = request.scope[STATE]
-        return _minted(await self._minter.mint(view))
+        return answered(await self._minter.mint(view))
 
     async def _mint_from_digest(self, request: StarletteRequest) -> Response:
         view, _ = request.scope[STATE]
-        return _minted(await self._digests.mint(view))
-
-
-def _minted(answer: Answer) -> Response:
-    response = json_response(answer.body)
-    response.raw_headers += answer.headers
-    return response
+        return answered(await self._digests.mint(view))
 
 
 def create_app(

@@ -24,6 +24,13 @@ def json_response(body: bytes) -> Response:
     return Response(body, media_type="application/json")
 
 
+def answered(answer: Answer) -> Response:
+    """A route's ``Answer`` (a JSON body and its headers) as Starlette's response."""
+    response = json_response(answer.body)
+    response.raw_headers += answer.headers
+    return response
+
+
 def with_headers(send: Send, record: AccessRecord, extra: list[tuple[bytes, bytes]]) -> Send:
     """``send`` that adds X-Request-ID and the CORS headers to the answer's head, and notes
     its status for the access line."""

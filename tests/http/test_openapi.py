@@ -21,7 +21,7 @@ from proxy.http.endpoints import openapi_document
 from proxy.http.paths import TRIGGER_PREFIX
 from proxy.http.responses import NECTOR_PREFIX
 from proxy.reads.routes import ROUTES
-from tests.helpers import MINT_KEY, SPIN, Harness, make_settings, token, tried
+from tests.helpers import ENVIRON, MINT_KEY, SPIN, Harness, make_settings, token, tried
 from tests.servers import ProxyProcess, StandInServer, proxy_config, stand_in_for
 
 SPEC_PATH = Path(__file__).parents[2] / "proxy" / "static" / "openapi.json"
@@ -42,7 +42,14 @@ def live_config() -> dict[str, Any]:
             "per_customer": "100000/minute",
             "budget": "50000/minute",
         },
+        shopify={"shop": "tinyshop.myshopify.com"},  # theme digests on, with LIVE_ENV
     )
+
+
+LIVE_ENV = {
+    **ENVIRON,
+    "TRIGGER_PROXY_SHOPIFY_DIGEST_SECRETS": "a-theme-digest-secret-of-32-chars-Q7",
+}
 
 
 # The document exactly as the live server below serves it (a test checks that it does).
@@ -100,7 +107,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
     tmp = tmp_path_factory.mktemp("openapi")
     with StandInServer(stand_in_for(SPIN, create_customers=True)) as nector:
         config = proxy_config(nector.url, **live_config())
-        with ProxyProcess(tmp, config) as proxy:
+        with ProxyProcess(tmp, config, environ=LIVE_ENV) as proxy:
             yield proxy
 
 
