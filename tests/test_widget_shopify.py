@@ -5,6 +5,7 @@ stand-in shop on real sockets)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -104,3 +105,21 @@ def test_the_wheel_trades_a_theme_digest_for_a_session_and_spins(
     spins = [r for r in requests if r.method == "POST" and "/v1/triggers/" in r.url]
     assert spins
     assert all(r.headers.get("authorization", "").startswith("Bearer ") for r in spins)
+
+
+def test_the_wheel_trades_the_digest_again_when_its_session_nears_its_end(
+    browser: Browser, demo: Demo
+) -> None:
+    customer = "7009876"
+    page, requests = visit(browser, demo, "/demo/shopify/digest", customer)
+    state(page, "ready")
+    trades = [r for r in requests if r.url.endswith("/v1/sessions/shopify")]
+    assert len(trades) == 1
+    # The page's clock only (timers keep running): its session is now 50 s from its end.
+    later = time.time() + demo.settings.sessions.max_age_seconds - 50
+    page.clock.set_fixed_time(later)
+    page.locator(f"{WHEEL} >> button").click()
+    state(page, "won")
+    trades = [r for r in requests if r.url.endswith("/v1/sessions/shopify")]
+    assert len(trades) == 2
+    assert rewarded(demo)[-1] == f"shopify-{customer}"

@@ -53,6 +53,15 @@ function rateLimitOf(headers) {
   };
 }
 
+/** When the proxy signed a session token: its middle part (docs/sessions.md, "Format"). */
+function signedAt(token) {
+  const parts = token.split(".");
+  const bytes = atob(parts[parts.length - 2].replace(/-/g, "+").replace(/_/g, "/"));
+  let seconds = 0;
+  for (const byte of bytes) seconds = seconds * 256 + byte.charCodeAt(0);
+  return seconds;
+}
+
 /**
  * createClient(options)
  *   baseUrl   where the proxy is ("" for the page's own origin)
@@ -71,13 +80,13 @@ export function createClient({
   retries = 2,
   fetch: fetchImpl = globalThis.fetch.bind(globalThis),
 } = {}) {
-  let traded = null; // { token, expiresAt } of the digest's session
+  let traded = null; // { token, renewAt } of the digest's session, on this page's clock
   let trading = null;
 
   /** The session token to send: the given one, or the digest's (traded when it is near its end). */
   async function bearer() {
     if (!shopifyDigest) return token;
-    if (traded && traded.expiresAt - Date.now() / 1000 > 60) return traded.token;
+    if (traded && Date.now() / 1000 < traded.renewAt) return traded.token;
     trading ||= trade().finally(() => {
       trading = null;
     });
@@ -98,7 +107,10 @@ export function createClient({
       throw new TriggerProxyError("network_error", "the reward service could not be reached");
     }
     const body = await answerOf(response);
-    traded = { token: body.token, expiresAt: body.expires_at };
+    // expires_at is on the proxy's clock; the lifetime is not, so renew a minute before the end
+    // on this page's clock, however far apart the two are.
+    const lifetime = body.expires_at - signedAt(body.token);
+    traded = { token: body.token, renewAt: Date.now() / 1000 + lifetime - 60 };
     return body.token;
   }
 
