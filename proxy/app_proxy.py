@@ -18,7 +18,7 @@ from proxy.config.settings import ShopifySettings
 from proxy.http.asgi import AppProxyRequest, Request
 from proxy.http.paths import CLIENT_JS_PATH, TRIGGER_PREFIX, WHEEL_JS_PATH, route_label
 from proxy.http.responses import NECTOR_PREFIX
-from proxy.identity.shopify import split_app_proxy_query
+from proxy.identity.shopify import parse_app_proxy_query
 from proxy.reads.routes import read_of
 
 PREFIX = "/shopify"
@@ -45,7 +45,8 @@ class AppProxyRoutes:
         )
         if not self._on or not served:
             return request, listed, "unknown"
-        view = AppProxyRequest(request, PREFIX, split_app_proxy_query(request.query))
+        signed, rest = parse_app_proxy_query(request.query)
+        view = AppProxyRequest(request, PREFIX, rest, signed)
         allowed = origin is None or listed or self._shops_own(origin, request)
         label = route_label(inner, read_of)
         return view, allowed, label if label == "unknown" else PREFIX + label

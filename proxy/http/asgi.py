@@ -68,8 +68,8 @@ class Request:
 
     # ``path`` is the route's path: under a prefix (a Mount, or a server's root_path) the
     # prefix is left out, as Starlette's routing does.
-    # The raw query Shopify signed, on an App Proxy request (AppProxyRequest) only.
-    signed_query: bytes | None = None
+    # The decoded query Shopify signed, on an App Proxy request (AppProxyRequest) only.
+    signed_query: list[tuple[str, str]] | None = None
 
     def __init__(self, scope: Scope, receive: Receive, trusted: TrustedPeers | None) -> None:
         self.receive = receive
@@ -205,7 +205,9 @@ class AppProxyRequest(Request):
 
     __slots__ = ("signed_query",)
 
-    def __init__(self, outer: Request, prefix: str, query: bytes) -> None:
+    def __init__(
+        self, outer: Request, prefix: str, query: bytes, signed: list[tuple[str, str]]
+    ) -> None:
         root = outer.scope.get("root_path", "")
         scope = {**outer.scope, "root_path": root + prefix, "query_string": query}
         scope["headers"] = [h for h in outer.scope["headers"] if h[0] not in _CREDENTIALS]
@@ -216,7 +218,7 @@ class AppProxyRequest(Request):
         self.headers = {k: v for k, v in outer.headers.items() if k not in _CREDENTIALS}
         self.client_ip = outer.client_ip
         self.request_id = outer.request_id
-        self.signed_query = outer.query
+        self.signed_query = signed
 
 
 _CREDENTIALS = frozenset([b"authorization", b"cookie"])

@@ -111,14 +111,14 @@ class Authenticator:
         return self._admit(session, record), token
 
     def _app_proxy_session(
-        self, request: Request, record: AccessRecord, signed: bytes
+        self, request: Request, record: AccessRecord, signed: list[tuple[str, str]]
     ) -> tuple[Session, str]:
         """The session of a request Shopify forwarded; the "token" that names it in
         remembered decisions is the customer's scope (the query changes every time)."""
         if self._app_proxy is None:
             raise MissingSession("this proxy takes no Shopify App Proxy requests")
         try:
-            session = self._app_proxy.verify(signed)
+            session = self._app_proxy.verify_pairs(signed)
         except (MissingSession, InvalidSession, ShopNotAllowed) as exc:
             record.session_refusal = exc.code
             # Only a forgery counts: every shopper arrives from Shopify's own addresses, and a

@@ -12,8 +12,8 @@ from proxy.identity.shopify import (
     AppProxyVerifier,
     DigestVerifier,
     app_proxy_message,
+    parse_app_proxy_query,
     sign_app_proxy,
-    split_app_proxy_query,
     theme_digest,
 )
 from tests.helpers import Clock
@@ -220,9 +220,21 @@ def test_a_query_that_is_not_ascii_is_invalid() -> None:
 
 def test_shopifys_parameters_are_left_out_of_the_routes_query() -> None:
     query = urlencode(signed(extra=[("page", "2"), ("sort_op", "DESC")])).encode()
-    assert split_app_proxy_query(query) == b"page=2&sort_op=DESC"
-    assert split_app_proxy_query(b"sh%6Fp=x&page=1") == b"page=1"
-    assert split_app_proxy_query(b"") == b""
+    assert parse_app_proxy_query(query)[1] == b"page=2&sort_op=DESC"
+    assert parse_app_proxy_query(b"sh%6Fp=x&page=1")[1] == b"page=1"
+    assert parse_app_proxy_query(b"") == ([], b"")
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["a=1&b=&c", "path_prefix=%2Fapps%2Fr&x=a+b", "k=%E2%82%AC&&k=2", "=v&a==b", "x=%zz"],
+)
+def test_the_query_is_decoded_as_parse_qsl_decodes_it(query: str) -> None:
+    assert parse_app_proxy_query(query.encode())[0] == pairs(query)
+
+
+def test_a_query_with_too_many_parameters_has_none() -> None:
+    assert parse_app_proxy_query(b"&".join([b"a=1"] * 65)) == ([], b"")
 
 
 # --- theme digests ----------------------------------------------------------------------
