@@ -10,6 +10,7 @@
     ├── MissingSession              401 missing_session
     ├── InvalidSession              401 invalid_session
     ├── ExpiredSession              401 expired_session   (subclass of InvalidSession)
+    ├── NotFromAppProxy             401 invalid_session   (subclass: a bad App Proxy signature)
     ├── InvalidMintKey              401 invalid_mint_key
     ├── TriggerNotAllowed           403 trigger_not_allowed
     ├── SourceNotAllowed            403 source_not_allowed
@@ -153,6 +154,13 @@ class InvalidSession(ProxyError):
 
 class ExpiredSession(InvalidSession):
     status, code, message = 401, "expired_session", "the session token has expired"
+
+
+class NotFromAppProxy(InvalidSession):
+    """A query whose Shopify App Proxy signature does not verify: its own class, so that the
+    message is fixed and its body cached like the others' (this is a forgery's path)."""
+
+    message = "the request did not come through the shop's Shopify App Proxy"
 
 
 class InvalidMintKey(ProxyError):

@@ -124,7 +124,7 @@ class Authenticator:
             # Only a forgery counts: every shopper arrives from Shopify's own addresses, and a
             # signed-out one (missing), a skewed clock (expired) or another shop of the same
             # app must not lock them all out.
-            if type(exc) is InvalidSession:
+            if isinstance(exc, InvalidSession) and not isinstance(exc, ExpiredSession):
                 left_out = self._forgery_audits.admit(request.client_ip)
                 if left_out is not None:
                     self._log.audit("invalid_session", record, request.client_ip, left_out)

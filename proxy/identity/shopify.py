@@ -17,7 +17,13 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from urllib.parse import unquote_plus
 
-from proxy.errors import ExpiredSession, InvalidSession, MissingSession, ShopNotAllowed
+from proxy.errors import (
+    ExpiredSession,
+    InvalidSession,
+    MissingSession,
+    NotFromAppProxy,
+    ShopNotAllowed,
+)
 from proxy.identity.claims import ClaimError, Session, parse_claims
 
 # Shopify's own library refuses a timestamp further than this from its clock (shopify-app-js,
@@ -123,7 +129,7 @@ class AppProxyVerifier:
         message = app_proxy_message(signed)
         index = _matching((_mac(keyed, message) for keyed in self._macs), signature)
         if index is None:
-            raise InvalidSession("the request did not come through the shop's Shopify App Proxy")
+            raise NotFromAppProxy()
         if given.get("shop") != self._shop:
             raise ShopNotAllowed()
         stamp = given.get("timestamp", "")
