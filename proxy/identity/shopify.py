@@ -195,11 +195,10 @@ def parse_app_proxy_query(query: bytes) -> tuple[list[tuple[str, str]], bytes]:
             if not part:
                 continue
             key, _, value = part.partition("=")
-            if "%" in part or "+" in part:
-                key, value = (
-                    unquote_plus(key, errors="strict"),
-                    unquote_plus(value, errors="strict"),
-                )
+            if "%" in key or "+" in key:
+                key = unquote_plus(key, errors="strict")
+            if "%" in value or "+" in value:
+                value = unquote_plus(value, errors="strict")
             pairs.append((key, value))
             if key not in SHOPIFY_PARAMETERS:
                 rest.append(part)
