@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn
 
-from proxy.config.settings import SOURCES, ConfigError, Settings
+from proxy.config.settings import SOURCES, ConfigError, Settings, warnings
 from proxy.identity.claims import ClaimError
 from proxy.identity.sessions import mint_token
 from proxy.limits.stores import describe_storage
@@ -215,6 +215,8 @@ def _mint(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def _check_config(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     settings = Settings.load(args.config, env)
     print(summary(settings))
+    for warning in warnings(settings):
+        print(f"warning: {warning}")
     if not args.probe:
         return 0
     from proxy.observe.probe import probe_store, probe_upstream

@@ -13,14 +13,15 @@ import socket
 import tempfile
 from typing import Any
 
-from proxy.config.settings import ConfigError, Settings
+from proxy.config.settings import ENV_PREFIX, ConfigError, Settings, warnings
+from proxy.config.variables import CONFIG_VARIABLE
 from proxy.limits.stores import describe_storage
 from proxy.observe.logs import LOG, configure
 from proxy.observe.logs import flush as flush_logs
 from proxy.observe.metrics import Metrics, multiprocess_registry
 
 # Where each worker process finds the config file (and a default for --config).
-CONFIG_PATH_VARIABLE = "TRIGGER_PROXY_CONFIG"
+CONFIG_PATH_VARIABLE = ENV_PREFIX + CONFIG_VARIABLE
 # The cyclic garbage collector's thresholds while serving (see tune_gc).
 GC_THRESHOLDS = (10_000, 10, 10)
 
@@ -47,8 +48,13 @@ def serve(
             "--workers", "memory:// is per process; with several workers use redis://"
         )
     host = host or server.host
-    sock = _listen(host, server.port if port is None else port)
+    port = server.port if port is None else port
+    if server.metrics_port and server.metrics_port == port:
+        raise ConfigError("--port", f"is server.metrics_port ({port}): the admin port must differ")
+    sock = _listen(host, port, "--port")
     configure(settings.logging.level, settings.logging.format)
+    for warning in warnings(settings):
+        LOG.warning(warning)
     port = sock.getsockname()[1]
     listening = (
         f"listening on http://{host}:{port} ({workers} worker{'s' * (workers > 1)}, "
@@ -93,8 +99,8 @@ def serve(
     return 0 if started else 3
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    """The listening socket, bound here so that a busy port is one clear line."""
+def _listen(host: str, port: int, key: str) -> socket.socket:
+    """The listening socket, bound here so that a busy port is one clear line naming ``key``."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -103,10 +109,8 @@ def _listen(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise ConfigError(
-                "--port", f"port {port} on {host} is in use: choose another with --port"
-            ) from exc
-        raise ConfigError("--host", f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+            raise ConfigError(key, f"port {port} on {host} is in use: choose another") from exc
+        raise ConfigError(key, f"cannot listen on {host}:{port}: {exc.strerror}") from exc
     sock.set_inheritable(True)  # for the worker processes
     return sock
 
@@ -143,7 +147,13 @@ def _serve_admin_metrics(settings: Settings, metrics: Metrics | None) -> None:
     from prometheus_client import start_http_server
 
     registry = multiprocess_registry() if metrics is None else metrics.registry
-    start_http_server(server.metrics_port, addr=server.metrics_host, registry=registry)
+    host, port = server.metrics_host, server.metrics_port
+    try:
+        start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:  # a busy port is one line, as the main port's is
+        busy = exc.errno == errno.EADDRINUSE
+        reason = f"port {port} on {host} is in use" if busy else exc.strerror
+        raise ConfigError("server.metrics_port", f"cannot listen: {reason}") from exc
 
 
 def app_from_environment() -> object:

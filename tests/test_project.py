@@ -32,6 +32,7 @@ CORE = (
     "config/reader.py",
     "config/sections.py",
     "config/settings.py",
+    "config/variables.py",
     "identity/claims.py",
     "identity/sessions.py",
     "rewards/policy.py",

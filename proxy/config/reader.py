@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from proxy.config.schema import ENV_PREFIX, ConfigError, ConfigErrors, Rate, parse_rates
+from proxy.config.variables import nearest
 
 _T = TypeVar("_T")
 
@@ -37,14 +38,17 @@ class Reader:
     def __init__(self, data: Mapping[str, Any], prefix: str) -> None:
         self.data = data
         self.prefix = prefix
+        # Keys whose value came from the environment, and the variable it came from: a
+        # mistake in such a value names the variable, which is where the operator set it.
+        self.variables: dict[str, str] = {}
 
     def key(self, name: str) -> str:
-        return f"{self.prefix}{name}"
+        return self.variables.get(name) or f"{self.prefix}{name}"
 
     def only(self, *names: str) -> None:
         for name in self.data:
             if name not in names:
-                raise ConfigError(self.key(name), "unknown key")
+                raise ConfigError(self.key(name), "unknown key" + nearest(name, names))
 
     def table(self, name: str) -> Reader:
         value = self.data.get(name, {})
@@ -140,3 +144,4 @@ class EnvOverrides:
             except ValueError as exc:
                 raise ConfigError(ENV_PREFIX + env_name, f"must be {_kind_name(kind)}") from exc
         reader.data = {**reader.data, name: value}
+        reader.variables[name] = ENV_PREFIX + env_name

@@ -34,6 +34,7 @@ from proxy.config.schema import (
     WalletOverride,
 )
 from proxy.config.secrets import Secret, Secrets
+from proxy.config.variables import known_variables, nearest
 
 Purpose = Literal["serve", "mint"]
 _T = TypeVar("_T")
@@ -46,17 +47,35 @@ def read_sections(
     reader = Reader(data, "")
     env = EnvOverrides(environ)
     problems = Problems()
-    problems.read(lambda: reader.only(*SECTIONS, "triggers"), None)
+    # Minting needs the sessions and their secrets only: a mistake elsewhere is serve's to
+    # refuse, and must not stop an operator minting a token to test with.
+    ignored = Problems() if purpose == "mint" else problems
+    ignored.read(lambda: reader.only(*SECTIONS, "triggers"), None)
+    ignored.read(lambda: _check_variables(environ), None)
     secrets = problems.read(lambda: _read_secrets(environ, purpose), None)
     sections = {
-        name: problems.read(functools.partial(_read_section, cls, reader.table(name), env), cls())
+        name: (problems if name == "sessions" else ignored).read(
+            functools.partial(_read_section, cls, reader.table(name), env), cls()
+        )
         for name, cls in SECTIONS.items()
     }
     no_triggers: tuple[TriggerSettings, ...] = ()
-    triggers = problems.read(lambda: _read_triggers(reader.tables("triggers")), no_triggers)
+    triggers = ignored.read(lambda: _read_triggers(reader.tables("triggers")), no_triggers)
     problems.raise_any()
     assert secrets is not None
     return secrets, sections, triggers
+
+
+def _check_variables(environ: Mapping[str, str]) -> None:
+    """A TRIGGER_PROXY_* variable the proxy does not read is a typo: refused, not ignored."""
+    known = known_variables(SECTIONS)
+    problems = Problems()
+    for name in sorted(environ):
+        if name.startswith(ENV_PREFIX) and name not in known:
+            problems.found.append(
+                ConfigError(name, "unknown variable" + nearest(name, known, ENV_PREFIX))
+            )
+    problems.raise_any()
 
 
 def _read_section(cls: type[_T], r: Reader, env: EnvOverrides) -> _T:

@@ -65,6 +65,7 @@ __all__ = [
     "WalletOverride",
     "display_url",
     "parse_rates",
+    "warnings",
 ]
 
 
@@ -104,7 +105,10 @@ class Settings:
     ) -> Settings:
         secrets, sections, triggers = read_sections(data, environ, purpose)
         settings = cls(secrets=secrets, triggers=triggers, **sections)
-        _lint(settings)
+        if purpose == "serve":
+            _lint(settings)
+        else:
+            _lint_mint_key(settings)
         return settings
 
 
@@ -131,6 +135,16 @@ def _lint(settings: Settings) -> None:
             f"{ENV_PREFIX}LEAD_TOKEN_SECRET",
             'is required with upstream.key_purpose = "storefront" (the key\'s signing secret)',
         )
+    server = settings.server
+    if server.metrics_port and server.metrics_port == server.port:
+        raise ConfigError(
+            "server.metrics_port", f"is server.port ({server.port}): the admin port must differ"
+        )
+    _lint_mint_key(settings)
+
+
+def _lint_mint_key(settings: Settings) -> None:
+    secrets = settings.secrets
     if secrets.mint_key is not None and secrets.mint_key in secrets.session_secrets:
         raise ConfigError(f"{ENV_PREFIX}MINT_KEY", "must differ from every session secret")
     _lint_shopify(settings.shopify, secrets, serving)
@@ -149,6 +163,24 @@ def _lint_shopify(shopify: ShopifySettings, secrets: Secrets, serving: bool) -> 
     # The theme's staff and apps can read a digest secret: it must never also sign sessions.
     if set(secrets.shopify_digest_secrets) & set(secrets.session_secrets):
         raise ConfigError(digests, "must differ from every session secret")
+
+
+# Nector refuses a workspace's calls past this many a minute.
+NECTOR_CALLS_PER_MINUTE = 60
+
+
+def warnings(settings: Settings) -> list[str]:
+    """What is allowed but likely wrong: logged at WARNING by serve, printed by check-config."""
+    found = []
+    budget = settings.limits.upstream
+    # The most the budget admits in one minute: a longer window may spend all of it at once.
+    per_minute = budget.limit * max(1, -(-60 // budget.seconds))
+    if per_minute > NECTOR_CALLS_PER_MINUTE:
+        found.append(
+            f"limits.upstream ({budget}) admits {per_minute} calls a minute, over Nector's "
+            f"{NECTOR_CALLS_PER_MINUTE}: the excess is refused by Nector, not by the proxy"
+        )
+    return found
 
 
 def display_url(url: str) -> str:
