@@ -65,6 +65,7 @@ from proxy.http.paths import (
 )
 from proxy.http.responses import NECTOR_PREFIX, Answer, render_error
 from proxy.limits.decisions import LimitStore
+from proxy.limits.stores import persistence_gap
 from proxy.observe.logs import LOG, AccessRecord, RequestLog
 from proxy.observe.logs import flush as flush_logs
 from proxy.observe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -149,6 +150,15 @@ class App(Starlette):
                 display_url(self.settings.limits.storage_url),
                 exc.cause,
             )
+        else:
+            gap = await persistence_gap(parts.store)
+            if gap is not None:
+                LOG.warning(
+                    "the limit store at %s keeps nothing across its restart: %s; idempotency "
+                    "records and limits would be lost, and a retried reward paid again",
+                    display_url(self.settings.limits.storage_url),
+                    gap,
+                )
         flusher = asyncio.create_task(flush_periodically(self.metrics))
         try:
             yield

@@ -45,12 +45,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+NO_PERSISTENCE = ("--save", "", "--appendonly", "no")
+
+
 class PrivateRedis:
     """A redis-server of our own on a free loopback port, never the shared one."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path, port: int | None = None, options: tuple[str, ...] = NO_PERSISTENCE
+    ) -> None:
         self.port = port or free_port()
         self.workdir = workdir
+        self.options = options
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -63,8 +69,8 @@ class PrivateRedis:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir)],
+            ["redis-server", *self.options, "--port", str(self.port), "--bind", "127.0.0.1",
+             "--dir", str(self.workdir)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip

@@ -12,6 +12,7 @@ replica, and refuses meanwhile (fail closed).
 Both kinds use a blocking pool: a burst beyond ``max_connections`` waits for a free connection
 (up to the timeout) instead of failing with "Too many connections". Nothing retries inside the
 client: a request that cannot be decided now is refused now, and the next one reconnects.
+``persistence_gap`` asks a server whether what it holds would outlive its restart.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import redis.asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
+from redis.exceptions import RedisError, ResponseError
 
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 DEFAULT_SENTINEL_PORT = 26379
@@ -122,3 +124,28 @@ def parse_sentinel_url(url: str) -> SentinelTarget:
         sentinel_password=options.get("sentinel_password", [None])[-1],
         tls=scheme.startswith("rediss"),
     )
+
+
+# What the store keeps across Redis's own restart: idempotency records and windows on a Redis
+# that persists nothing (no AOF, no RDB) are gone, and a keyed reward retried after it is paid
+# again. The proxy asks at start and warns (docs/operations.md).
+async def persistence_gap(client: Any) -> str | None:
+    """Why ``client``'s Redis would lose the records in a restart, or None if it persists them
+    (or cannot be asked: the start's ping reports a Redis that does not answer).
+
+    ``CONFIG GET`` tells both AOF and the RDB schedule; managed Redis often refuses CONFIG, and
+    then ``INFO persistence`` tells AOF alone."""
+    try:
+        try:
+            config = await client.config_get("appendonly")
+            config.update(await client.config_get("save"))
+        except ResponseError:  # CONFIG renamed or not allowed to this user
+            info = await client.info("persistence")
+            if int(info.get("aof_enabled", 0)):
+                return None
+            return "AOF is off (INFO persistence; CONFIG is not allowed, so RDB is unknown)"
+    except (RedisError, OSError):
+        return None
+    if config.get("appendonly") == "yes" or str(config.get("save", "")).strip():
+        return None
+    return 'nothing persists (appendonly no, save "")'

@@ -3,11 +3,11 @@
 One script per decision is one round trip and atomic on the server; it reads the time from
 Redis (``TIME``), so replicas with skewed clocks still share one window. Each window is a
 sorted set of its accepted requests scored by time in microseconds, trimmed to the window's limit
-and expiring with it, so every step is O(log n). An idempotency record is a hash: fingerprint,
-state, in-flight deadline, answer.
+and expiring with it (every step O(log n)). An idempotency record is a hash: fingerprint, state,
+in-flight deadline, answer. ``persistence_gap`` says whether they would outlive a restart.
 
 Any Redis failure is ``StorageUnavailable`` (fail closed); redis-py reconnects on the next
-command, so the proxy recovers by itself when Redis is back.
+command, so the proxy recovers by itself.
 
 Redis replicates asynchronously: a record the primary acknowledged may die with it in a
 failover. With ``replica_acks`` set, an Idempotency-Key's reservation, and then its answer,
@@ -45,7 +45,7 @@ from proxy.limits.decisions import (
     WindowState,
 )
 from proxy.limits.keys import IdempotencyClaim, Window
-from proxy.limits.redis_client import connect
+from proxy.limits.redis_client import connect, persistence_gap
 from proxy.limits.redis_scripts import ADMIT, FINISH, RELEASE, UNLOCK
 
 _US = 1_000_000
@@ -210,6 +210,9 @@ class RedisStore:
             await self._redis.ping()
         except (RedisError, OSError) as exc:
             raise StorageUnavailable(cause=failure_cause(exc)) from exc
+
+    async def persistence_gap(self) -> str | None:
+        return await persistence_gap(self._redis)
 
     async def aclose(self) -> None:
         await self._redis.aclose()

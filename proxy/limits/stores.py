@@ -66,3 +66,11 @@ def describe_storage(settings: LimitSettings) -> str:
         f"{shown}, idempotency records wait for {acks} replica{'s' * (acks > 1)} "
         f"(up to {settings.replica_wait_seconds:g}s, else 503)"
     )
+
+
+async def persistence_gap(store: LimitStore) -> str | None:
+    """Why the store would lose its records in its own restart, or None (``durability``).
+    The memory store is the process's: it says nothing there that a restart would not."""
+    from proxy.limits.redis_store import RedisStore
+
+    return await store.persistence_gap() if isinstance(store, RedisStore) else None
