@@ -41,7 +41,7 @@ from proxy.errors import (
     ProxyError,
     StorageUnavailable,
 )
-from proxy.http.asgi import Receive, Request, Scope, Send, TrustedPeers
+from proxy.http.asgi import Receive, Request, Scope, Send, TrustedPeers, UntrustedForwarded
 from proxy.http.cors import CorsPolicy
 from proxy.http.endpoints import (
     STATE,
@@ -91,6 +91,7 @@ class App(Starlette):
         self._cors = CorsPolicy(settings.cors)
         trusted = TrustedPeers(settings.server.forwarded_allow_ips)
         self._trusted = trusted if trusted else None
+        self._untrusted_forwarded = UntrustedForwarded(trusted)
         static = resources.files("proxy").joinpath("static")
         client_js = static.joinpath("trigger-proxy.js").read_bytes()
         wheel_js = static.joinpath("trigger-proxy-wheel.js").read_bytes()
@@ -180,6 +181,8 @@ class App(Starlette):
             return
         started = time.perf_counter()
         request = Request(scope, receive, self._trusted)
+        if self._untrusted_forwarded.pending and b"x-forwarded-for" in request.headers:
+            self._untrusted_forwarded.seen(scope.get("client"))
         request_id = request.request_id
         raw_origin = request.headers.get(b"origin")
         origin = None if raw_origin is None else raw_origin.decode("latin-1")

@@ -236,6 +236,8 @@ def summary(settings: Settings) -> str:
         f"{s.upstream.key_purpose}-purpose key)",
         f"server: {s.server.host}:{s.server.port}, {s.server.workers} worker(s), "
         f"body cap {s.server.max_body_bytes} bytes",
+        "trusted peers (X-Forwarded-For, X-Request-ID): "
+        + (", ".join(s.server.forwarded_allow_ips) or "none, the headers are ignored"),
         f"sessions: max age {s.sessions.max_age_seconds}s, cookie {s.sessions.cookie_name!r}, "
         f"{len(s.secrets.session_secrets)} signing secret(s)",
         f"cors: {', '.join(s.cors.allow_origins) or '(no browser origins)'}"

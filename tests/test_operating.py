@@ -65,3 +65,11 @@ def test_check_config_shows_the_warning_of_a_budget_over_nectors_cap(tmp_path: P
     assert result.returncode == 0
     [warning] = [line for line in result.stdout.splitlines() if line.startswith("warning:")]
     assert "limits.upstream" in warning
+
+
+def test_check_config_shows_the_trusted_peers() -> None:
+    environ = {**ENVIRON, "TRIGGER_PROXY_FORWARDED_ALLOW_IPS": "172.28.0.0/24, 10.0.0.1"}
+    shown = run("check-config", "--config", EXAMPLE, env=environ).stdout.splitlines()
+    assert "trusted peers (X-Forwarded-For, X-Request-ID): 172.28.0.0/24, 10.0.0.1" in shown
+    alone = run("check-config", "--config", EXAMPLE, env=ENVIRON).stdout.splitlines()
+    assert "trusted peers (X-Forwarded-For, X-Request-ID): none, the headers are ignored" in alone

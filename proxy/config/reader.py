@@ -138,7 +138,9 @@ class EnvOverrides:
         if raw is None or raw == "":
             return
         value: Any = raw
-        if kind in (int, float):
+        if kind is list:  # a list of strings: comma-separated, as uvicorn's own variables
+            value = [part.strip() for part in raw.split(",") if part.strip()]
+        elif kind in (int, float):
             try:
                 value = kind(raw)
             except ValueError as exc:

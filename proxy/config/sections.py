@@ -85,7 +85,8 @@ def _read_section(cls: type[_T], r: Reader, env: EnvOverrides) -> _T:
     for f in fields(cls):  # type: ignore[arg-type]
         hint, meta = hints[f.name], f.metadata
         if meta["env"]:
-            env.apply(r, f.name, meta["env"], hint if hint in (int, float) else str)
+            kind = hint if hint in (int, float) else list if get_origin(hint) is tuple else str
+            env.apply(r, f.name, meta["env"], kind)
         values[f.name] = _read_value(r, f.name, hint, f.default, meta)
     section = cls(**values)
     check = _SPANNING.get(cls)

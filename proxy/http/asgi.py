@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 from proxy.errors import BodyTooLarge, InvalidBody, UnsupportedMediaType
+from proxy.observe.logs import LOG
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -54,6 +55,28 @@ class TrustedPeers:
         except ValueError:
             return False
         return any(address in network for network in self._networks)
+
+
+class UntrustedForwarded:
+    """Says once, at WARNING, that X-Forwarded-For came from a peer not trusted with it:
+    behind a balancer left out of ``server.forwarded_allow_ips`` every shopper has its address,
+    and one bad client locks them all out of the failure limit. Then it costs nothing."""
+
+    def __init__(self, trusted: TrustedPeers) -> None:
+        self.trusted = trusted
+        self.pending = True
+
+    def seen(self, client: tuple[str, int] | None) -> None:
+        peer = client[0] if client else None
+        if peer in self.trusted:
+            return
+        self.pending = False
+        LOG.warning(
+            "X-Forwarded-For from %s, which server.forwarded_allow_ips does not trust, is "
+            "ignored: every client behind it shares its address and its failure limit; if it "
+            "is your load balancer, add its network there (logged once)",
+            peer or "an unknown peer",
+        )
 
 
 class Request:
