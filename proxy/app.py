@@ -191,7 +191,7 @@ class App(Starlette):
             request, origin_ok, label = self._app_proxy.enter(request, origin, listed)
         else:
             label = route_label(request.path, read_of)
-        record = AccessRecord(request_id, request.method, label)
+        record = AccessRecord(request_id, request.method, label, request.client_ip)
         try:
             answer = await self._route(request, record, origin, origin_ok)
         except ProxyError as exc:

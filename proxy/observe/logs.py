@@ -44,10 +44,11 @@ class AccessRecord:
     replayed: bool = False
     duration_ms: float = 0.0
 
-    def __init__(self, request_id: str, method: str, route: str) -> None:
+    def __init__(self, request_id: str, method: str, route: str, client: str = "") -> None:
         self.request_id = request_id
         self.method = method
         self.route = route
+        self.client = client  # the client's address: the TCP peer, or a trusted peer's XFF
 
 
 def customer_hasher(secret: str) -> Callable[[str], str]:
@@ -204,7 +205,10 @@ class RequestLog:
                 break
 
     def access(self, record: AccessRecord) -> None:
-        self._emit(ACCESS, logging.INFO, "request", vars(record))
+        level = logging.INFO
+        if record.code is not None or record.upstream_status is not None:
+            level = fault_level(record)
+        self._emit(ACCESS, level, "request", vars(record))
 
     def audit(self, event: str, record: AccessRecord, client_ip: str, suppressed: int = 0) -> None:
         """An audit line; ``suppressed`` counts the like events left out before it."""
@@ -236,4 +240,18 @@ class RequestLog:
         logger.handle(record)
 
 
-_LEVEL_NAMES = {logging.INFO: "info", logging.WARNING: "warning"}
+_LEVEL_NAMES = {logging.INFO: "info", logging.WARNING: "warning", logging.ERROR: "error"}
+
+
+_OPERATOR_FAULTS = frozenset({"storage_unavailable", "upstream_rejected"})
+
+
+def fault_level(record: AccessRecord) -> int:
+    """A request's access line is a WARNING when a dependency failed it (Nector timing out,
+    refusing or erring), an ERROR when nothing can succeed until an operator acts (the limit
+    store down, Nector refusing the key); refusals of the client's own doing stay INFO."""
+    if record.code in _OPERATOR_FAULTS or record.upstream_status in (401, 403):
+        return logging.ERROR
+    if record.upstream_fault is not None or (record.upstream_status or 0) >= 500:
+        return logging.WARNING
+    return logging.WARNING if record.upstream_status == 429 else logging.INFO
