@@ -32,8 +32,8 @@ from starlette.routing import Route
 
 from proxy.app_proxy import PATH_PREFIX as APP_PROXY_PREFIX
 from proxy.app_proxy import AppProxyRoutes
-from proxy.components import digest_minter, minter, open_components
-from proxy.config.settings import Settings, display_url
+from proxy.components import digest_minter, minter, open_components, report_store
+from proxy.config.settings import Settings
 from proxy.errors import (
     MethodNotAllowed,
     NotFound,
@@ -65,7 +65,6 @@ from proxy.http.paths import (
 )
 from proxy.http.responses import NECTOR_PREFIX, Answer, render_error
 from proxy.limits.decisions import LimitStore
-from proxy.limits.stores import persistence_gap
 from proxy.observe.logs import LOG, AccessRecord, RequestLog
 from proxy.observe.logs import flush as flush_logs
 from proxy.observe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -141,25 +140,7 @@ class App(Starlette):
             self.settings, log=self._log, transport=self._transport, store=self._given_store
         )
         self._gateway, self._reads = parts.gateway, parts.reads
-        try:
-            await parts.store.ping()
-        except StorageUnavailable as exc:
-            # Serving goes on (health answers, rewards fail closed); the operator must know why.
-            LOG.error(
-                "the limit store at %s does not answer (%s): rewards are refused with 503 "
-                "storage_unavailable until it does",
-                display_url(self.settings.limits.storage_url),
-                exc.cause,
-            )
-        else:
-            gap = await persistence_gap(parts.store)
-            if gap is not None:
-                LOG.warning(
-                    "the limit store at %s keeps nothing across its restart: %s; idempotency "
-                    "records and limits would be lost, and a retried reward paid again",
-                    display_url(self.settings.limits.storage_url),
-                    gap,
-                )
+        await report_store(self.settings, parts.store)
         flusher = asyncio.create_task(flush_periodically(self.metrics))
         try:
             yield
@@ -192,40 +173,47 @@ class App(Starlette):
         else:
             label = route_label(request.path, read_of)
         record = AccessRecord(request_id, request.method, label, request.client_ip)
+        metrics = self.metrics
+        metrics.in_flight += 1
         try:
-            answer = await self._route(request, record, origin, origin_ok)
-        except ProxyError as exc:
-            record.code = exc.code
-            if exc.cause is not None:
-                record.cause = exc.cause
-            answer = Answer(exc.status, render_error(exc, request.path, request_id), exc.headers)
-        except Exception:
-            LOG.exception("unhandled error", extra={"fields": {"request_id": request_id}})
-            answer = internal_error(record, request)
-        extra = self._cors.response_headers(origin) if listed and origin else []
-        if answer is None:  # a Starlette route's: it sends its own answer
-            scope = request.scope  # an App Proxy request's has the route's path
-            scope[STATE] = (request, record)
-            # Starlette answers a crash (500, on_crash) and then raises it again for the server.
-            with contextlib.suppress(Exception):
-                await super().__call__(scope, receive, with_headers(send, record, extra))
-        else:
-            record.status = status = answer.status
-            body = answer.body
-            headers = [
-                (b"x-request-id", request_id.encode()),
-                (b"content-type", answer.content_type),
-                (b"content-length", b"%d" % len(body)),
-                *answer.headers,
-                *extra,
-            ]
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            if request.method == "HEAD":
-                body = b""  # the length stays the GET's (RFC 9110, 9.3.2)
-            await send({"type": "http.response.body", "body": body})
-        record.duration_ms = round((time.perf_counter() - started) * 1000, 3)
-        self._log.access(record)
-        self.metrics.observe(record)
+            try:
+                answer = await self._route(request, record, origin, origin_ok)
+            except ProxyError as exc:
+                record.code = exc.code
+                if exc.cause is not None:
+                    record.cause = exc.cause
+                answer = Answer(
+                    exc.status, render_error(exc, request.path, request_id), exc.headers
+                )
+            except Exception:
+                LOG.exception("unhandled error", extra={"fields": {"request_id": request_id}})
+                answer = internal_error(record, request)
+            extra = self._cors.response_headers(origin) if listed and origin else []
+            if answer is None:  # a Starlette route's: it sends its own answer
+                scope = request.scope  # an App Proxy request's has the route's path
+                scope[STATE] = (request, record)
+                # Starlette answers a crash (500, on_crash) and then raises it again for the server.
+                with contextlib.suppress(Exception):
+                    await super().__call__(scope, receive, with_headers(send, record, extra))
+            else:
+                record.status = status = answer.status
+                body = answer.body
+                headers = [
+                    (b"x-request-id", request_id.encode()),
+                    (b"content-type", answer.content_type),
+                    (b"content-length", b"%d" % len(body)),
+                    *answer.headers,
+                    *extra,
+                ]
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                if request.method == "HEAD":
+                    body = b""  # the length stays the GET's (RFC 9110, 9.3.2)
+                await send({"type": "http.response.body", "body": body})
+            record.duration_ms = round((time.perf_counter() - started) * 1000, 3)
+            self._log.access(record)
+            metrics.observe(record)
+        finally:
+            metrics.in_flight -= 1
 
     async def _route(
         self, request: Request, record: AccessRecord, origin: str | None, origin_ok: bool

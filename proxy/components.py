@@ -7,15 +7,16 @@ from typing import NamedTuple
 
 import httpx
 
-from proxy.config.settings import Settings
+from proxy.config.settings import Settings, display_url
+from proxy.errors import StorageUnavailable
 from proxy.identity.auth import Authenticator
 from proxy.identity.leadtokens import LeadTokens
 from proxy.identity.mint import DigestMinter, Minter
 from proxy.identity.sessions import SessionVerifier
 from proxy.identity.shopify import AppProxyVerifier, DigestVerifier
 from proxy.limits.decisions import LimitStore
-from proxy.limits.stores import open_store, shared_blobs
-from proxy.observe.logs import RequestLog
+from proxy.limits.stores import open_store, persistence_gap, shared_blobs
+from proxy.observe.logs import LOG, RequestLog
 from proxy.reads.handler import Reads
 from proxy.rewards.gateway import Gateway
 from proxy.rewards.policy import TriggerPolicy
@@ -130,3 +131,27 @@ def open_components(
         blobs=shared_blobs(store),
     )
     return Components(gateway, reads, store, upstream)
+
+
+async def report_store(settings: Settings, store: LimitStore) -> None:
+    """At start, say what is wrong with the limit store: serving goes on (health answers,
+    rewards fail closed), and the operator must know why."""
+    where = display_url(settings.limits.storage_url)
+    try:
+        await store.ping()
+    except StorageUnavailable as exc:
+        LOG.error(
+            "the limit store at %s does not answer (%s): rewards are refused with 503 "
+            "storage_unavailable until it does",
+            where,
+            exc.cause,
+        )
+        return
+    gap = await persistence_gap(store)
+    if gap is not None:
+        LOG.warning(
+            "the limit store at %s keeps nothing across its restart: %s; idempotency records "
+            "and limits would be lost, and a retried reward paid again",
+            where,
+            gap,
+        )

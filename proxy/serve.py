@@ -9,6 +9,7 @@ import errno
 import gc
 import math
 import os
+import shutil
 import socket
 import tempfile
 from typing import Any
@@ -80,12 +81,20 @@ def serve(
         # Each worker process builds its own app from the same file and environment, and
         # writes its metrics where any of them (and the admin port) can sum them.
         os.environ[CONFIG_PATH_VARIABLE] = os.path.abspath(config_path)
-        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="trigger-proxy-"))
-        _serve_admin_metrics(settings, None)
-        sock.listen(config.backlog)  # the workers accept on it; the kernel queues meanwhile
-        LOG.info(listening)
-        flush_logs()
-        Multiprocess(config, sockets=[sock]).run()
+        made = None
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            made = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(
+                prefix="trigger-proxy-"
+            )
+        try:
+            _serve_admin_metrics(settings, None)
+            sock.listen(config.backlog)  # the workers accept on it; the kernel queues meanwhile
+            LOG.info(listening)
+            flush_logs()
+            Multiprocess(config, sockets=[sock]).run()
+        finally:  # the workers' metric files are this run's alone
+            if made is not None:
+                shutil.rmtree(made, ignore_errors=True)
         started = True
     else:
         _serve_admin_metrics(settings, app.metrics)

@@ -12,10 +12,21 @@ for you): each worker writes its samples there and any of them serves the sum.
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import os
+import platform
+import resource
+import time
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from proxy.observe.logs import AccessRecord
@@ -45,7 +56,44 @@ class Metrics:
         # Requests counted since the last flush, by what their labels are made of.
         self._tally: dict[_TallyKey, int] = {}
         self._latencies: list[float] = []  # seconds to Nector's answer, since the last flush
+        self._durations: list[tuple[str, float]] = []  # (route, ms) since the last flush
+        self.in_flight = 0  # requests begun and not yet answered (the app counts them)
+        self._process_at = 0.0
         r = self.registry
+        multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        if not multiprocess:  # the standard process_* of this process (in multiprocess
+            ProcessCollector(registry=r)  # mode, the per-worker gauges below stand in)
+        self.request_seconds = Histogram(
+            "trigger_proxy_request_seconds",
+            "Time from a request's arrival to its answer, by route.",
+            ["route"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+            registry=r,
+        )
+        self._request_seconds: dict[str, Histogram] = {}  # children by route, made once
+        self.in_flight_gauge = Gauge(
+            "trigger_proxy_requests_in_flight",
+            "Requests begun and not yet answered (summed over the workers).",
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        build = Gauge(
+            "trigger_proxy_build_info",
+            "The running build: always 1, its version and Python's as labels.",
+            ["version", "python"],
+            multiprocess_mode="max",
+            registry=r,
+        )
+        build.labels(_version(), platform.python_version()).set(1)
+
+        def worker(name: str, what: str) -> Gauge:  # one sample per worker's pid
+            return Gauge(name, what, multiprocess_mode="liveall", registry=r)
+
+        self.worker_memory = worker(
+            "trigger_proxy_worker_resident_memory_bytes", "A worker's resident memory."
+        )
+        self.worker_cpu = worker("trigger_proxy_worker_cpu_seconds", "A worker's CPU time.")
+        self.worker_fds = worker("trigger_proxy_worker_open_fds", "A worker's open files.")
         self.requests = Counter(
             "trigger_proxy_requests",
             "Requests by route, trigger and outcome (the contract's code, or ok/replayed).",
@@ -103,6 +151,7 @@ class Metrics:
         )
         tally = self._tally
         tally[key] = tally.get(key, 0) + 1
+        self._durations.append((record.route, record.duration_ms))
         if record.upstream_ms is not None:
             self._latencies.append(record.upstream_ms / 1000)
 
@@ -130,6 +179,29 @@ class Metrics:
                 self.upstream_responses.labels(upstream).inc(n)
         for seconds in latencies:
             self.upstream_seconds.observe(seconds)
+        durations, self._durations = self._durations, []
+        children = self._request_seconds
+        for route, ms in durations:
+            child = children.get(route)
+            if child is None:
+                child = children[route] = self.request_seconds.labels(route)
+            child.observe(ms / 1000)
+        self.in_flight_gauge.set(self.in_flight)
+        now = time.monotonic()
+        if now - self._process_at >= 1.0:
+            self._process_at = now
+            self._sample_process()
+
+    def _sample_process(self) -> None:
+        """This worker's memory, CPU and files, for multiprocess mode's per-worker gauges."""
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        self.worker_cpu.set(usage.ru_utime + usage.ru_stime)
+        try:
+            with open("/proc/self/statm") as statm:
+                self.worker_memory.set(int(statm.read().split()[1]) * resource.getpagesize())
+            self.worker_fds.set(len(os.listdir("/proc/self/fd")))
+        except OSError:  # not Linux: the CPU time alone
+            pass
 
     def render(self) -> bytes:
         """The text exposition: this process's registry, or every worker's in multiprocess
@@ -138,6 +210,13 @@ class Metrics:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             return generate_latest(multiprocess_registry())
         return generate_latest(self.registry)
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("trigger-proxy")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
+        return "unknown"
 
 
 def multiprocess_registry() -> CollectorRegistry:

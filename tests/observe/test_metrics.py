@@ -15,6 +15,7 @@ import pytest
 from tests.helpers import (
     ALL_SECRETS,
     CUSTOMER,
+    ENVIRON,
     OLD_SESSION_SECRET,
     SPIN,
     Harness,
@@ -142,6 +143,24 @@ async def test_counts_reach_the_collectors_without_a_scrape() -> None:
         assert registry.get_sample_value("trigger_proxy_session_refusals_total", refused) == 1
 
 
+async def test_request_duration_in_flight_build_and_process_are_exposed(
+    harness: Harness,
+) -> None:
+    await harness.spin()
+    await harness.client.get("/healthz")
+    text = (await harness.client.get("/metrics")).text
+    found = samples(text)
+    count = "trigger_proxy_request_seconds_count"
+    assert value(found, count, route="/v1/triggers/{trigger}") == 1
+    assert value(found, count, route="/healthz") == 1
+    assert value(found, "trigger_proxy_requests_in_flight") == 1  # the scrape itself
+    assert re.search(
+        r'^trigger_proxy_build_info\{python="[0-9.]+",version="[^"]+"\} 1\.0$', text, re.M
+    )
+    assert value(found, "process_resident_memory_bytes") > 0
+    assert value(found, "trigger_proxy_worker_cpu_seconds") > 0
+
+
 async def test_metrics_are_off_the_public_port_unless_asked_for() -> None:
     for server in ({}, {"metrics_port": 9999}):
         async with open_harness(make_settings(server=server)) as h:
@@ -166,7 +185,10 @@ def test_metrics_sum_every_worker(tmp_path: Path) -> None:
         import redis
 
         redis.Redis.from_url("redis://127.0.0.1:6379/6").flushdb()
-        with ProxyProcess(tmp_path, config) as proxy:
+        temp = tmp_path / "temp"
+        temp.mkdir()
+        with ProxyProcess(tmp_path, config, environ={**ENVIRON, "TMPDIR": str(temp)}) as proxy:
+            assert [p.name[:14] for p in temp.iterdir()] == ["trigger-proxy-"]
             n = 30
             with httpx.Client() as client:  # new connections, so the kernel spreads them
                 for i in range(n):
@@ -189,3 +211,12 @@ def test_metrics_sum_every_worker(tmp_path: Path) -> None:
                     time.sleep(0.1)
             assert total == n
             assert re.search(r'key_index="1"', text)
+            found = samples(text)
+            route = {"route": "/v1/triggers/{trigger}"}
+            assert value(found, "trigger_proxy_request_seconds_count", **route) == n
+            assert value(found, "trigger_proxy_requests_in_flight") == 0
+            assert re.search(r'trigger_proxy_build_info\{python="[0-9.]+",version=', text)
+            assert (
+                len(re.findall(r"^trigger_proxy_worker_resident_memory_bytes\{", text, re.M)) == 2
+            )
+        assert list(temp.iterdir()) == []  # the workers' metric files went with them
