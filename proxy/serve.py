@@ -4,14 +4,17 @@ processes, the admin port for metrics, and the garbage collector's settings for 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import gc
 import math
 import os
 import shutil
+import signal
 import socket
 import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 from proxy.config.settings import ENV_PREFIX, ConfigError, Settings, warnings
@@ -38,7 +41,6 @@ def serve(
     """Serve until SIGTERM or Ctrl-C; ``host``, ``port`` and ``workers`` override the settings.
     Returns the exit code: 0 once stopped, 3 if the server did not start."""
     import uvicorn
-    from uvicorn.supervisors import Multiprocess
 
     from proxy.app import create_app
 
@@ -91,7 +93,7 @@ def serve(
             sock.listen(config.backlog)  # the workers accept on it; the kernel queues meanwhile
             LOG.info(listening)
             flush_logs()
-            Multiprocess(config, sockets=[sock]).run()
+            _supervisor(config, sock).run()
         finally:  # the workers' metric files are this run's alone
             if made is not None:
                 shutil.rmtree(made, ignore_errors=True)
@@ -124,14 +126,33 @@ def _listen(host: str, port: int, key: str) -> socket.socket:
     return sock
 
 
+# One answer to SIGHUP with one worker or many: the configuration is read once, at start.
+RELOAD_REFUSED = (
+    "SIGHUP ignored: the proxy does not reload its configuration; restart it to apply a new "
+    "one (SIGTERM finishes the requests in flight, then start it again)"
+)
+
+
+def _refuse_reload() -> None:
+    LOG.warning(RELOAD_REFUSED)
+    flush_logs()
+
+
 def _run_one(config: Any, sock: socket.socket, listening: str) -> bool:
     """Serve on ``sock`` in this process until told to stop; True if the server started.
-    The stop line is logged from the server's own shutdown: after a signal, uvicorn raises it
-    again once it has stopped, so nothing after ``run`` would run."""
+    uvicorn raises a stop signal again once it has stopped (exit 143 for SIGTERM); here a stop
+    asked for is a clean exit, 0, as with several workers."""
     import uvicorn
 
     class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            with super().capture_signals():
+                yield
+                self._captured_signals.clear()
+
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, _refuse_reload)
             await super().startup(sockets)
             if self.started:
                 LOG.info(listening)
@@ -145,6 +166,30 @@ def _run_one(config: Any, sock: socket.socket, listening: str) -> bool:
     with contextlib.suppress(KeyboardInterrupt):
         server.run(sockets=[sock])
     return server.started
+
+
+def _supervisor(config: Any, sock: socket.socket) -> Any:
+    """uvicorn's supervisor of worker processes, stopping as one worker does: on SIGTERM or
+    SIGINT its copy of the listening socket closes at once (else the kernel would go on
+    accepting connections no worker serves, and reset them at exit) and the workers are told
+    to finish what is in flight; SIGHUP is refused, not a restart of every worker."""
+    from uvicorn.supervisors import Multiprocess
+
+    class Supervisor(Multiprocess):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, self._stop)
+
+        def _stop(self, sig: int, frame: object) -> None:
+            for listening in self.sockets:
+                listening.close()
+            self.should_exit.set()  # the run loop wakes now and terminates the workers
+
+        def handle_hup(self) -> None:
+            _refuse_reload()
+
+    return Supervisor(config, sockets=[sock])
 
 
 def _serve_admin_metrics(settings: Settings, metrics: Metrics | None) -> None:
@@ -171,6 +216,9 @@ def app_from_environment() -> object:
     from proxy.http.server_protocol import limited_protocol
     from proxy.observe.logs import configure
 
+    # SIGHUP is the supervisor's to answer (it refuses it); sent to the whole process group
+    # it would otherwise end this worker.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     settings = Settings.load(os.environ[CONFIG_PATH_VARIABLE], os.environ)
     configure(settings.logging.level, settings.logging.format)
     limited_protocol(settings.server)  # this worker's connections get the deployment's limits
