@@ -206,7 +206,7 @@ class ServerSettings:
     forwarded_allow_ips: tuple[str, ...] = setting((), env="FORWARDED_ALLOW_IPS", check=_networks)
     shutdown_grace_seconds: float = setting(10.0, low=0)
     metrics_port: int = setting(0, low=0, high=65535)  # an admin port for /metrics; 0: none
-    metrics_host: str = setting("127.0.0.1")
+    metrics_host: str = setting("127.0.0.1", env="METRICS_HOST")
     metrics_on_main_port: bool = setting(False)  # /metrics on the public port too
     max_head_bytes: int = setting(16384, low=1024)  # request line and headers together
     head_timeout_seconds: float = setting(10.0, low=0.1)  # for the whole head to arrive
