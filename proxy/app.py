@@ -65,7 +65,7 @@ from proxy.http.paths import (
 )
 from proxy.http.responses import NECTOR_PREFIX, Answer, render_error
 from proxy.limits.decisions import LimitStore
-from proxy.observe.logs import LOG, AccessRecord, RequestLog
+from proxy.observe.logs import LOG, AccessRecord, RequestLog, configure_if_unset
 from proxy.observe.logs import flush as flush_logs
 from proxy.observe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from proxy.observe.metrics import Metrics, flush_periodically
@@ -99,6 +99,7 @@ class App(Starlette):
         )
         self._gateway: Gateway | None = None
         self._reads: Reads | None = None
+        configure_if_unset(settings.logging.level, settings.logging.format)
         self._log = RequestLog()
         self._minter = minter(settings)
         self._digests = digest_minter(settings)

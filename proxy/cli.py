@@ -227,6 +227,21 @@ def _check_config(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
+# What the server, not the app, applies: mounted in another app these are that app's server's.
+SERVE_ONLY = (
+    "host",
+    "port",
+    "workers",
+    "shutdown_grace_seconds",
+    "metrics_port",
+    "metrics_host",
+    "max_head_bytes",
+    "head_timeout_seconds",
+    "body_timeout_seconds",
+    "max_concurrency",
+)
+
+
 def summary(settings: Settings) -> str:
     """A readable account of the settings with every secret left out."""
     s = settings
@@ -236,6 +251,8 @@ def summary(settings: Settings) -> str:
         f"{s.upstream.key_purpose}-purpose key)",
         f"server: {s.server.host}:{s.server.port}, {s.server.workers} worker(s), "
         f"body cap {s.server.max_body_bytes} bytes",
+        "  applied by serve only (mounted in another app, pass proxy.serve.server_options to "
+        "uvicorn): server." + ", ".join(SERVE_ONLY),
         "trusted peers (X-Forwarded-For, X-Request-ID): "
         + (", ".join(s.server.forwarded_allow_ips) or "none, the headers are ignored"),
         f"sessions: max age {s.sessions.max_age_seconds}s, cookie {s.sessions.cookie_name!r}, "

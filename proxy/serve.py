@@ -63,21 +63,15 @@ def serve(
         f"listening on http://{host}:{port} ({workers} worker{'s' * (workers > 1)}, "
         f"storage {describe_storage(settings.limits)})"
     )
-    from proxy.http.server_protocol import limited_protocol
-
     app = None if workers > 1 else create_app(settings)
     config = uvicorn.Config(
         app or "proxy.serve:app_from_environment",
         factory=app is None,
         workers=workers,
-        http=limited_protocol(server),  # limits on the request head and the time it takes
-        limit_concurrency=server.max_concurrency,
-        proxy_headers=False,  # the app applies server.forwarded_allow_ips itself
-        server_header=False,
-        timeout_graceful_shutdown=math.ceil(server.shutdown_grace_seconds),
         log_config=None,
         access_log=False,
         lifespan="on",
+        **server_options(settings),
     )
     if app is None:
         # Each worker process builds its own app from the same file and environment, and
@@ -108,6 +102,22 @@ def serve(
         LOG.info("stopped")
     flush_logs()
     return 0 if started else 3
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """The uvicorn settings that carry ``server.*``'s limits, as ``serve`` passes them: for an
+    app that mounts the proxy and runs on uvicorn itself (docs/api.md),
+    ``uvicorn.run(parent, host=..., port=..., **server_options(settings))``."""
+    from proxy.http.server_protocol import limited_protocol
+
+    server = settings.server
+    return {
+        "http": limited_protocol(server),  # limits on the request head and the time it takes
+        "limit_concurrency": server.max_concurrency,
+        "proxy_headers": False,  # the app applies server.forwarded_allow_ips itself
+        "server_header": False,
+        "timeout_graceful_shutdown": math.ceil(server.shutdown_grace_seconds),
+    }
 
 
 def _listen(host: str, port: int, key: str) -> socket.socket:

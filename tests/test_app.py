@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 from collections.abc import Iterator
 
 import httpx
+import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
@@ -97,3 +100,41 @@ async def test_starlette_routes_get_the_request_id_and_cors_headers() -> None:
     assert script.headers["vary"] == "Origin"  # also without an Origin: a cache must know
     assert (wrong.status_code, wrong.json()["error"]["code"]) == (405, "method_not_allowed")
     assert wrong.headers["allow"] == "GET"
+
+
+async def test_mounted_in_an_app_without_logging_the_lines_still_reach_stderr(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from proxy.observe import logs
+
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])  # the parent configured nothing
+    monkeypatch.setattr(logs.LOG, "handlers", [])
+    monkeypatch.setattr(logs.LOG, "propagate", True)
+    level = logs.LOG.level
+    logs.LOG.setLevel(logging.NOTSET)
+    try:
+        rewards = create_app(make_settings(), transport=Upstream().transport(), store=MemoryStore())
+        parent = Starlette(routes=[Mount("/rewards", app=rewards)])
+        async with (
+            rewards.router.lifespan_context(parent),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=parent), base_url="http://s") as c,
+        ):
+            await c.get("/rewards/healthz")
+    finally:
+        logs.LOG.setLevel(level)  # setLevel, so that loggers' cached levels are dropped too
+    [line] = [json.loads(x) for x in capsys.readouterr().err.splitlines() if '"request"' in x]
+    assert (line["logger"], line["route"], line["status"]) == (
+        "trigger_proxy.access",
+        "/healthz",
+        200,
+    )
+
+
+async def test_mounted_in_an_app_with_logging_the_parent_decides(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from proxy.observe import logs
+
+    monkeypatch.setattr(logs.LOG, "handlers", [])
+    create_app(make_settings(), store=MemoryStore())
+    assert logs.LOG.handlers == []  # pytest's own handler is on the root: a configured parent

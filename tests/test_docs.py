@@ -104,6 +104,7 @@ RUN_HERE = {
     ("README.md", "from proxy import mint_token"),
     ("api.md", 'Mount("/rewards", app=rewards)'),
     ("api.md", 'app.mount("/rewards", rewards)'),
+    ("api.md", "server_options(settings)"),
     ("README.md", "X-Source: mobile"),
     ("sessions.md", "from proxy import mint_token"),
     ("sessions.md", "trigger-proxy mint"),
@@ -193,3 +194,24 @@ async def test_the_mounting_examples_reward_the_customer_their_backend_signed_in
     assert reward.status_code == 200
     assert reward.json()["meta"] == {"status": "success"}
     assert nector.stand_in.calls[0].body["customer_id"] == "shopify-7001234"
+
+
+def test_the_mounted_apps_server_gets_the_proxys_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    from proxy.http.server_protocol import LimitedHttpToolsProtocol
+    from tests.helpers import ENVIRON
+
+    for name, value in ENVIRON.items():
+        monkeypatch.setenv(name, value)
+    ran: list[tuple[object, dict[str, object]]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: ran.append((app, options)))
+    namespace: dict[str, object] = {}
+    for needle in ("Mount(", "server_options(settings)"):
+        exec(compile(block("api.md", needle), "api.md", "exec"), namespace)  # noqa: S102
+    [(app, options)] = ran
+    assert app is namespace["app"]
+    http = options["http"]
+    assert isinstance(http, type)
+    assert issubclass(http, LimitedHttpToolsProtocol)
+    assert options["limit_concurrency"] == 1000

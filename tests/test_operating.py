@@ -73,3 +73,11 @@ def test_check_config_shows_the_trusted_peers() -> None:
     assert "trusted peers (X-Forwarded-For, X-Request-ID): 172.28.0.0/24, 10.0.0.1" in shown
     alone = run("check-config", "--config", EXAMPLE, env=ENVIRON).stdout.splitlines()
     assert "trusted peers (X-Forwarded-For, X-Request-ID): none, the headers are ignored" in alone
+
+
+def test_check_config_says_which_server_settings_only_serve_applies() -> None:
+    shown = run("check-config", "--config", EXAMPLE, env=ENVIRON).stdout.splitlines()
+    [line] = [line for line in shown if "applied by serve only" in line]
+    assert "server.host, port, workers" in line
+    assert "max_concurrency" in line
+    assert "max_body_bytes" not in line  # the app applies it, mounted or not

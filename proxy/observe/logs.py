@@ -180,6 +180,19 @@ def configure(level: str, fmt: str) -> None:
     errors.propagate = True
 
 
+def configure_if_unset(level: str, fmt: str) -> None:
+    """Mounted in an app that configured no logging, the proxy's lines would vanish (Python's
+    last-resort handler prints warnings only): then they go to stderr as ``serve`` writes them.
+    Where the parent configured logging (a root handler, or the proxy's logger), it decides."""
+    if LOG.handlers or logging.getLogger().handlers:
+        return
+    handler = BatchingStreamHandler(sys.stderr)
+    handler.setFormatter(LineFormatter(json_lines=fmt == "json"))
+    LOG.handlers[:] = [handler]
+    LOG.setLevel(level.upper())
+    LOG.propagate = False
+
+
 def flush() -> None:
     """Write out any batched log lines."""
     for handler in LOG.handlers:
