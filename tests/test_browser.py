@@ -163,3 +163,46 @@ def test_a_page_written_for_nector_is_rewarded_through_the_dropin_route(
     assert call.headers["x-apikey"] == API_KEY
     assert call.body == {"trigger_id": SPIN, "customer_id": "customer-0001", **call.body}
     assert "x-apikey-algo" not in call.headers
+
+
+def test_the_readmes_storefront_example_runs_as_written(browser: Browser, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import HTMLResponse
+    from starlette.routing import Route
+
+    from tests.helpers import SPIN, token
+    from tests.servers import (
+        ProxyProcess,
+        StandInServer,
+        ThreadedServer,
+        proxy_config,
+        stand_in_for,
+    )
+    from tests.test_docs import block
+
+    example = block("README.md", 'name="trigger-session"')
+    state: dict[str, str] = {}
+
+    async def page(request: Request) -> HTMLResponse:
+        return HTMLResponse(state["page"])
+
+    shop = ThreadedServer(Starlette(routes=[Route("/", page)]))
+    with StandInServer(stand_in_for(SPIN)) as nector, shop:
+        config = proxy_config(nector.url, cors={"allow_origins": [shop.origin]})
+        with ProxyProcess(tmp_path, config) as proxy:
+            state["page"] = example.replace(
+                "https://rewards.shop.example.com", proxy.base_url
+            ).replace("SESSION_FROM_YOUR_BACKEND", token("customer-0001"))
+            tab = browser.new_page()
+            errors: list[str] = []
+            tab.on("pageerror", lambda exc: errors.append(str(exc)))
+            tab.goto(shop.origin)
+            expect(tab.locator("#reward")).to_have_text(re.compile(r"You won \d+ coins"))
+            tab.goto(shop.origin)  # the trigger allows 3 a minute: spend them, then the refusal
+            tab.goto(shop.origin)
+            tab.goto(shop.origin)
+            expect(tab.locator("#reward")).to_have_text(re.compile(r"Try again in \d+ s"))
+    assert errors == []
+    assert len(nector.stand_in.calls) == 3

@@ -39,9 +39,6 @@ NOT_RUN = {
         "the install commands: .ci/run runs the second exactly, test_deploy installs the "
         "package in a fresh venv, and test_demo runs `trigger-proxy demo`"
     ),
-    ("README.md", '<script type="module">'): (
-        "a storefront's page around the browser client, whose calls test_browser makes in Chromium"
-    ),
     ("README.md", "[reads]"): (
         "a config fragment: test_reads enables these routes and test_settings reads the example "
         "config, which lists every [reads] key"
@@ -106,6 +103,7 @@ RUN_HERE = {
     ("api.md", 'app.mount("/rewards", rewards)'),
     ("api.md", "server_options(settings)"),
     ("README.md", "X-Source: mobile"),
+    ("README.md", 'name="trigger-session"'),
     ("sessions.md", "from proxy import mint_token"),
     ("sessions.md", "trigger-proxy mint"),
     ("sessions.md", "/v1/sessions"),
