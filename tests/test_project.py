@@ -202,3 +202,20 @@ def test_the_example_config_lists_every_key_of_the_schema() -> None:
     assert {f.name for f in fields(OfferOverride)} <= set(
         example["triggers"][1]["override"]["offer"]
     )
+
+
+def test_uvicorn_is_bounded_and_ci_tests_the_protocol_on_the_lowest() -> None:
+    import re
+    import tomllib
+
+    import uvicorn
+
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    [spec] = [d for d in dependencies if d.startswith("uvicorn")]
+    bounds = re.fullmatch(r"uvicorn\[standard\]>=([0-9.]+),<([0-9.]+)", spec)
+    assert bounds is not None, spec
+    high = tuple(int(p) for p in bounds.group(2).split("."))
+    assert tuple(int(p) for p in uvicorn.__version__.split(".")) < high
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert '"uvicorn[standard]==$lowest"' in ci
+    assert ".venv-lowest/bin/pytest -q -p no:cacheprovider tests/http/test_server_protocol.py" in ci
