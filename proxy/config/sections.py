@@ -34,7 +34,7 @@ from proxy.config.schema import (
     WalletOverride,
 )
 from proxy.config.secrets import Secret, Secrets
-from proxy.config.variables import known_variables, nearest
+from proxy.config.variables import AskedEnviron, overrides
 
 Purpose = Literal["serve", "mint"]
 _T = TypeVar("_T")
@@ -45,13 +45,14 @@ def read_sections(
 ) -> tuple[Secrets, dict[str, Any], tuple[TriggerSettings, ...]]:
     """The secrets, the sections by name and the triggers, or every mistake found."""
     reader = Reader(data, "")
+    # A section that stops at its first mistake has not asked for its overrides yet.
+    environ = asked = AskedEnviron(environ, known=overrides(SECTIONS))
     env = EnvOverrides(environ)
     problems = Problems()
     # Minting needs the sessions and their secrets only: a mistake elsewhere is serve's to
     # refuse, and must not stop an operator minting a token to test with.
     ignored = Problems() if purpose == "mint" else problems
     ignored.read(lambda: reader.only(*SECTIONS, "triggers"), None)
-    ignored.read(lambda: _check_variables(environ), None)
     secrets = problems.read(lambda: _read_secrets(environ, purpose), None)
     sections = {
         name: (problems if name == "sessions" else ignored).read(
@@ -61,21 +62,10 @@ def read_sections(
     }
     no_triggers: tuple[TriggerSettings, ...] = ()
     triggers = ignored.read(lambda: _read_triggers(reader.tables("triggers")), no_triggers)
+    ignored.read(asked.check, None)  # once everything has been read
     problems.raise_any()
     assert secrets is not None
     return secrets, sections, triggers
-
-
-def _check_variables(environ: Mapping[str, str]) -> None:
-    """A TRIGGER_PROXY_* variable the proxy does not read is a typo: refused, not ignored."""
-    known = known_variables(SECTIONS)
-    problems = Problems()
-    for name in sorted(environ):
-        if name.startswith(ENV_PREFIX) and name not in known:
-            problems.found.append(
-                ConfigError(name, "unknown variable" + nearest(name, known, ENV_PREFIX))
-            )
-    problems.raise_any()
 
 
 def _read_section(cls: type[_T], r: Reader, env: EnvOverrides) -> _T:

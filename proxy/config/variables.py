@@ -1,25 +1,65 @@
-"""The names an operator can get wrong: every TRIGGER_PROXY_* variable the proxy reads, and
-the nearest known name to suggest for a typo."""
+"""The names an operator can get wrong: the TRIGGER_PROXY_* variables the proxy reads, and the
+nearest known name to suggest for a typo.
+
+What is known is what the reading asked for (``AskedEnviron``), not a list kept beside it: a
+section's override, a secret, or a new one, each is known as soon as the code reads it.
+"""
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import fields
 
-from proxy.config.schema import ENV_PREFIX
+from proxy.config.schema import ENV_PREFIX, ConfigError, ConfigErrors
 
-# The TRIGGER_PROXY_* variables that are not a key's override (``setting(env=...)``): the
-# secrets, and the config file's path for worker processes. Any other is a mistake.
+# The secrets, which the image and compose must never set (tests/test_deploy.py).
 SECRET_VARIABLES = ("API_KEY", "WORKSPACE_ID", "LEAD_TOKEN_SECRET", "SESSION_SECRETS", "MINT_KEY")
+# The config file's path for worker processes: read by the command line, not by the settings.
 CONFIG_VARIABLE = "CONFIG"
 
 
-def known_variables(sections: Mapping[str, type]) -> tuple[str, ...]:
-    """Every TRIGGER_PROXY_* variable the proxy reads, from the schema itself."""
-    overrides = [f.metadata["env"] for cls in sections.values() for f in fields(cls)]
-    names = [*SECRET_VARIABLES, CONFIG_VARIABLE, *(env for env in overrides if env)]
-    return tuple(ENV_PREFIX + name for name in names)
+class AskedEnviron(Mapping[str, str]):
+    """An environment that remembers every name it was asked for."""
+
+    def __init__(self, environ: Mapping[str, str], known: Iterable[str] = ()) -> None:
+        self._environ = environ
+        self.asked: set[str] = {ENV_PREFIX + CONFIG_VARIABLE, *known}
+
+    def __getitem__(self, name: str) -> str:
+        self.asked.add(name)
+        return self._environ[name]
+
+    def __contains__(self, name: object) -> bool:
+        if isinstance(name, str):
+            self.asked.add(name)
+        return name in self._environ
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._environ)
+
+    def __len__(self) -> int:
+        return len(self._environ)
+
+    def check(self) -> None:
+        """Refuse every TRIGGER_PROXY_* variable set that nothing asked for: a typo, which
+        would otherwise be ignored. Call it once everything has been read."""
+        known = sorted(self.asked)
+        unknown = sorted(n for n in self._environ if n.startswith(ENV_PREFIX) and n not in known)
+        errors = [
+            ConfigError(name, "unknown variable" + nearest(name, known, ENV_PREFIX))
+            for name in unknown
+        ]
+        if len(errors) == 1:
+            raise errors[0]
+        if errors:
+            raise ConfigErrors(errors)
+
+
+def overrides(sections: Mapping[str, type]) -> list[str]:
+    """The variables that override keys of ``sections`` (``setting(env=...)``)."""
+    found = [f.metadata["env"] for cls in sections.values() for f in fields(cls)]
+    return [ENV_PREFIX + name for name in found if name]
 
 
 def nearest(name: str, known: Sequence[str], prefix: str = "") -> str:

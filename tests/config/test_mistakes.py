@@ -96,3 +96,10 @@ def test_mint_is_stopped_by_a_mistake_in_the_sessions() -> None:
     environ = {"TRIGGER_PROXY_SESSION_SECRETS": ENVIRON["TRIGGER_PROXY_SESSION_SECRETS"]}
     with pytest.raises(ConfigError, match=r"sessions\.max_age_seconds"):
         Settings.from_mapping(config(sessions={"max_age_seconds": 0}), environ, purpose="mint")
+
+
+def test_an_override_of_a_section_with_a_mistake_is_still_known() -> None:
+    environ = {**ENVIRON, "TRIGGER_PROXY_STORAGE_URL": "redis://127.0.0.1:6379/0"}
+    assert problems(config(limits={"per_costumer": "1/minute"}), environ) == [
+        "limits.per_costumer: unknown key (did you mean per_customer?)"
+    ]
