@@ -202,7 +202,6 @@ class ServerSettings:
     port: int = setting(8080, low=0, high=65535, env="PORT")
     workers: int = setting(1, low=1, env="WORKERS")
     max_body_bytes: int = setting(16384, low=2)
-    # Peers whose X-Forwarded-For is believed; TRIGGER_PROXY_FORWARDED_ALLOW_IPS: a,b,...
     forwarded_allow_ips: tuple[str, ...] = setting((), env="FORWARDED_ALLOW_IPS", check=_networks)
     shutdown_grace_seconds: float = setting(10.0, low=0)
     metrics_port: int = setting(0, low=0, high=65535)  # an admin port for /metrics; 0: none
