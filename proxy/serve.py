@@ -54,7 +54,7 @@ def serve(
     port = server.port if port is None else port
     if server.metrics_port and server.metrics_port == port:
         raise ConfigError("--port", f"is server.metrics_port ({port}): the admin port must differ")
-    sock = _listen(host, port, "--port")
+    sock = _listen(host, port)
     configure(settings.logging.level, settings.logging.format)
     for warning in warnings(settings):
         LOG.warning(warning)
@@ -120,8 +120,8 @@ def server_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _listen(host: str, port: int, key: str) -> socket.socket:
-    """The listening socket, bound here so that a busy port is one clear line naming ``key``."""
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound here so that a busy port is one clear line."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -130,8 +130,10 @@ def _listen(host: str, port: int, key: str) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise ConfigError(key, f"port {port} on {host} is in use: choose another") from exc
-        raise ConfigError(key, f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+            raise ConfigError(
+                "--port", f"port {port} on {host} is in use: choose another with --port"
+            ) from exc
+        raise ConfigError("--host", f"cannot listen on {host}:{port}: {exc.strerror}") from exc
     sock.set_inheritable(True)  # for the worker processes
     return sock
 
