@@ -17,7 +17,7 @@ from proxy.config.settings import SOURCES, ConfigError, Settings, warnings
 from proxy.identity.claims import ClaimError
 from proxy.identity.sessions import mint_token
 from proxy.limits.stores import describe_storage
-from proxy.serve import CONFIG_PATH_VARIABLE
+from proxy.serve import CONFIG_PATH_VARIABLE, SERVE_ONLY
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -225,21 +225,6 @@ def _check_config(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     for result in results:
         print(result.line)
     return 0 if all(r.ok for r in results) else 1
-
-
-# What the server, not the app, applies: mounted in another app these are that app's server's.
-SERVE_ONLY = (
-    "host",
-    "port",
-    "workers",
-    "shutdown_grace_seconds",
-    "metrics_port",
-    "metrics_host",
-    "max_head_bytes",
-    "head_timeout_seconds",
-    "body_timeout_seconds",
-    "max_concurrency",
-)
 
 
 def summary(settings: Settings) -> str:

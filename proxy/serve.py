@@ -26,6 +26,19 @@ from proxy.observe.metrics import Metrics, multiprocess_registry
 
 # Where each worker process finds the config file (and a default for --config).
 CONFIG_PATH_VARIABLE = ENV_PREFIX + CONFIG_VARIABLE
+# What the server, not the app, applies: mounted in another app these are that app's server's.
+SERVE_ONLY = (
+    "host",
+    "port",
+    "workers",
+    "shutdown_grace_seconds",
+    "metrics_port",
+    "metrics_host",
+    "max_head_bytes",
+    "head_timeout_seconds",
+    "body_timeout_seconds",
+    "max_concurrency",
+)
 # The cyclic garbage collector's thresholds while serving (see tune_gc).
 GC_THRESHOLDS = (10_000, 10, 10)
 

@@ -109,6 +109,7 @@ class Settings:
             _lint(settings)
         else:
             _lint_mint_key(settings)
+            _lint_shopify(settings.shopify, settings.secrets, serving=False)
         return settings
 
 
@@ -141,13 +142,13 @@ def _lint(settings: Settings) -> None:
             "server.metrics_port", f"is server.port ({server.port}): the admin port must differ"
         )
     _lint_mint_key(settings)
+    _lint_shopify(settings.shopify, secrets, serving)
 
 
 def _lint_mint_key(settings: Settings) -> None:
     secrets = settings.secrets
     if secrets.mint_key is not None and secrets.mint_key in secrets.session_secrets:
         raise ConfigError(f"{ENV_PREFIX}MINT_KEY", "must differ from every session secret")
-    _lint_shopify(settings.shopify, secrets, serving)
 
 
 def _lint_shopify(shopify: ShopifySettings, secrets: Secrets, serving: bool) -> None:

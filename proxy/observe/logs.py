@@ -219,7 +219,8 @@ class RequestLog:
 
     def access(self, record: AccessRecord) -> None:
         level = logging.INFO
-        if record.code is not None or record.upstream_status is not None:
+        # Membership, not a call, for the refusals that make up most requests.
+        if record.code in _FAULT_CODES or record.upstream_status is not None:
             level = fault_level(record)
         self._emit(ACCESS, level, "request", vars(record))
 
@@ -257,6 +258,8 @@ _LEVEL_NAMES = {logging.INFO: "info", logging.WARNING: "warning", logging.ERROR:
 
 
 _OPERATOR_FAULTS = frozenset({"storage_unavailable", "upstream_rejected"})
+# Codes a failing dependency answers with (the upstream's faults, the store down).
+_FAULT_CODES = _OPERATOR_FAULTS | {"upstream_error", "upstream_timeout", "upstream_busy"}
 
 
 def fault_level(record: AccessRecord) -> int:

@@ -17,6 +17,7 @@ import os
 import platform
 import resource
 import time
+from collections import defaultdict
 from collections.abc import Iterable
 
 from prometheus_client import (
@@ -54,7 +55,8 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._triggers = frozenset(triggers)
         # Requests counted since the last flush, by what their labels are made of.
-        self._tally: dict[_TallyKey, int] = {}
+        # A defaultdict: ``tally[key] += 1`` is no call on the request path, where .get is one.
+        self._tally: defaultdict[_TallyKey, int] = defaultdict(int)
         self._latencies: list[float] = []  # seconds to Nector's answer, since the last flush
         self._durations: list[tuple[str, float]] = []  # (route, ms) since the last flush
         self.in_flight = 0  # requests begun and not yet answered (the app counts them)
@@ -149,15 +151,14 @@ class Metrics:
             record.decision,
             record.upstream_fault if upstream is None else _status_class(upstream),
         )
-        tally = self._tally
-        tally[key] = tally.get(key, 0) + 1
+        self._tally[key] += 1
         self._durations.append((record.route, record.duration_ms))
         if record.upstream_ms is not None:
             self._latencies.append(record.upstream_ms / 1000)
 
     def flush(self) -> None:
         """Add the requests counted since the last flush to the collectors."""
-        tally, self._tally = self._tally, {}
+        tally, self._tally = self._tally, defaultdict(int)
         latencies, self._latencies = self._latencies, []
         for key, n in tally.items():
             route, trigger, code, replayed, status, refusal, key_index, decision, upstream = key
