@@ -93,6 +93,9 @@ url = "{upstream_url}"
 timeout_seconds = 10.0
 max_connections = 100
 
+[server]
+max_connections_per_address = 0  # every load generator's connection comes from 127.0.0.1
+
 [limits]
 storage_url = "{storage}"
 per_customer = "100000/minute"
