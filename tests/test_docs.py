@@ -44,7 +44,7 @@ NOT_RUN = {
         "config, which lists every [reads] key"
     ),
     (
-        "README.md",
+        "widget.md",
         '<script type="module" src="https://rewards.shop.example.com/client/trigger-proxy-wheel.js">'
         "</script>",
     ): (
