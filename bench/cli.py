@@ -2,7 +2,7 @@
 
     python -m bench                  # the full run (about 10 minutes)
     python -m bench --quick          # one short round, to see it work
-    python -m bench --only forward   # one group: refuse, forward, storage, memory, flash
+    python -m bench --only forward   # one group: refuse, forward, storage, keyed, memory, flash
 
 Servers run on core 0 (one uvicorn worker each, uvloop and httptools), wrk and the fast upstream
 on core 1, all on 127.0.0.1. Runs are interleaved round by round and each figure is the median
@@ -49,7 +49,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--quick", action="store_true", help="one round of 2 s per scenario")
     parser.add_argument(
-        "--only", help="comma-separated groups: refuse, forward, storage, memory, flash"
+        "--only",
+        help="comma-separated groups: refuse, forward, storage, keyed, memory, flash",
     )
     parser.add_argument("--redis", action="store_true", help="start a private redis-server")
     parser.add_argument(
@@ -78,9 +79,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     groups = (
         set(args.only.split(","))
         if args.only
-        else {"refuse", "forward", "storage", "memory", "flash"}
+        else {"refuse", "forward", "storage", "keyed", "memory", "flash"}
     )
-    if groups & {"refuse", "forward", "storage"}:
+    if groups & {"refuse", "forward", "storage", "keyed"}:
         report.update(run_groups(args))
     extra: dict[str, Any] = {}
     if "memory" in groups:

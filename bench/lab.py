@@ -65,6 +65,18 @@ class Server:
                     raise RuntimeError(f"{self.name} did not start") from None
                 time.sleep(0.05)
 
+    def _await_replica(self, replica: Server) -> None:
+        """Wait until the replica has synced, so that the first WAIT is answered."""
+        import redis
+
+        client = redis.Redis(port=replica.port)
+        deadline = time.monotonic() + 20
+        while client.info("replication").get("master_link_status") != "up":
+            if time.monotonic() > deadline:
+                raise RuntimeError("the Redis replica did not connect")
+            time.sleep(0.05)
+        client.close()
+
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -86,7 +98,14 @@ class Server:
         return 0.0
 
 
-def proxy_config(upstream_url: str, storage: str, budget: str = "1000000/second") -> str:
+# The App Proxy's secret and shop of the "proxy-shopify" server (docs/shopify.md).
+SHOP = "bench-shop.myshopify.com"
+SHOPIFY_ENV = {"TRIGGER_PROXY_SHOPIFY_APP_SECRETS": "shpss_bench" + "a" * 24}
+
+
+def proxy_config(
+    upstream_url: str, storage: str, budget: str = "1000000/second", extra: str = ""
+) -> str:
     return f"""
 [upstream]
 url = "{upstream_url}"
@@ -101,7 +120,7 @@ storage_url = "{storage}"
 per_customer = "100000/minute"
 upstream = "{budget}"
 per_ip_invalid_session = "10000000/second"
-
+{extra}
 [reads]
 routes = ["aggreegateddetails", "triggers"]
 budget = "1/minute"              # reads that reach the upstream: the cache's one fill
@@ -157,7 +176,9 @@ def make_tokens(directory: Path) -> dict[str, Path]:
 class Lab:
     """The servers of one run; started once, loaded one at a time."""
 
-    def __init__(self, workdir: Path, with_redis: bool, *, nginx: bool = False) -> None:
+    def __init__(
+        self, workdir: Path, with_redis: bool, *, nginx: bool = False, with_replica: bool = False
+    ) -> None:
         self.workdir = workdir
         self.servers: dict[str, Server] = {}
         if nginx:
@@ -169,27 +190,25 @@ class Lab:
                 pinned(1, [sys.executable, "-m", "bench.fast_upstream", "--port", "{port}"]),
             )
         self.redis_url: str | None = None
+        self.replicated_url: str | None = None  # a primary with one replica, of its own
+        self.redises: list[Server] = []
+        self.replicas: list[Server] = []
         if with_redis and shutil.which("redis-server"):
-            port = free_port()
-            self.redis = Server(
-                "redis",
-                pinned(
-                    1,
-                    [
-                        "redis-server",
-                        "--port",
-                        str(port),
-                        "--bind",
-                        "127.0.0.1",
-                        "--save",
-                        "",
-                        "--appendonly",
-                        "no",
-                    ],
-                ),
-                port,
+            self.redis_url = f"redis://127.0.0.1:{self._redis('redis').port}/0"
+        if with_replica and shutil.which("redis-server"):
+            primary = self._redis("redis-primary")
+            self.replicated_url = f"redis://127.0.0.1:{primary.port}/0"
+            self.replicas.append(
+                self._redis("redis-replica", "--replicaof", "127.0.0.1", str(primary.port))
             )
-            self.redis_url = f"redis://127.0.0.1:{port}/0"
+
+    def _redis(self, name: str, *options: str) -> Server:
+        port = free_port()
+        argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1"]
+        argv += ["--save", "", "--appendonly", "no", *options]
+        server = Server(name, pinned(1, argv), port)
+        self.redises.append(server)
+        return server
 
     def _nginx_argv(self, port: int) -> list[str]:
         """nginx answering fast_upstream's fixed body: one worker, no master, no access log,
@@ -246,8 +265,18 @@ class Lab:
         ]
         return self._add(name, pinned(0, argv), env)
 
-    def proxy(self, name: str, storage: str, budget: str = "1000000/second") -> Server:
-        config = self._config(name, storage, budget)
+    def proxy(
+        self,
+        name: str,
+        storage: str,
+        budget: str = "1000000/second",
+        *,
+        extra: str = "",
+        env: dict[str, str] | None = None,
+    ) -> Server:
+        """The proxy as ``serve`` runs it; ``extra`` goes into the config after ``[limits]``'s
+        keys (so it may add more of them, then other sections)."""
+        config = self._config(name, storage, budget, extra)
         argv = [
             sys.executable,
             "-m",
@@ -258,7 +287,7 @@ class Lab:
             "--port",
             "{port}",
         ]
-        return self._add(name, pinned(0, argv), ENV)
+        return self._add(name, pinned(0, argv), {**ENV, **(env or {})})
 
     def httpx_pool_proxy(self, name: str) -> Server:
         """The proxy over httpx's own connection pool instead of its aiohttp transport: the
@@ -266,21 +295,35 @@ class Lab:
         env = {**ENV, "BENCH_PROXY_CONFIG": str(self._config(name, "memory://", "1000000/second"))}
         return self.uvicorn(name, "bench.minimal:httpx_pool_proxy", env, factory=True)
 
-    def _config(self, name: str, storage: str, budget: str) -> Path:
+    def _config(self, name: str, storage: str, budget: str, extra: str = "") -> Path:
         config = self.workdir / f"{name}.toml"
         config.write_text(
-            proxy_config(self.upstream.url + "/api/v2/merchant/activities", storage, budget)
+            proxy_config(self.upstream.url + "/api/v2/merchant/activities", storage, budget, extra)
         )
         return config
 
     def start(self) -> None:
-        if self.redis_url:
-            self.redis.start()
+        for redis in self.redises:
+            redis.start()
+        for replica in self.replicas:
+            self._await_replica(replica)
         for server in self.servers.values():
             server.start()
+
+    def _await_replica(self, replica: Server) -> None:
+        """Wait until the replica has synced, so that the first WAIT is answered."""
+        import redis
+
+        client = redis.Redis(port=replica.port)
+        deadline = time.monotonic() + 20
+        while client.info("replication").get("master_link_status") != "up":
+            if time.monotonic() > deadline:
+                raise RuntimeError("the Redis replica did not connect")
+            time.sleep(0.05)
+        client.close()
 
     def stop(self) -> None:
         for server in self.servers.values():
             server.stop()
-        if self.redis_url:
-            self.redis.stop()
+        for redis in reversed(self.redises):
+            redis.stop()

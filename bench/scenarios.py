@@ -11,11 +11,20 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench.lab import Lab, make_tokens
+from bench.lab import SHOP, SHOPIFY_ENV, Lab, make_tokens
 from bench.wrk import Sample, Scenario, run_wrk
 
 FLOOR = "minimal 429 app (floor)"
 REFERENCES = {"floor", "forwarder"}  # the servers of bench/minimal.py
+# A Shopify App Proxy request whose signature is wrong (docs/shopify.md): the query is parsed
+# and its HMAC computed before the refusal, the App Proxy's flood path.
+APP_PROXY_PATH = (
+    f"/shopify/v1/triggers/spin-wheel?shop={SHOP}&logged_in_customer_id=7001234"
+    "&path_prefix=%2Fapps%2Frewards&timestamp=1800000000&signature=" + "0" * 64
+)
+APP_PROXY = "401 bad App Proxy signature"
+KEYED = "keyed forward c1 (redis + replica)"
+UNKEYED = "forward c1 (redis + replica)"
 
 
 def refusal_scenarios(store: str) -> list[Scenario]:
@@ -82,14 +91,14 @@ def median(samples: list[Sample], attr: str) -> float:
 
 
 def run_groups(args: argparse.Namespace) -> dict[str, Any]:
-    groups = set(args.only.split(",")) if args.only else {"refuse", "forward", "storage"}
+    groups = set(args.only.split(",")) if args.only else {"refuse", "forward", "storage", "keyed"}
     want_redis = bool(groups & {"storage"}) or args.redis
     scenarios: list[Scenario] = []
     with tempfile.TemporaryDirectory() as tmp:
         nginx = args.upstream == "nginx" or (
             args.upstream == "auto" and bool(shutil.which("nginx"))
         )
-        lab = Lab(Path(tmp), want_redis, nginx=nginx)
+        lab = Lab(Path(tmp), want_redis, nginx=nginx, with_replica="keyed" in groups)
         upstream_kind = "nginx" if nginx else "bench/fast_upstream.py"
         print(f"upstream: {upstream_kind}", file=sys.stderr)
         tokens = make_tokens(Path(tmp))
@@ -108,6 +117,35 @@ def run_groups(args: argparse.Namespace) -> dict[str, Any]:
                 )
             )
             scenarios += refusal_scenarios("memory")
+            shopify = f'[shopify]\nshop = "{SHOP}"\napp_proxy = true\n'
+            lab.proxy("proxy-shopify", "memory://", extra=shopify, env=SHOPIFY_ENV)
+            scenarios.append(
+                Scenario(
+                    f"{APP_PROXY} (memory)",
+                    "proxy-shopify",
+                    32,
+                    path=APP_PROXY_PATH,
+                    expect=401,
+                    baseline=FLOOR,
+                )
+            )
+        if "keyed" in groups:
+            if lab.replicated_url is None:
+                raise SystemExit("the keyed group needs redis-server")
+            # An idempotency record waits for the replica before Nector is called (WAIT).
+            waits = "replica_acks = 1\nreplica_wait_seconds = 1.0\n"
+            lab.proxy("proxy-replicated", lab.replicated_url, extra=waits)
+            scenarios.append(Scenario(UNKEYED, "proxy-replicated", 1, tokens="customers"))
+            scenarios.append(
+                Scenario(
+                    KEYED,
+                    "proxy-replicated",
+                    1,
+                    tokens="customers",
+                    idempotency="unique",
+                    baseline=UNKEYED,
+                )
+            )
         if "forward" in groups:
             lab.uvicorn(
                 "forwarder",
@@ -275,4 +313,14 @@ def ratios(
             f"{kind} (redis)",
             f"{kind} (memory)",
         )
+    ratio(
+        f"{APP_PROXY} / floor (throughput, target >= 0.7)",
+        f"{APP_PROXY} (memory)",
+        "minimal 429 app (floor)",
+    )
+    if {KEYED, UNKEYED} <= set(t):
+        out["keyed reward at c1 on Redis with a replica (WAIT): added p50 µs"] = round(
+            t[KEYED]["p50_us"] - t[UNKEYED]["p50_us"]
+        )
+        ratio(f"{KEYED} / unkeyed (throughput)", KEYED, UNKEYED)
     return out

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_the_benchmark_runs_and_measures_what_it_claims(tmp_path: Path) -> None:
     need(shutil.which("wrk") is not None, "wrk is not installed (apt-get install wrk)")
+    need(shutil.which("redis-server") is not None, "redis-server is not installed")
     output = tmp_path / "report.json"
     done = subprocess.run(
         [
@@ -30,7 +31,7 @@ def test_the_benchmark_runs_and_measures_what_it_claims(tmp_path: Path) -> None:
             "-m",
             "bench",
             "--only",
-            "refuse,flash",
+            "refuse,keyed,flash",
             "--rounds",
             "1",
             "--seconds",
@@ -57,12 +58,17 @@ def test_the_benchmark_runs_and_measures_what_it_claims(tmp_path: Path) -> None:
         "429 over quota (memory)",
         "idempotent replay (memory)",
         "cached read (memory)",
+        "401 bad App Proxy signature (memory)",
+        "forward c1 (redis + replica)",
+        "keyed forward c1 (redis + replica)",
     ):
         assert scenarios[name]["rps"] > 0, name
         assert scenarios[name]["cpu_us_per_request"] > 0, name
     refusal_ratios = {k: v for k, v in report["ratios"].items() if "/ floor" in k}
-    assert len(refusal_ratios) == 7  # six refusals and a cached read
+    assert len(refusal_ratios) == 8  # six refusals, a cached read, a forged App Proxy query
     assert all(math.isfinite(v) and v > 0 for v in refusal_ratios.values())
+    added = report["ratios"]["keyed reward at c1 on Redis with a replica (WAIT): added p50 µs"]
+    assert isinstance(added, int)  # reported; its size is the benchmark's business
     flash = report["extra"]["flash crowd"]
     assert flash["reached the upstream (must equal the budget)"] == 50
     assert flash["answers"] == {"503": 9950, "200": 50}
