@@ -1,0 +1,77 @@
+"""What OpenTelemetry's ASGI middleware would add to a refusal, in one process.
+
+The proxy does not ship tracing (docs/design.md, "No OpenTelemetry"): this is the measurement
+behind that. It wraps the app in ``opentelemetry-instrumentation-asgi``'s middleware with the
+SDK's tracer provider, once sampling every request (spans batched to an exporter that drops
+them) and once sampling none, and compares the CPU per refusal with the app alone, driven
+directly and alternating in rounds as bench/routing.py does. Its packages are not the
+project's dependencies:
+
+    .venv/bin/pip install opentelemetry-instrumentation-asgi opentelemetry-sdk
+    .venv/bin/python -m bench.tracing
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+from typing import Any
+
+from bench.lab import ENV
+from bench.routing import CONFIG, drive
+from proxy.app import create_app
+from proxy.config.settings import Settings
+from proxy.identity.sessions import mint_token
+from proxy.limits.memory_store import MemoryStore
+from proxy.observe import logs
+
+
+def traced(app: Any, *, sampled: bool) -> Any:
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
+
+    class Nowhere(SpanExporter):  # type: ignore[misc]  # untyped here: not installed for mypy
+        """Takes the batches and drops them: the export's own cost is not the question."""
+
+        def export(self, spans: Any) -> Any:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider(sampler=ALWAYS_ON if sampled else ALWAYS_OFF)
+    provider.add_span_processor(BatchSpanProcessor(Nowhere()))
+    return OpenTelemetryMiddleware(app, tracer_provider=provider)
+
+
+async def main(rounds: int = 5, n: int = 5_000) -> None:
+    logs.configure("info", "json")  # as serve logs, written to nowhere
+    handler = logs.LOG.handlers[0]
+    assert isinstance(handler, logs.BatchingStreamHandler)
+    handler.setStream(open(os.devnull, "w"))  # noqa: SIM115, ASYNC230 - for the process's life
+    proxy = create_app(Settings.from_mapping(CONFIG, ENV), store=MemoryStore())
+    session = mint_token(
+        [ENV["TRIGGER_PROXY_SESSION_SECRETS"]], {"customer_id": "customer-bench-1"}
+    ).encode()
+    wrapped = {"every request sampled": traced(proxy, sampled=True)}
+    wrapped["none sampled"] = traced(proxy, sampled=False)
+    cases = {
+        "401 forged token": ("/v1/triggers/spin-wheel", b"forged.token.signature"),
+        "403 unknown trigger": ("/v1/triggers/not-listed", session),
+    }
+    async with proxy.lifespan():
+        for name, (path, token) in cases.items():
+            headers = [(b"authorization", b"Bearer " + token)]
+            alone: list[float] = []
+            ratios: dict[str, list[float]] = {kind: [] for kind in wrapped}
+            for _ in range(rounds):
+                direct = await drive(proxy, path, headers, n)
+                alone.append(direct)
+                for kind, app in wrapped.items():
+                    ratios[kind].append(await drive(app, path, headers, n) / direct)
+            figures = "; ".join(f"{k} {statistics.median(v):.2f}x" for k, v in ratios.items())
+            print(f"{name}: proxy alone {statistics.median(alone) * 1e6:.1f} µs; traced: {figures}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
