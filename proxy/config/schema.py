@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
+from proxy.config.storage import storage_url_problem
+
 SOURCES = ("web", "mobile", "unix")
 MIN_SECRET_LENGTH = 32
 ENV_PREFIX = "TRIGGER_PROXY_"
@@ -169,14 +171,9 @@ def _origins(key: str, origins: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _storage_url(key: str, url: str) -> str:
-    schemes = ("memory", "redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel")
-    parts = urlsplit(url)
-    if parts.scheme not in schemes:
-        raise ConfigError(
-            key, "must be memory://, redis://host:port/db or redis+sentinel://host:port/service"
-        )
-    if parts.scheme.endswith("+sentinel") and not parts.path.strip("/"):
-        raise ConfigError(key, "names no service: redis+sentinel://host:port/<service>[/db]")
+    problem = storage_url_problem(url)
+    if problem:
+        raise ConfigError(key, problem)
     return url
 
 

@@ -103,3 +103,26 @@ def test_an_override_of_a_section_with_a_mistake_is_still_known() -> None:
     assert problems(config(limits={"per_costumer": "1/minute"}), environ) == [
         "limits.per_costumer: unknown key (did you mean per_customer?)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("redis://127.0.0.1:6379/0?bogus=1", "takes no option 'bogus'"),
+        ("redis://:hunter2@127.0.0.1/0?socket_timeout=soon", "a value for 'socket_timeout'"),
+        ("redis+sentinel://127.0.0.1:26379/main?db=1", "takes no option 'db'"),
+    ],
+)
+def test_a_storage_option_redis_does_not_take_is_refused_before_serving(
+    url: str, problem: str
+) -> None:
+    # Without the check, check-config passed and every worker failed its start on a TypeError.
+    [found] = problems(config(limits={"storage_url": url}))
+    assert found.startswith("limits.storage_url: ")
+    assert problem in found
+    assert "hunter2" not in found
+
+
+def test_the_storage_options_redis_takes_pass() -> None:
+    for url in ("redis://127.0.0.1:6379/0?socket_timeout=1", "unix:///run/redis.sock?db=2"):
+        Settings.from_mapping(config(limits={"storage_url": url}), ENVIRON)
