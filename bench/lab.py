@@ -65,18 +65,6 @@ class Server:
                     raise RuntimeError(f"{self.name} did not start") from None
                 time.sleep(0.05)
 
-    def _await_replica(self, replica: Server) -> None:
-        """Wait until the replica has synced, so that the first WAIT is answered."""
-        import redis
-
-        client = redis.Redis(port=replica.port)
-        deadline = time.monotonic() + 20
-        while client.info("replication").get("master_link_status") != "up":
-            if time.monotonic() > deadline:
-                raise RuntimeError("the Redis replica did not connect")
-            time.sleep(0.05)
-        client.close()
-
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)

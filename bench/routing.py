@@ -55,18 +55,18 @@ async def drive(app: Any, path: str, headers: list[tuple[bytes, bytes]], n: int)
     return (time.process_time() - started) / n
 
 
-async def main(rounds: int = 7, n: int = 20_000) -> None:
+def subject() -> tuple[Any, dict[str, tuple[str, bytes]]]:
+    """The proxy as ``serve`` logs (to nowhere), and its refusals: name -> (path, token)."""
     import os
 
     from proxy.identity.sessions import mint_token
     from proxy.observe import logs
 
-    logs.configure("info", "json")  # as serve logs, written to nowhere
+    logs.configure("info", "json")
     handler = logs.LOG.handlers[0]
     assert isinstance(handler, logs.BatchingStreamHandler)
-    handler.setStream(open(os.devnull, "w"))  # noqa: SIM115, ASYNC230 - for the process's life
+    handler.setStream(open(os.devnull, "w"))  # noqa: SIM115 - for the process's life
     proxy = create_app(Settings.from_mapping(CONFIG, ENV), store=MemoryStore())
-    routed = Starlette(routes=[Route("/v1/triggers/{trigger}", proxy, methods=["POST"])])
     session = mint_token(
         [ENV["TRIGGER_PROXY_SESSION_SECRETS"]], {"customer_id": "customer-bench-1"}
     ).encode()
@@ -74,6 +74,12 @@ async def main(rounds: int = 7, n: int = 20_000) -> None:
         "401 forged token": ("/v1/triggers/spin-wheel", b"forged.token.signature"),
         "403 unknown trigger": ("/v1/triggers/not-listed", session),
     }
+    return proxy, cases
+
+
+async def main(rounds: int = 7, n: int = 20_000) -> None:
+    proxy, cases = subject()
+    routed = Starlette(routes=[Route("/v1/triggers/{trigger}", proxy, methods=["POST"])])
     async with proxy.lifespan():
         for name, (path, token) in cases.items():
             headers = [(b"authorization", b"Bearer " + token)]

@@ -14,17 +14,10 @@ project's dependencies:
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
 from typing import Any
 
-from bench.lab import ENV
-from bench.routing import CONFIG, drive
-from proxy.app import create_app
-from proxy.config.settings import Settings
-from proxy.identity.sessions import mint_token
-from proxy.limits.memory_store import MemoryStore
-from proxy.observe import logs
+from bench.routing import drive, subject
 
 
 def traced(app: Any, *, sampled: bool) -> Any:
@@ -45,20 +38,9 @@ def traced(app: Any, *, sampled: bool) -> Any:
 
 
 async def main(rounds: int = 5, n: int = 5_000) -> None:
-    logs.configure("info", "json")  # as serve logs, written to nowhere
-    handler = logs.LOG.handlers[0]
-    assert isinstance(handler, logs.BatchingStreamHandler)
-    handler.setStream(open(os.devnull, "w"))  # noqa: SIM115, ASYNC230 - for the process's life
-    proxy = create_app(Settings.from_mapping(CONFIG, ENV), store=MemoryStore())
-    session = mint_token(
-        [ENV["TRIGGER_PROXY_SESSION_SECRETS"]], {"customer_id": "customer-bench-1"}
-    ).encode()
+    proxy, cases = subject()
     wrapped = {"every request sampled": traced(proxy, sampled=True)}
     wrapped["none sampled"] = traced(proxy, sampled=False)
-    cases = {
-        "401 forged token": ("/v1/triggers/spin-wheel", b"forged.token.signature"),
-        "403 unknown trigger": ("/v1/triggers/not-listed", session),
-    }
     async with proxy.lifespan():
         for name, (path, token) in cases.items():
             headers = [(b"authorization", b"Bearer " + token)]
