@@ -289,7 +289,7 @@ def ratios(
             f"forward c{c} (memory, httpx pool)",
         )
     ratio(
-        "forward c32 / minimal aiohttp proxy c32 (throughput, target >= 0.5)",
+        "forward c32 / minimal aiohttp proxy c32 (throughput, target >= 0.6)",
         "forward c32 (memory)",
         "minimal aiohttp proxy c32",
     )
