@@ -193,7 +193,10 @@ class Lab:
     def _redis(self, name: str, *options: str) -> Server:
         port = free_port()
         argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1"]
-        argv += ["--save", "", "--appendonly", "no", *options]
+        # A replica's first sync writes a snapshot even with --save "": into the run's folder.
+        folder = self.workdir / name
+        folder.mkdir()
+        argv += ["--save", "", "--appendonly", "no", "--dir", str(folder), *options]
         server = Server(name, pinned(1, argv), port)
         self.redises.append(server)
         return server
