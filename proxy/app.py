@@ -55,14 +55,7 @@ from proxy.http.endpoints import (
     script_endpoint,
     with_headers,
 )
-from proxy.http.paths import (
-    CLIENT_JS_PATH,
-    DROPIN_PATH,
-    TRIGGER_PREFIX,
-    WHEEL_JS_PATH,
-    permits,
-    route_label,
-)
+from proxy.http.paths import DROPIN_PATH, SCRIPTS, TRIGGER_PREFIX, permits, route_label
 from proxy.http.responses import NECTOR_PREFIX, Answer, render_error
 from proxy.limits.decisions import LimitStore
 from proxy.observe.logs import LOG, AccessRecord, RequestLog, configure_if_unset
@@ -92,8 +85,6 @@ class App(Starlette):
         self._trusted = trusted if trusted else None
         self._untrusted_forwarded = UntrustedForwarded(trusted)
         static = resources.files("proxy").joinpath("static")
-        client_js = static.joinpath("trigger-proxy.js").read_bytes()
-        wheel_js = static.joinpath("trigger-proxy-wheel.js").read_bytes()
         self._openapi = openapi_document(
             static.joinpath("openapi.json").read_text(), settings.sessions
         )
@@ -112,8 +103,10 @@ class App(Starlette):
             Route("/readyz", self._ready, methods=["GET"]),
             Route("/metrics", self._metrics, methods=["GET"]),
             Route("/openapi.json", self._openapi_document, methods=["GET"]),
-            Route(CLIENT_JS_PATH, script_endpoint(client_js), methods=["GET"]),
-            Route(WHEEL_JS_PATH, script_endpoint(wheel_js), methods=["GET"]),
+            *(
+                Route(path, script_endpoint(static.joinpath(name).read_bytes()), methods=["GET"])
+                for path, name in SCRIPTS.items()
+            ),
             Route("/v1/sessions", self._mint, methods=["POST"]),
             Route("/v1/sessions/shopify", self._mint_from_digest, methods=["POST"]),
         ]

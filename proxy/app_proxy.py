@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from proxy.config.settings import ShopifySettings
 from proxy.http.asgi import AppProxyRequest, Request
-from proxy.http.paths import CLIENT_JS_PATH, TRIGGER_PREFIX, WHEEL_JS_PATH, route_label
+from proxy.http.paths import SCRIPTS, TRIGGER_PREFIX, route_label
 from proxy.http.responses import NECTOR_PREFIX
 from proxy.identity.shopify import parse_app_proxy_query
 from proxy.reads.routes import read_of
 
 PREFIX = "/shopify"
 PATH_PREFIX = PREFIX + "/"  # the one check every request pays
-_SCRIPTS = frozenset([CLIENT_JS_PATH, WHEEL_JS_PATH])
+_SCRIPTS = frozenset(SCRIPTS)
 
 
 class AppProxyRoutes:

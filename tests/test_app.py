@@ -102,6 +102,32 @@ async def test_starlette_routes_get_the_request_id_and_cors_headers() -> None:
     assert wrong.headers["allow"] == "GET"
 
 
+async def test_every_browser_script_is_served_alike_and_imports_only_served_scripts() -> None:
+    """The widgets import the client and their shared module by relative URL: each must be
+    served beside them, cached and varied by Origin as the client is."""
+    import re
+    from importlib import resources
+
+    app = create_app(make_settings(), transport=Upstream().transport(), store=MemoryStore())
+    transport = httpx.ASGITransport(app=app)
+    names = ["trigger-proxy.js", "trigger-proxy-widget.js", "trigger-proxy-wheel.js"]
+    names.append("trigger-proxy-scratch.js")
+    static = resources.files("proxy").joinpath("static")
+    async with (
+        app.lifespan(),
+        httpx.AsyncClient(transport=transport, base_url="http://proxy") as client,
+    ):
+        for name in names:
+            script = await client.get(f"/client/{name}")
+            assert script.status_code == 200, name
+            assert script.headers["content-type"] == "text/javascript; charset=utf-8"
+            assert script.headers["cache-control"] == "public, max-age=300"
+            assert script.headers["vary"] == "Origin"
+            assert script.content == static.joinpath(name).read_bytes()
+            for imported in re.findall(r'from "\./([\w.-]+)"', script.text):
+                assert imported in names, (name, imported)
+
+
 async def test_mounted_in_an_app_without_logging_the_lines_still_reach_stderr(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

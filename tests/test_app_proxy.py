@@ -156,7 +156,8 @@ async def test_only_a_storefronts_routes_are_served_under_shopify() -> None:
 
 async def test_the_client_scripts_are_served_under_shopify() -> None:
     async with shop() as (h, _):
-        for name in ("trigger-proxy.js", "trigger-proxy-wheel.js"):
+        scripts = ("trigger-proxy.js", "trigger-proxy-widget.js", "trigger-proxy-wheel.js")
+        for name in (*scripts, "trigger-proxy-scratch.js"):
             response = await h.client.get(signed(f"/client/{name}"))
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("text/javascript")

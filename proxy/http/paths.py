@@ -11,10 +11,17 @@ TRIGGER_PREFIX = "/v1/triggers/"
 DROPIN_PATH = NECTOR_PREFIX + "activities"
 CLIENT_JS_PATH = "/client/trigger-proxy.js"
 WHEEL_JS_PATH = "/client/trigger-proxy-wheel.js"  # the <trigger-proxy-wheel> widget
+SCRATCH_JS_PATH = "/client/trigger-proxy-scratch.js"  # the <trigger-proxy-scratch> widget
+WIDGET_JS_PATH = "/client/trigger-proxy-widget.js"  # what the widgets share
+# The browser scripts, each path with its file in proxy/static.
+SCRIPTS = {
+    path: path.rpartition("/")[2]
+    for path in (CLIENT_JS_PATH, WIDGET_JS_PATH, WHEEL_JS_PATH, SCRATCH_JS_PATH)
+}
 
 
 _LABELS = frozenset(["/healthz", "/readyz", "/metrics", "/openapi.json", "/v1/sessions"])
-_LABELS |= {CLIENT_JS_PATH, WHEEL_JS_PATH}
+_LABELS |= set(SCRIPTS)
 
 
 _TRIGGER_LABEL = TRIGGER_PREFIX + "{trigger}"

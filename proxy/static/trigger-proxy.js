@@ -21,13 +21,18 @@
 // resolves to Nector's `data` object.
 
 export class TriggerProxyError extends Error {
-  constructor(code, message, { status = 0, retryAfter = null, requestId = null } = {}) {
+  constructor(
+    code,
+    message,
+    { status = 0, retryAfter = null, requestId = null, opensAt = null } = {},
+  ) {
     super(message);
     this.name = "TriggerProxyError";
     this.code = code; // one of the contract's codes, or "network_error"
     this.status = status;
     this.retryAfter = retryAfter; // seconds, when the proxy said when to come back
     this.requestId = requestId;
+    this.opensAt = opensAt; // trigger_not_active: when it next opens (RFC 3339), null if never
   }
 }
 
@@ -114,10 +119,11 @@ export function createClient({
     return body.token;
   }
 
-  async function send(trigger, key, auth) {
+  async function send(trigger, key, auth, challengeToken) {
     const headers = { "Content-Type": "application/json", "X-Source": source };
     if (auth) headers.Authorization = `Bearer ${auth}`;
     headers["Idempotency-Key"] = key;
+    if (challengeToken) headers["X-Challenge-Token"] = challengeToken;
     return fetchImpl(`${baseUrl}/v1/triggers/${encodeURIComponent(trigger)}`, {
       method: "POST",
       headers,
@@ -140,6 +146,7 @@ export function createClient({
         status: response.status,
         retryAfter: retryAfter === null ? null : Number(retryAfter),
         requestId: body.error.request_id || requestId,
+        opensAt: body.error.opens_at ?? null,
       });
     }
     if (!response.ok) {
@@ -155,16 +162,19 @@ export function createClient({
 
   /**
    * Calls one allow-listed trigger for the session's customer.
-   * Resolves to { status, data, rateLimit, replayed, requestId }: data is Nector's answer.
+   * Resolves to { status, data, rateLimit, replayed, requestId }: data is Nector's answer
+   * (with data.dry_run true when the trigger is a dry run: nothing was given).
    * Rejects with a TriggerProxyError whose code is the contract's error code.
+   * challengeToken: the human check's token, when the trigger asks for one (X-Challenge-Token);
+   * single-use, but a retry of this attempt may carry it again (the proxy replays the answer).
    */
-  async function trigger(name, { idempotencyKey = newKey() } = {}) {
+  async function trigger(name, { idempotencyKey = newKey(), challengeToken = null } = {}) {
     let failures = 0;
     for (;;) {
       const auth = await bearer();
       let response;
       try {
-        response = await send(name, idempotencyKey, auth);
+        response = await send(name, idempotencyKey, auth, challengeToken);
       } catch (cause) {
         if (failures++ < retries) {
           await sleep(300 * 2 ** failures);
@@ -201,7 +211,11 @@ export function createClient({
     }
   }
 
-  /** What the proxy lets a widget show of a trigger: its reward range and limits. */
+  /**
+   * What the proxy lets a widget show of a trigger: its reward range and limits, and when
+   * configured its schedule ({open, opens_at, closes_at, ...}), coin budgets, dry_run and
+   * challenge ({provider, site_key}).
+   */
   async function triggerInfo(name) {
     const response = await fetchImpl(`${baseUrl}/v1/triggers/${encodeURIComponent(name)}`, {
       headers: { Accept: "application/json" },
