@@ -228,9 +228,11 @@ export class TriggerProxyWidget extends HTMLElement {
       return;
     }
     const schedule = view.schedule;
-    if (schedule && schedule.open === false) {
-      // Closed for everyone: said before anyone signs in, and no request could change it.
-      return this.#notActive(secondsUntil(schedule.opens_at));
+    const opensIn = secondsUntil(schedule?.opens_at);
+    // Closed for everyone: said before anyone signs in. A view that says it should be open by
+    // now (a cached one) goes on: the proxy's refusal would say otherwise.
+    if (schedule?.open === false && (opensIn === null || opensIn > 0)) {
+      return this.#notActive(opensIn);
     }
     await this.#lookUpCustomer(generation);
   }
@@ -355,7 +357,8 @@ export class TriggerProxyWidget extends HTMLElement {
       return this.#countdown("budget-spent", err.retryAfter ?? 3600, true);
     }
     if (code === "trigger_not_active") {
-      return this.#notActive(secondsUntil(err.opensAt) ?? err.retryAfter);
+      // Retry-After first: it holds on any clock; opens_at is on the proxy's.
+      return this.#notActive(err.retryAfter ?? secondsUntil(err.opensAt));
     }
     if (
       code === "upstream_busy" ||

@@ -1,0 +1,466 @@
+"""<trigger-proxy-scratch> in a real browser (Debian's Chromium, Playwright), at desktop and phone
+widths, on the demo page beside the wheel: every state a customer can meet, an honest card,
+accessibility and layout; the wheel's campaign states; and the provider's human check.
+
+The demo runs in this process (its proxy, its stand-in and its page on real sockets). The
+answers the stand-in cannot produce (a closed schedule, a spent coin budget, a refused human
+check) come from ``Stubs``, a thin layer in front of the demo that answers one queued request
+or adds fields to the trigger's view; every win comes from the real proxy and the stand-in.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from proxy.app import create_app
+from proxy.config.settings import Rate, Settings
+from proxy.demo.nector import StandInTrigger
+from proxy.demo.run import Demo, build_demo
+from proxy.http.asgi import Message, Receive, Scope, Send
+from proxy.identity.sessions import mint_token
+from tests.browsers import ARTIFACTS
+from tests.helpers import ENVIRON, config, tried
+from tests.redis_util import free_port
+from tests.servers import ThreadedServer
+
+pytestmark = pytest.mark.slow
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page, ViewportSize
+
+SHOTS = ARTIFACTS / "widget-scratch"
+CARD = "trigger-proxy-scratch"
+WHEEL = "trigger-proxy-wheel"
+SCRATCH_CARD = "scratch-card"
+SCRATCH_ID = "5d2e8f4a-3b1c-4d6e-9f80-7a6b5c4d3e2f"
+FAKE_PROVIDER = "/test/fake-turnstile.js"
+SIZES: dict[str, ViewportSize] = {
+    "desktop": {"width": 1280, "height": 900},
+    "phone": {"width": 390, "height": 844},
+}
+WATCH_SHIFTS = """
+window.__shift = 0;
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) if (!entry.hadRecentInput) window.__shift += entry.value;
+}).observe({ type: "layout-shift", buffered: true });
+"""
+# A stand-in for a provider's script (Turnstile's explicit rendering): a button that hands out
+# numbered tokens, and a count of the resets.
+FAKE_TURNSTILE = """
+window.__resets = 0;
+window.turnstile = {
+  render(host, options) {
+    let issued = 0;
+    const check = document.createElement("button");
+    check.type = "button";
+    check.className = "fake-check";
+    check.textContent = "I am human";
+    check.onclick = () => { check.textContent = "Checked"; options.callback(`token-${++issued}`); };
+    host.append(check);
+    window.__sitekey = options.sitekey;
+    window.__check = check;
+    return "widget-1";
+  },
+  reset(id) { window.__resets += 1; window.__check.textContent = "I am human"; },
+};
+"""
+
+
+@dataclass
+class Stubs:
+    """In front of the demo: answers the next queued request of a method and path itself, or
+    adds fields to a trigger's view; everything else goes to the demo as it came."""
+
+    app: Demo
+    answers: dict[tuple[str, str], list[tuple[int, dict[str, Any], dict[str, str]]]] = field(
+        default_factory=dict
+    )
+    views: dict[str, dict[str, Any]] = field(default_factory=dict)  # by trigger
+
+    def answer(self, path: str, status: int, error: dict[str, Any], **headers: str) -> None:
+        self.answers.setdefault(("POST", path), []).append((status, {"error": error}, headers))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path, method = scope["path"], scope["method"]
+        if path == FAKE_PROVIDER:
+            return await _send(send, 200, FAKE_TURNSTILE.encode(), "text/javascript", {})
+        queued = self.answers.get((method, path))
+        if queued:
+            status, body, headers = queued.pop(0)
+            body["error"].setdefault("request_id", "stubbed")
+            return await _send(send, status, json.dumps(body).encode(), "application/json", headers)
+        trigger = path.removeprefix("/v1/triggers/")
+        if method == "GET" and trigger in self.views:
+            return await self._view(scope, receive, send, self.views[trigger])
+        await self.app(scope, receive, send)
+
+    async def _view(
+        self, scope: Scope, receive: Receive, send: Send, extra: dict[str, Any]
+    ) -> None:
+        """The proxy's own view of the trigger, with ``extra`` in it."""
+        start: dict[str, Any] = {}
+        chunks: list[bytes] = []
+
+        async def keep(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            else:
+                chunks.append(message.get("body", b""))
+
+        await self.app(scope, receive, keep)
+        view = json.loads(b"".join(chunks))
+        view["trigger"].update(extra)
+        body = json.dumps(view).encode()
+        headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": start["status"], "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+async def _send(send: Send, status: int, body: bytes, kind: str, headers: dict[str, str]) -> None:
+    raw = [(b"content-type", kind.encode()), (b"content-length", str(len(body)).encode())]
+    raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+def with_scratch_card(settings: Settings) -> Settings:
+    """The demo's settings with this test's own ``scratch-card`` trigger: two cards a minute,
+    10 to 100 coins (whatever campaign controls the demo gives it, these tests need a plain one)."""
+    trigger = {
+        "id": SCRATCH_ID,
+        "name": SCRATCH_CARD,
+        "sources": ["web"],
+        "per_customer": "2/minute;20/day",
+        "override": {
+            "wallet": {
+                "title": "Scratch card",
+                "operation": "cr",
+                "coin_range": {"min": 10, "max": 100},
+            }
+        },
+    }
+    [card] = Settings.from_mapping(config(triggers=[trigger]), ENVIRON).triggers
+    others = tuple(t for t in settings.triggers if t.name != SCRATCH_CARD)
+    return replace(settings, triggers=(*others, card))
+
+
+@pytest.fixture(scope="module")
+def demo() -> Iterator[Stubs]:
+    front, back = free_port(), free_port()
+    built = build_demo(front, back)
+    settings = with_scratch_card(built.settings)
+    limits = replace(settings.limits, upstream=Rate(5000, 60))
+    settings = replace(
+        settings, limits=limits, reads=replace(settings.reads, budget=Rate(4000, 60))
+    )
+    built.stand_in.add_trigger(StandInTrigger(SCRATCH_ID, allow_override=True, name="scratch"))
+    built = replace(built, settings=settings, proxy=create_app(settings))
+    stubs = Stubs(built)
+    with ThreadedServer(built.stand_in.app, port=back), ThreadedServer(stubs, port=front):
+        yield stubs
+    assert not [queued for queued in stubs.answers.values() if queued]  # every stub was asked
+
+
+@pytest.fixture(params=list(SIZES))
+def size(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def url(demo: Stubs) -> str:
+    return f"http://127.0.0.1:{demo.app.settings.server.port}/"
+
+
+def rfc3339(seconds: float, page: Page | None = None) -> str:
+    """A time ``seconds`` from now: the proxy's now, or the page's (its clock is Playwright's)."""
+    now = datetime.now(UTC)
+    if page is not None:
+        now = datetime.fromtimestamp(page.evaluate("Date.now()") / 1000, UTC)
+    return (now + timedelta(seconds=seconds)).isoformat(timespec="seconds")
+
+
+class Visit:
+    """One browser context on the demo page: a customer's visit, watching one widget."""
+
+    def __init__(
+        self, browser: Browser, demo: Stubs, size: str, widget: str = CARD, **options: Any
+    ):
+        self.demo, self.size, self.widget = demo, size, widget
+        self.context = browser.new_context(viewport=SIZES[size], **options)
+        self.page: Page = self.context.new_page()
+        self.errors: list[str] = []
+        self.posts: list[Any] = []
+        self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        self.page.on(
+            "request",
+            lambda r: r.method == "POST" and "/v1/triggers/" in r.url and self.posts.append(r),
+        )
+        self.page.add_init_script(WATCH_SHIFTS)
+        self.page.clock.install()
+        self.page.goto(url(demo))
+
+    def part(self, name: str) -> Any:
+        return self.page.locator(f"{self.widget} >> {name}")
+
+    def state(self, expected: str, timeout: float = 10_000) -> None:
+        from playwright.sync_api import expect
+
+        expect(self.page.locator(self.widget)).to_have_attribute("state", expected, timeout=timeout)
+
+    def said(self, status: str | re.Pattern[str], hint: str | re.Pattern[str] = "") -> None:
+        from playwright.sync_api import expect
+
+        expect(self.part(".status")).to_have_text(status)
+        expect(self.part(".hint")).to_have_text(hint)
+
+    def sign_in(self, customer: str) -> None:
+        from playwright.sync_api import expect
+
+        self.page.fill("#customer", customer)
+        self.page.click("#login")
+        expect(self.page.locator(self.widget)).to_have_attribute("customer", customer)
+        self.state("ready")
+
+    def play(self) -> None:
+        self.part("button").focus()  # by keyboard, as a customer without a mouse would
+        self.page.keyboard.press("Enter")
+
+    def revealed(self) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = self.page.evaluate(
+            f"document.querySelector('{CARD}').revealed"
+        )
+        return found
+
+    def shot(self, name: str) -> None:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(SHOTS / f"{name}-{self.size}.png"), full_page=True)
+
+    def accessible(self, name: str) -> None:
+        from axe_playwright_python.sync_playwright import Axe  # type: ignore[import-untyped]
+
+        found = Axe().run(self.page).response["violations"]
+        tried("scratch: axe", f"{name} {self.size} {len(found)} found")
+        assert [(v["id"], v["impact"], v["help"]) for v in found] == []
+
+    def fits(self) -> None:
+        assert (
+            self.page.evaluate("document.documentElement.scrollWidth") <= SIZES[self.size]["width"]
+        )
+
+    def close(self) -> None:
+        shift = self.page.evaluate("window.__shift")
+        tried("scratch: layout shift", f"{self.size} {shift:.3f}")
+        assert shift < 0.01, shift
+        assert self.errors == []
+        self.context.close()
+
+
+def won_coins(visit: Visit) -> int:
+    text = visit.part(".status").inner_text()
+    found = re.search(r"You won (\d+) coins", text)
+    assert found, text
+    return int(found.group(1))
+
+
+def test_every_state_of_the_scratch_card(browser: Browser, demo: Stubs, size: str) -> None:
+    from playwright.sync_api import expect
+
+    visit = Visit(browser, demo, size)
+    page = visit.page
+    stand_in = demo.app.stand_in
+    who = f"{size}-{time.time_ns() % 10**8}"
+    trigger_path = f"/v1/triggers/{SCRATCH_CARD}"
+    card = visit.part(".card")
+
+    # Signed out: the card shows what it may hold, the button waits for a sign-in.
+    visit.state("signed-out")
+    visit.said("Sign in to scratch the card.")
+    expect(visit.part("button")).to_be_disabled()
+    expect(card).to_have_attribute("aria-label", "Scratch card: 10 to 100 coins")
+    assert visit.revealed() is None
+    visit.fits()
+    visit.shot("signed-out")
+    visit.accessible("signed-out")
+
+    # Ready, then revealing: the result is announced once the card is uncovered.
+    visit.sign_in(f"alice-{who}")
+    expect(visit.part(".balance")).to_have_text("Balance: 0 coins")
+    expect(visit.part("button")).to_have_text("Scratch the card")
+    visit.shot("ready")
+    visit.accessible("ready")
+    visit.play()
+    visit.state("revealing")
+    expect(visit.part(".status")).to_have_text("")
+    visit.shot("revealing")
+
+    # Won: exactly the coins Nector gave, on the card, in the words and in the balance.
+    visit.state("won")
+    coins = won_coins(visit)
+    lead = stand_in.find_lead(customer_id=f"alice-{who}")
+    assert lead is not None
+    assert lead.transactions[-1]["amount"] == coins
+    assert 10 <= coins <= 100
+    assert visit.revealed() == {"coins": coins, "coupon": False}
+    expect(visit.part(".prize")).to_have_text(f"{coins}coins")
+    expect(card).to_have_attribute("aria-label", f"Scratch card: {coins} coins")
+    expect(visit.part(".balance")).to_have_text(f"Balance: {coins} coins")
+    expect(page.locator(f"{WHEEL} >> .balance")).to_have_text(f"Balance: {coins} coins")
+    expect(visit.part(".hint")).to_have_text("Cards left: 1")
+    visit.fits()
+    visit.shot("won")
+    visit.accessible("won")
+
+    # Out of tries: the last card's win starts the countdown at once; it survives a reload.
+    visit.play()
+    visit.state("out-of-tries", timeout=15_000)
+    second = won_coins(visit)
+    assert lead.transactions[-1]["amount"] == second
+    assert visit.revealed() == {"coins": second, "coupon": False}
+    expect(visit.part(".hint")).to_have_text(re.compile(r"Next card in (1 min 0s|\d+s)"))
+    expect(visit.part("button")).to_be_disabled()
+    page.reload()
+    visit.state("out-of-tries")
+    expect(visit.part(".hint")).to_have_text(re.compile(r"Next card in \d+"))
+    expect(visit.part(".balance")).to_have_text(f"Balance: {coins + second} coins")
+    visit.shot("out-of-tries")
+    visit.accessible("out-of-tries")
+    page.clock.fast_forward("01:05")
+    visit.state("ready")
+    # The proxy's window is a real minute, still running: its refusal uncovers nothing.
+    visit.play()
+    visit.state("out-of-tries")
+    visit.said("You have used your cards for now.", re.compile(r"Next card in \d+"))
+    assert visit.revealed() is None
+    assert len(lead.transactions) == 2
+
+    # Budget spent: the campaign's coins are given out; a countdown until more free up.
+    visit.sign_in(f"bob-{who}")
+    demo.answer(
+        trigger_path,
+        429,
+        {"code": "coin_budget_spent", "message": "spent"},
+        **{"Retry-After": "3600"},
+    )
+    visit.play()
+    visit.state("budget-spent")
+    visit.said("All the prizes for now have been given out.", "More prizes in 1 h 0 min")
+    expect(visit.part("button")).to_be_disabled()
+    assert visit.revealed() is None
+    visit.fits()
+    visit.shot("budget-spent")
+    visit.accessible("budget-spent")
+    page.reload()
+    visit.state("budget-spent")  # kept across a reload, as the other countdowns
+
+    # Not active yet, said by the proxy's refusal: a countdown to when it opens.
+    visit.sign_in(f"carol-{who}")
+    opens = rfc3339(125)
+    demo.answer(
+        trigger_path,
+        403,
+        {"code": "trigger_not_active", "message": "closed", "opens_at": opens},
+        **{"Retry-After": "125"},
+    )
+    visit.play()
+    visit.state("not-active")
+    visit.said("This game is not open yet.", re.compile(r"Opens in 2 min \d+s"))
+    expect(visit.part("button")).to_be_disabled()
+    visit.shot("not-active")
+    visit.accessible("not-active")
+    page.clock.fast_forward("02:10")
+    visit.state("ready")  # it looked again
+
+    # Busy: Nector at its cap. The proxy answers 503 with Retry-After; nothing uncovered.
+    visit.sign_in(f"dave-{who}")
+    stand_in.outage, stand_in.outage_retry_after = 429, 5
+    try:
+        visit.play()
+        visit.state("busy")
+        visit.said("Lots of players right now.", re.compile(r"Try again in [1-5]s"))
+        assert visit.revealed() is None
+        visit.shot("busy")
+        page.clock.fast_forward("00:06")
+        visit.state("ready")
+        # Error: Nector fails; said plainly, and the customer may try again.
+        visit.sign_in(f"erin-{who}")
+        stand_in.outage = 500
+        visit.play()
+        visit.state("error")
+        visit.said("We could not reveal your card. Please try again in a moment.")
+        expect(visit.part("button")).to_be_enabled()
+        assert visit.revealed() is None
+        visit.shot("error")
+        visit.accessible("error")
+    finally:
+        stand_in.outage = stand_in.outage_retry_after = None
+
+    # Offline: the card waits for the network, then goes through once, with one key.
+    visit.sign_in(f"frank-{who}")
+    visit.context.set_offline(True)
+    asked = len(visit.posts)
+    visit.play()
+    visit.state("offline", timeout=20_000)
+    visit.said(re.compile("You are offline"))
+    visit.shot("offline")
+    visit.accessible("offline")
+    visit.context.set_offline(False)
+    visit.state("won", timeout=20_000)
+    keys = {r.headers.get("idempotency-key") for r in visit.posts[asked:]}
+    assert len(keys) == 1, keys
+    frank = stand_in.find_lead(customer_id=f"frank-{who}")
+    assert frank is not None
+    assert [t["amount"] for t in frank.transactions] == [won_coins(visit)]
+    assert visit.revealed() == {"coins": won_coins(visit), "coupon": False}
+
+    # Session expired: the card asks to sign in again.
+    secret = demo.app.settings.secrets.session_secrets[-1].reveal()
+    ending = mint_token([secret], {"customer_id": f"gina-{who}", "exp": int(time.time()) + 1})
+    visit.context.add_cookies([{"name": "trigger_session", "value": ending, "url": url(demo)}])
+    time.sleep(1.5)
+    page.evaluate(f"document.querySelector('{CARD}').refresh()")
+    visit.state("expired")
+    visit.said("Your session has ended. Please sign in again.")
+    expect(visit.part("button")).to_be_disabled()
+    assert visit.revealed() is None
+    visit.shot("expired")
+    visit.accessible("expired")
+    visit.close()
+
+
+def test_a_closed_schedule_is_said_before_anyone_signs_in(
+    browser: Browser, demo: Stubs, size: str
+) -> None:
+    schedule = {"starts_at": rfc3339(3 * 3600 + 90), "ends_at": None, "days": None,
+                "hours": None, "timezone": "UTC", "open": False,
+                "opens_at": rfc3339(3 * 3600 + 90), "closes_at": None}  # fmt: skip
+    demo.views[SCRATCH_CARD] = {"schedule": schedule}
+    try:
+        visit = Visit(browser, demo, size)
+        visit.state("not-active")
+        visit.said("This game is not open yet.", re.compile(r"Opens in 3 h 1 min"))
+        visit.fits()
+        visit.shot("not-open-yet")
+        visit.accessible("not-open-yet")
+        # It opens: the widget looks again (its view may be a cached one, still saying closed).
+        visit.page.clock.fast_forward("03:02:00")
+        visit.state("signed-out")
+        visit.close()
+        # Ended: no next opening, no countdown.
+        schedule["opens_at"] = None
+        visit = Visit(browser, demo, size)
+        visit.state("not-active")
+        visit.said("This game has ended.")
+        visit.shot("ended")
+        visit.close()
+    finally:
+        del demo.views[SCRATCH_CARD]
