@@ -232,7 +232,7 @@ class Visit:
         self.state("ready")
 
     def play(self) -> None:
-        self.part("button").focus()  # by keyboard, as a customer without a mouse would
+        self.part("button.play").focus()  # by keyboard, as a customer without a mouse would
         self.page.keyboard.press("Enter")
 
     def revealed(self) -> dict[str, Any] | None:
@@ -285,7 +285,7 @@ def test_every_state_of_the_scratch_card(browser: Browser, demo: Stubs, size: st
     # Signed out: the card shows what it may hold, the button waits for a sign-in.
     visit.state("signed-out")
     visit.said("Sign in to scratch the card.")
-    expect(visit.part("button")).to_be_disabled()
+    expect(visit.part("button.play")).to_be_disabled()
     expect(card).to_have_attribute("aria-label", "Scratch card: 10 to 100 coins")
     assert visit.revealed() is None
     visit.fits()
@@ -295,7 +295,7 @@ def test_every_state_of_the_scratch_card(browser: Browser, demo: Stubs, size: st
     # Ready, then revealing: the result is announced once the card is uncovered.
     visit.sign_in(f"alice-{who}")
     expect(visit.part(".balance")).to_have_text("Balance: 0 coins")
-    expect(visit.part("button")).to_have_text("Scratch the card")
+    expect(visit.part("button.play")).to_have_text("Scratch the card")
     visit.shot("ready")
     visit.accessible("ready")
     visit.play()
@@ -327,7 +327,7 @@ def test_every_state_of_the_scratch_card(browser: Browser, demo: Stubs, size: st
     assert lead.transactions[-1]["amount"] == second
     assert visit.revealed() == {"coins": second, "coupon": False}
     expect(visit.part(".hint")).to_have_text(re.compile(r"Next card in (1 min 0s|\d+s)"))
-    expect(visit.part("button")).to_be_disabled()
+    expect(visit.part("button.play")).to_be_disabled()
     page.reload()
     visit.state("out-of-tries")
     expect(visit.part(".hint")).to_have_text(re.compile(r"Next card in \d+"))
@@ -354,7 +354,7 @@ def test_every_state_of_the_scratch_card(browser: Browser, demo: Stubs, size: st
     visit.play()
     visit.state("budget-spent")
     visit.said("All the prizes for now have been given out.", "More prizes in 1 h 0 min")
-    expect(visit.part("button")).to_be_disabled()
+    expect(visit.part("button.play")).to_be_disabled()
     assert visit.revealed() is None
     visit.fits()
     visit.shot("budget-spent")
@@ -374,7 +374,7 @@ def test_every_state_of_the_scratch_card(browser: Browser, demo: Stubs, size: st
     visit.play()
     visit.state("not-active")
     visit.said("This game is not open yet.", re.compile(r"Opens in 2 min \d+s"))
-    expect(visit.part("button")).to_be_disabled()
+    expect(visit.part("button.play")).to_be_disabled()
     visit.shot("not-active")
     visit.accessible("not-active")
     page.clock.fast_forward("02:10")
@@ -397,7 +397,7 @@ def test_every_state_of_the_scratch_card(browser: Browser, demo: Stubs, size: st
         visit.play()
         visit.state("error")
         visit.said("We could not reveal your card. Please try again in a moment.")
-        expect(visit.part("button")).to_be_enabled()
+        expect(visit.part("button.play")).to_be_enabled()
         assert visit.revealed() is None
         visit.shot("error")
         visit.accessible("error")
@@ -430,7 +430,7 @@ def test_every_state_of_the_scratch_card(browser: Browser, demo: Stubs, size: st
     page.evaluate(f"document.querySelector('{CARD}').refresh()")
     visit.state("expired")
     visit.said("Your session has ended. Please sign in again.")
-    expect(visit.part("button")).to_be_disabled()
+    expect(visit.part("button.play")).to_be_disabled()
     assert visit.revealed() is None
     visit.shot("expired")
     visit.accessible("expired")
@@ -461,6 +461,98 @@ def test_a_closed_schedule_is_said_before_anyone_signs_in(
         visit.state("not-active")
         visit.said("This game has ended.")
         visit.shot("ended")
+        visit.close()
+    finally:
+        del demo.views[SCRATCH_CARD]
+
+
+def test_the_wheel_says_not_active_and_budget_spent(browser: Browser, demo: Stubs) -> None:
+    from playwright.sync_api import expect
+
+    for size in SIZES:
+        visit = Visit(browser, demo, size, widget=WHEEL)
+        who = f"wheel-{size}-{time.time_ns() % 10**8}"
+        path = "/v1/triggers/spin-wheel"
+        before = visit.page.evaluate(f"getComputedStyle(document.querySelector('{WHEEL}')"
+                                     ".shadowRoot.querySelector('.wheel')).transform")  # fmt: skip
+        visit.sign_in(f"ann-{who}")
+        demo.answer(
+            path, 429, {"code": "coin_budget_spent", "message": "spent"}, **{"Retry-After": "90"}
+        )
+        visit.play()
+        visit.state("budget-spent")
+        visit.said("All the prizes for now have been given out.", "More prizes in 1 min 30s")
+        expect(visit.part("button.play")).to_be_disabled()
+        visit.shot("wheel-budget-spent")
+        visit.accessible("wheel-budget-spent")
+        visit.page.clock.fast_forward("01:35")
+        visit.state("ready")
+
+        visit.sign_in(f"ben-{who}")
+        error = {"code": "trigger_not_active", "message": "closed", "opens_at": rfc3339(45)}
+        demo.answer(path, 403, error, **{"Retry-After": "45"})
+        visit.play()
+        visit.state("not-active")
+        visit.said("This game is not open yet.", re.compile(r"Opens in 4\ds"))
+        expect(visit.part("button.play")).to_be_disabled()
+        visit.shot("wheel-not-active")
+        visit.accessible("wheel-not-active")
+        # A refusal never turns the wheel.
+        after = visit.page.evaluate(f"getComputedStyle(document.querySelector('{WHEEL}')"
+                                    ".shadowRoot.querySelector('.wheel')).transform")  # fmt: skip
+        assert after == before
+        visit.close()
+
+
+def test_the_human_check_is_rendered_and_its_token_sent_once(browser: Browser, demo: Stubs) -> None:
+    from playwright.sync_api import expect
+
+    site_key = "1x00000000000000000000AA"
+    demo.views[SCRATCH_CARD] = {"challenge": {"provider": "turnstile", "site_key": site_key}}
+    try:
+        visit = Visit(browser, demo, "phone")
+        page = visit.page
+        page.evaluate(
+            f"""() => {{ const card = document.querySelector('{CARD}');
+                card.setAttribute('challenge-script', '{FAKE_PROVIDER}'); card.refresh(); }}"""
+        )
+        customer = f"hugo-{time.time_ns() % 10**8}"
+        visit.sign_in(customer)
+        check = page.locator(f"{CARD} .fake-check")  # the provider's widget, in the light DOM
+        expect(check).to_have_text("I am human")
+        assert page.evaluate("window.__sitekey") == site_key
+        visit.shot("challenge")
+        visit.accessible("challenge")
+
+        # No token yet: nothing is sent, the customer is asked to do the check.
+        visit.play()
+        expect(visit.part(".status")).to_have_text("Please confirm you are human first.")
+        assert visit.posts == []
+
+        # A token the proxy refuses: the provider's widget is reset for a new one.
+        check.click()
+        demo.answer(
+            f"/v1/triggers/{SCRATCH_CARD}", 403, {"code": "challenge_failed", "message": "no"}
+        )
+        visit.play()
+        visit.state("ready")
+        visit.said("That check did not go through. Please confirm you are human again.")
+        assert [r.headers.get("x-challenge-token") for r in visit.posts] == ["token-1"]
+        assert page.evaluate("window.__resets") == 1
+        expect(check).to_have_text("I am human")
+        assert visit.revealed() is None
+
+        # A fresh token: the real proxy and the stand-in answer, and the used token is reset.
+        check.click()
+        visit.play()
+        visit.state("won")
+        tokens = [r.headers.get("x-challenge-token") for r in visit.posts]
+        assert tokens == ["token-1", "token-2"]
+        assert len({r.headers.get("idempotency-key") for r in visit.posts}) == 2
+        lead = demo.app.stand_in.find_lead(customer_id=customer)
+        assert lead is not None
+        assert visit.revealed() == {"coins": lead.transactions[-1]["amount"], "coupon": False}
+        assert page.evaluate("window.__resets") == 2
         visit.close()
     finally:
         del demo.views[SCRATCH_CARD]
