@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -34,7 +35,7 @@ from tests.servers import ThreadedServer
 pytestmark = pytest.mark.slow
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page, ViewportSize
+    from playwright.sync_api import Browser, Page, Request, ViewportSize
 
 SHOTS = ARTIFACTS / "widget-scratch"
 CARD = "trigger-proxy-scratch"
@@ -134,23 +135,26 @@ async def _send(send: Send, status: int, body: bytes, kind: str, headers: dict[s
     await send({"type": "http.response.body", "body": body})
 
 
+# Two cards a minute, 10 to 100 coins: whatever campaign controls the demo gives its own
+# scratch-card trigger, these tests need a plain one.
+TRIGGER = {
+    "id": SCRATCH_ID,
+    "name": SCRATCH_CARD,
+    "sources": ["web"],
+    "per_customer": "2/minute;20/day",
+    "override": {
+        "wallet": {
+            "title": "Scratch card",
+            "operation": "cr",
+            "coin_range": {"min": 10, "max": 100},
+        }
+    },
+}
+
+
 def with_scratch_card(settings: Settings) -> Settings:
-    """The demo's settings with this test's own ``scratch-card`` trigger: two cards a minute,
-    10 to 100 coins (whatever campaign controls the demo gives it, these tests need a plain one)."""
-    trigger = {
-        "id": SCRATCH_ID,
-        "name": SCRATCH_CARD,
-        "sources": ["web"],
-        "per_customer": "2/minute;20/day",
-        "override": {
-            "wallet": {
-                "title": "Scratch card",
-                "operation": "cr",
-                "coin_range": {"min": 10, "max": 100},
-            }
-        },
-    }
-    [card] = Settings.from_mapping(config(triggers=[trigger]), ENVIRON).triggers
+    """The demo's settings with this test's own ``scratch-card`` trigger."""
+    [card] = Settings.from_mapping(config(triggers=[TRIGGER]), ENVIRON).triggers
     others = tuple(t for t in settings.triggers if t.name != SCRATCH_CARD)
     return replace(settings, triggers=(*others, card))
 
@@ -194,20 +198,21 @@ class Visit:
 
     def __init__(
         self, browser: Browser, demo: Stubs, size: str, widget: str = CARD, **options: Any
-    ):
+    ) -> None:
         self.demo, self.size, self.widget = demo, size, widget
         self.context = browser.new_context(viewport=SIZES[size], **options)
         self.page: Page = self.context.new_page()
         self.errors: list[str] = []
-        self.posts: list[Any] = []
+        self.posts: list[Request] = []
         self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
-        self.page.on(
-            "request",
-            lambda r: r.method == "POST" and "/v1/triggers/" in r.url and self.posts.append(r),
-        )
+        self.page.on("request", self._seen)
         self.page.add_init_script(WATCH_SHIFTS)
         self.page.clock.install()
         self.page.goto(url(demo))
+
+    def _seen(self, request: Request) -> None:
+        if request.method == "POST" and "/v1/triggers/" in request.url:
+            self.posts.append(request)  # the reward calls, each with its headers
 
     def part(self, name: str) -> Any:
         return self.page.locator(f"{self.widget} >> {name}")
@@ -556,3 +561,52 @@ def test_the_human_check_is_rendered_and_its_token_sent_once(browser: Browser, d
         visit.close()
     finally:
         del demo.views[SCRATCH_CARD]
+
+
+def test_a_storefront_on_another_origin_needs_only_the_tag_and_a_session(
+    browser: Browser, tmp_path: Path
+) -> None:
+    """One script tag from ``trigger-proxy serve`` on another origin: the card's module and the
+    modules it imports load across origins, and it uncovers what the stand-in paid."""
+    from playwright.sync_api import expect
+    from starlette.applications import Starlette
+    from starlette.requests import Request as ShopRequest
+    from starlette.responses import HTMLResponse
+    from starlette.routing import Route
+
+    from tests.helpers import token
+    from tests.servers import ProxyProcess, StandInServer, proxy_config, stand_in_for
+
+    session = token("merchant-shopper-9")
+
+    async def storefront(request: ShopRequest) -> HTMLResponse:
+        base = request.query_params["proxy"]
+        return HTMLResponse(
+            f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+            <title>A shop</title><link rel="icon" href="data:,">
+            <script type="module" src="{base}/client/trigger-proxy-scratch.js"></script></head>
+            <body><main><trigger-proxy-scratch trigger="scratch-card" base-url="{base}">
+            </trigger-proxy-scratch></main>
+            <script>document.querySelector("trigger-proxy-scratch").token = "{session}";</script>
+            </body></html>"""
+        )
+
+    shop = ThreadedServer(Starlette(routes=[Route("/", storefront)]))
+    with StandInServer(stand_in_for(SCRATCH_ID)) as nector, shop:
+        settings = proxy_config(
+            nector.url, cors={"allow_origins": [shop.origin]}, triggers=[TRIGGER]
+        )
+        with ProxyProcess(tmp_path, settings) as proxy:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(f"{shop.origin}/?proxy={proxy.base_url}")
+            card = page.locator(CARD)
+            expect(card).to_have_attribute("state", "ready")
+            page.locator(f"{CARD} >> button.play").click()
+            expect(card).to_have_attribute("state", "won")
+            revealed = page.evaluate(f"document.querySelector('{CARD}').revealed")
+    assert errors == []
+    lead = nector.stand_in.find_lead(customer_id="merchant-shopper-9")
+    assert lead is not None
+    assert revealed == {"coins": lead.transactions[-1]["amount"], "coupon": False}
