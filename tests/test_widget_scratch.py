@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,7 +42,7 @@ CARD = "trigger-proxy-scratch"
 WHEEL = "trigger-proxy-wheel"
 SCRATCH_CARD = "scratch-card"
 SCRATCH_ID = "5d2e8f4a-3b1c-4d6e-9f80-7a6b5c4d3e2f"
-FAKE_PROVIDER = "/test/fake-turnstile.js"
+FAKE_PROVIDER = "/test/fake-provider.js"
 SIZES: dict[str, ViewportSize] = {
     "desktop": {"width": 1280, "height": 900},
     "phone": {"width": 390, "height": 844},
@@ -53,11 +53,11 @@ new PerformanceObserver((list) => {
   for (const entry of list.getEntries()) if (!entry.hadRecentInput) window.__shift += entry.value;
 }).observe({ type: "layout-shift", buffered: true });
 """
-# A stand-in for a provider's script (Turnstile's explicit rendering): a button that hands out
-# numbered tokens, and a count of the resets.
-FAKE_TURNSTILE = """
+# A stand-in for the providers' scripts (explicit rendering, one API for the three): a button
+# that hands out numbered tokens, and a count of the resets.
+FAKE_PROVIDER_JS = """
 window.__resets = 0;
-window.turnstile = {
+const fake = {
   render(host, options) {
     let issued = 0;
     const check = document.createElement("button");
@@ -72,6 +72,9 @@ window.turnstile = {
   },
   reset(id) { window.__resets += 1; window.__check.textContent = "I am human"; },
 };
+window.turnstile = fake;
+window.hcaptcha = fake;
+window.grecaptcha = { ...fake, ready(then) { setTimeout(then, 10); } };
 """
 
 
@@ -85,6 +88,7 @@ class Stubs:
         default_factory=dict
     )
     views: dict[str, dict[str, Any]] = field(default_factory=dict)  # by trigger
+    marks: dict[str, dict[str, Any]] = field(default_factory=dict)  # top-level, on its answers
 
     def answer(self, path: str, status: int, error: dict[str, Any], **headers: str) -> None:
         self.answers.setdefault(("POST", path), []).append((status, {"error": error}, headers))
@@ -94,7 +98,7 @@ class Stubs:
             return await self.app(scope, receive, send)
         path, method = scope["path"], scope["method"]
         if path == FAKE_PROVIDER:
-            return await _send(send, 200, FAKE_TURNSTILE.encode(), "text/javascript", {})
+            return await _send(send, 200, FAKE_PROVIDER_JS.encode(), "text/javascript", {})
         queued = self.answers.get((method, path))
         if queued:
             status, body, headers = queued.pop(0)
@@ -102,13 +106,17 @@ class Stubs:
             return await _send(send, status, json.dumps(body).encode(), "application/json", headers)
         trigger = path.removeprefix("/v1/triggers/")
         if method == "GET" and trigger in self.views:
-            return await self._view(scope, receive, send, self.views[trigger])
+            extra = self.views[trigger]
+            return await self._amended(scope, receive, send, lambda v: v["trigger"].update(extra))
+        if method == "POST" and trigger in self.marks:
+            marks = self.marks[trigger]
+            return await self._amended(scope, receive, send, lambda answer: answer.update(marks))
         await self.app(scope, receive, send)
 
-    async def _view(
-        self, scope: Scope, receive: Receive, send: Send, extra: dict[str, Any]
+    async def _amended(
+        self, scope: Scope, receive: Receive, send: Send, amend: Callable[[Any], None]
     ) -> None:
-        """The proxy's own view of the trigger, with ``extra`` in it."""
+        """The proxy's own answer, amended."""
         start: dict[str, Any] = {}
         chunks: list[bytes] = []
 
@@ -119,9 +127,9 @@ class Stubs:
                 chunks.append(message.get("body", b""))
 
         await self.app(scope, receive, keep)
-        view = json.loads(b"".join(chunks))
-        view["trigger"].update(extra)
-        body = json.dumps(view).encode()
+        answer = json.loads(b"".join(chunks))
+        amend(answer)
+        body = json.dumps(answer).encode()
         headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": start["status"], "headers": headers})
@@ -509,11 +517,14 @@ def test_the_wheel_says_not_active_and_budget_spent(browser: Browser, demo: Stub
         visit.close()
 
 
-def test_the_human_check_is_rendered_and_its_token_sent_once(browser: Browser, demo: Stubs) -> None:
+@pytest.mark.parametrize("provider", ["turnstile", "hcaptcha", "recaptcha"])
+def test_the_human_check_is_rendered_and_its_token_sent_once(
+    browser: Browser, demo: Stubs, provider: str
+) -> None:
     from playwright.sync_api import expect
 
     site_key = "1x00000000000000000000AA"
-    demo.views[SCRATCH_CARD] = {"challenge": {"provider": "turnstile", "site_key": site_key}}
+    demo.views[SCRATCH_CARD] = {"challenge": {"provider": provider, "site_key": site_key}}
     try:
         visit = Visit(browser, demo, "phone")
         page = visit.page
@@ -526,8 +537,8 @@ def test_the_human_check_is_rendered_and_its_token_sent_once(browser: Browser, d
         check = page.locator(f"{CARD} .fake-check")  # the provider's widget, in the light DOM
         expect(check).to_have_text("I am human")
         assert page.evaluate("window.__sitekey") == site_key
-        visit.shot("challenge")
-        visit.accessible("challenge")
+        visit.shot(f"challenge-{provider}")
+        visit.accessible(f"challenge-{provider}")
 
         # No token yet: nothing is sent, the customer is asked to do the check.
         visit.play()
@@ -610,3 +621,79 @@ def test_a_storefront_on_another_origin_needs_only_the_tag_and_a_session(
     lead = nector.stand_in.find_lead(customer_id="merchant-shopper-9")
     assert lead is not None
     assert revealed == {"coins": lead.transactions[-1]["amount"], "coupon": False}
+
+
+def test_a_reduced_motion_card_is_uncovered_at_once_on_what_nector_paid(
+    browser: Browser, demo: Stubs
+) -> None:
+    visit = Visit(browser, demo, "phone", reduced_motion="reduce")
+    duration = visit.page.evaluate(
+        f"getComputedStyle(document.querySelector('{CARD}').shadowRoot.querySelector('.coat'))"
+        ".transitionDuration"
+    )
+    assert duration == "0s"
+    seen = set()
+    for i in range(6):
+        customer = f"many-{time.time_ns() % 10**8}-{i}"
+        visit.sign_in(customer)
+        visit.play()
+        visit.state("won")
+        lead = demo.app.stand_in.find_lead(customer_id=customer)
+        assert lead is not None
+        coins = lead.transactions[-1]["amount"]
+        assert won_coins(visit) == coins
+        assert visit.revealed() == {"coins": coins, "coupon": False}
+        seen.add(coins)
+    tried("scratch: honest reveals", f"{len(seen)} distinct rewards in 6 cards")
+    visit.close()
+
+
+def test_a_dry_run_is_said_to_be_one(browser: Browser, demo: Stubs) -> None:
+    """The proxy's dry run answers as Nector would, marked ``"dry_run": true``: here the
+    stand-in's real answer, so marked."""
+    from playwright.sync_api import expect
+
+    demo.marks[SCRATCH_CARD] = {"dry_run": True}
+    try:
+        visit = Visit(browser, demo, "desktop")
+        visit.sign_in(f"tess-{time.time_ns() % 10**8}")
+        visit.play()
+        visit.state("won")
+        expect(visit.part(".hint")).to_have_text("A test run: nothing was given. Cards left: 1")
+        visit.close()
+    finally:
+        del demo.marks[SCRATCH_CARD]
+
+
+def test_the_card_fits_a_phone_and_takes_the_theme(browser: Browser, demo: Stubs) -> None:
+    for width in (320, 390):
+        context = browser.new_context(viewport={"width": width, "height": 800})
+        page = context.new_page()
+        page.goto(url(demo))
+        page.locator(CARD).wait_for()
+        box = page.locator(f"{CARD} >> button.play").bounding_box()
+        card = page.locator(f"{CARD} >> .card").bounding_box()
+        assert box is not None
+        assert card is not None
+        assert box["width"] >= 200, box  # the whole width, not squeezed into a column
+        assert box["height"] < 60, box  # one line
+        assert 0 <= card["x"] <= card["x"] + card["width"] <= width, card
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        context.close()
+    page = browser.new_page()
+    page.goto(url(demo))
+    page.locator(CARD).wait_for()
+    page.evaluate(
+        f"document.querySelector('{CARD}').style.cssText = '--tp-accent: rgb(10, 120, 60); "
+        "--tp-accent-text: rgb(255, 255, 240); --tp-coat: rgb(200, 180, 20)'"
+    )
+    colors = page.evaluate(
+        f"""() => {{
+          const root = document.querySelector('{CARD}').shadowRoot;
+          const button = getComputedStyle(root.querySelector('button'));
+          return [button.backgroundColor, button.color,
+                  getComputedStyle(root.querySelector('.coat')).backgroundImage];
+        }}"""
+    )
+    assert colors[:2] == ["rgb(10, 120, 60)", "rgb(255, 255, 240)"]
+    assert "rgb(200, 180, 20)" in colors[2]

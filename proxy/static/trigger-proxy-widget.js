@@ -70,13 +70,19 @@ export const COMMON_WORDS = {
 const PLAYABLE = ["ready", "won", "offline", "error"];
 
 // Where each provider's script is, and its global; explicit rendering into our container.
+// reCAPTCHA's global comes before its API is ready, and its ready() says when; Turnstile's
+// ready() throws when its script was loaded async, as an added script is.
 const PROVIDERS = {
   turnstile: {
     script: "https://challenges.cloudflare.com/turnstile/v0/api.js?render=explicit",
     global: "turnstile",
   },
   hcaptcha: { script: "https://js.hcaptcha.com/1/api.js?render=explicit", global: "hcaptcha" },
-  recaptcha: { script: "https://www.google.com/recaptcha/api.js?render=explicit", global: "grecaptcha" },
+  recaptcha: {
+    script: "https://www.google.com/recaptcha/api.js?render=explicit",
+    global: "grecaptcha",
+    ready: true,
+  },
 };
 
 const loading = new Map(); // script URL -> Promise of its global: one <script> however many widgets
@@ -97,9 +103,9 @@ function providerOf(name, url) {
           reject(new Error("the human check could not be loaded"));
         };
         script.onload = () => {
-          // reCAPTCHA's global comes before its API is ready; its ready() says when.
           const api = globalThis[provider.global];
-          if (api && typeof api.ready === "function") api.ready(() => resolve(api));
+          if (!api) reject(new Error("the human check could not be loaded"));
+          else if (provider.ready) api.ready(() => resolve(api));
           else resolve(api);
         };
         document.head.append(script);
