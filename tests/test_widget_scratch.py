@@ -402,6 +402,7 @@ def test_every_state_of_the_scratch_card(browser: Browser, demo: Stubs, size: st
         visit.said("Lots of players right now.", re.compile(r"Try again in [1-5]s"))
         assert visit.revealed() is None
         visit.shot("busy")
+        visit.accessible("busy")
         page.clock.fast_forward("00:06")
         visit.state("ready")
         # Error: Nector fails; said plainly, and the customer may try again.
@@ -474,6 +475,7 @@ def test_a_closed_schedule_is_said_before_anyone_signs_in(
         visit.state("not-active")
         visit.said("This game has ended.")
         visit.shot("ended")
+        visit.accessible("ended")
         visit.close()
     finally:
         del demo.views[SCRATCH_CARD]
