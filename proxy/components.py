@@ -3,6 +3,7 @@ constructor says what it depends on. The app opens them in its lifespan and clos
 
 from __future__ import annotations
 
+import time
 from typing import NamedTuple
 
 import httpx
@@ -15,9 +16,12 @@ from proxy.identity.mint import DigestMinter, Minter
 from proxy.identity.sessions import SessionVerifier
 from proxy.identity.shopify import AppProxyVerifier, DigestVerifier
 from proxy.limits.decisions import LimitStore
+from proxy.limits.memory_store import MemoryStore
 from proxy.limits.stores import open_store, persistence_gap, shared_blobs
 from proxy.observe.logs import LOG, RequestLog
 from proxy.reads.handler import Reads
+from proxy.rewards.challenge import ChallengeVerifier
+from proxy.rewards.controls import CampaignControls
 from proxy.rewards.gateway import Gateway
 from proxy.rewards.policy import TriggerPolicy
 from proxy.upstream.client import UpstreamClient
@@ -33,6 +37,7 @@ class Components(NamedTuple):
 
     async def aclose(self) -> None:
         await self.reads.aclose()
+        await self.gateway.aclose()
         await self.upstream.aclose()
         await self.store.aclose()
 
@@ -78,6 +83,21 @@ def app_proxy_verifier(settings: Settings) -> AppProxyVerifier | None:
     )
 
 
+def campaign_controls(
+    settings: Settings, store: LimitStore, transport: httpx.AsyncBaseTransport | None
+) -> CampaignControls:
+    """The schedules' clock and the human check's verifier (docs/campaigns.md). The clock is
+    the memory store's own, which tests inject; Redis runs on its own, so the system's."""
+    clock = store.clock if isinstance(store, MemoryStore) else time.time
+    providers = {t.challenge for t in settings.triggers if t.challenge is not None}
+    secret = settings.secrets.challenge_secret
+    verifier = None
+    if providers and secret is not None:
+        (provider,) = providers  # settings._lint_challenge allows one
+        verifier = ChallengeVerifier(settings.challenge, provider, secret, transport=transport)
+    return CampaignControls(store, clock=clock, verifier=verifier)
+
+
 def open_components(
     settings: Settings,
     *,
@@ -112,7 +132,9 @@ def open_components(
     lead_tokens = LeadTokens(lead_secret) if storefront and lead_secret is not None else None
     gateway = Gateway(
         auth=auth,
-        policy=TriggerPolicy(settings.triggers, settings.limits.per_customer),
+        policy=TriggerPolicy(
+            settings.triggers, settings.limits.per_customer, site_key=settings.challenge.site_key
+        ),
         budget=settings.limits.upstream,
         idempotency_ttl_seconds=settings.limits.idempotency_ttl_seconds,
         max_body_bytes=settings.server.max_body_bytes,
@@ -120,6 +142,7 @@ def open_components(
         upstream=upstream,
         lead_tokens=lead_tokens,
         log=log,
+        controls=campaign_controls(settings, store, transport),
     )
     reads = Reads(
         settings.reads,

@@ -19,6 +19,8 @@
     ├── LeadSessionRequired         403 lead_session_required
     ├── ReadNotAllowed              403 read_not_allowed
     ├── ShopNotAllowed              403 shop_not_allowed
+    ├── TriggerNotActive            403 trigger_not_active   (outside its schedule; opens_at)
+    ├── ChallengeFailed             403 challenge_failed     (a bad, missing or reused token)
     ├── NotFound                    404 not_found
     ├── MethodNotAllowed            405 method_not_allowed
     ├── IdempotencyInFlight         409 idempotency_in_flight   (Retry-After)
@@ -27,6 +29,7 @@
     ├── UnsupportedMediaType        415 unsupported_media_type
     ├── IdempotencyKeyReused        422 idempotency_key_reused
     ├── RateLimited                 429 rate_limited            (Retry-After)
+    ├── CoinBudgetSpent             429 coin_budget_spent       (Retry-After)
     ├── UpstreamFailure             502/503/504, the upstream's faults
     │   ├── UpstreamError           502 upstream_error
     │   │   └── UpstreamUnreachable 502 upstream_error    (nothing was sent: no quota spent)
@@ -34,10 +37,10 @@
     │   ├── UpstreamBusy            503 upstream_busy           (Retry-After)
     │   └── UpstreamTimeout         504 upstream_timeout
     ├── StorageUnavailable          503 storage_unavailable
+    ├── ChallengeUnavailable        503 challenge_unavailable (Retry-After; fail closed)
     └── ServerBusy                  503 server_busy           (by the server protocol; Retry-After)
 
-On Nector's own paths (``/api/v2/merchant/...``) a refusal is also written in Nector's envelope
-(``nector_body``), since clients written for Nector read only ``meta`` and ``data.message``.
+On Nector's own paths a refusal is also in Nector's envelope (``nector_body``), for its clients.
 
 Library errors (itsdangerous, httpx, redis) are translated into these where they are caught,
 with ``raise ... from exc``. Messages are fixed text written here, never an exception's text:
@@ -72,17 +75,18 @@ class ProxyError(Exception):
         *,
         headers: Headers | None = None,
         cause: str | None = None,
+        details: dict[str, object] | None = None,
     ) -> None:
         if message is not None:
             self.message = message
         if cause is not None:
             self.cause = cause
         self.headers: Headers = headers or []
+        self.details = details  # more fields of the error object, such as "opens_at"
         super().__init__(self.message)
 
     def body(self, request_id: str) -> bytes:
-        # The code is a fixed identifier and the request id is ours or a trusted peer's checked
-        # against a safe alphabet (asgi.Request), so only the message needs JSON escaping.
+        # The code is fixed, the request id checked (asgi.Request): only the message is escaped.
         cls = type(self)
         prefix = _PREFIXES.get(cls) if self.message is cls.message else None
         if prefix is None:
@@ -92,14 +96,18 @@ class ProxyError(Exception):
             ).encode()
             if self.message is cls.message:
                 _PREFIXES[cls] = prefix
-        return prefix + request_id.encode() + b'"}}'
+        more = json.dumps(self.details, separators=(",", ":"))[1:] if self.details else "}"
+        return (
+            prefix + request_id.encode() + b'"' + b"," * bool(self.details) + more.encode() + b"}"
+        )
 
     def nector_body(self, request_id: str) -> bytes:
         """``body`` beside Nector's error envelope, for clients written against Nector."""
         envelope = {
             "meta": {"status": "error", "code": self.status},
             "data": {"message": self.message},
-            "error": {"code": self.code, "message": self.message, "request_id": request_id},
+            "error": {"code": self.code, "message": self.message, "request_id": request_id}
+            | (self.details or {}),
         }
         return json.dumps(envelope, separators=(",", ":")).encode()
 
@@ -157,8 +165,7 @@ class ExpiredSession(InvalidSession):
 
 
 class NotFromAppProxy(InvalidSession):
-    """A query whose Shopify App Proxy signature does not verify: its own class, so that the
-    message is fixed and its body cached like the others' (this is a forgery's path)."""
+    """A bad App Proxy signature: its own class, so its body is cached (a forgery's path)."""
 
     message = "the request did not come through the shop's Shopify App Proxy"
 
@@ -196,6 +203,14 @@ class ShopNotAllowed(ProxyError):
     status, code, message = 403, "shop_not_allowed", "this proxy serves another Shopify shop"
 
 
+class TriggerNotActive(ProxyError):
+    status, code, message = 403, "trigger_not_active", "this campaign is not open now"
+
+
+class ChallengeFailed(ProxyError):
+    status, code, message = 403, "challenge_failed", "the human check did not pass; try again"
+
+
 class NotFound(ProxyError):
     status, code, message = 404, "not_found", "no such route"
 
@@ -230,6 +245,10 @@ class RateLimited(_RetryLater):
     status, code, message = 429, "rate_limited", "too many requests for this customer; retry later"
 
 
+class CoinBudgetSpent(_RetryLater):
+    status, code, message = 429, "coin_budget_spent", "this campaign's coins are spent for now"
+
+
 class UpstreamFailure(ProxyError):
     """A fault on the way to or from Nector."""
 
@@ -258,6 +277,10 @@ class UpstreamTimeout(UpstreamFailure):
 
 class StorageUnavailable(ProxyError):
     status, code, message = 503, "storage_unavailable", "the limit store is unavailable"
+
+
+class ChallengeUnavailable(_RetryLater):
+    status, code, message = 503, "challenge_unavailable", "the human check is unavailable"
 
 
 class ServerBusy(_RetryLater):

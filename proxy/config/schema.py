@@ -104,31 +104,6 @@ def parse_rates(text: str) -> tuple[Rate, ...]:
     return tuple(sorted(rates, key=lambda r: r.seconds))
 
 
-@dataclass(frozen=True, slots=True)
-class WalletOverride:
-    title: str
-    operation: Literal["cr", "dr"]
-    coin_min: int
-    coin_max: int
-    description: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class OfferOverride:
-    offer_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class TriggerSettings:
-    id: str
-    name: str | None = None
-    sources: frozenset[str] = frozenset(SOURCES)
-    per_customer: tuple[Rate, ...] | None = None
-    allow_debit: bool = False
-    wallet: WalletOverride | None = None
-    offer: OfferOverride | None = None
-
-
 # What a Nector read-only key is for (nector.readme.io, "Authentication"): a SERVER key needs no
 # more headers; a STOREFRONT key needs a lead token (x-leadtoken) on customer-scoped calls.
 KeyPurpose = Literal["server", "storefront"]
@@ -282,6 +257,19 @@ class ShopifySettings:  # docs/shopify.md; off while shop is ""
 
 
 @dataclass(frozen=True, slots=True)
+class ChallengeSettings:  # docs/campaigns.md; for triggers with challenge = "<provider>"
+    site_key: str = setting("")  # the provider's public site key, shown to widgets
+    timeout_seconds: float = setting(3.0, low=0.1, high=30)  # then 503: fail closed
+    turnstile_verify_url: str = setting(
+        "https://challenges.cloudflare.com/turnstile/v0/siteverify", check=_web_url
+    )
+    hcaptcha_verify_url: str = setting("https://api.hcaptcha.com/siteverify", check=_web_url)
+    recaptcha_verify_url: str = setting(
+        "https://www.google.com/recaptcha/api/siteverify", check=_web_url
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class LogSettings:
     level: Literal["debug", "info", "warning", "error"] = setting(
         "info", env="LOG_LEVEL", check=_lowercase
@@ -297,5 +285,6 @@ SECTIONS: dict[str, type] = {
     "limits": LimitSettings,
     "reads": ReadSettings,
     "shopify": ShopifySettings,
+    "challenge": ChallengeSettings,
     "logging": LogSettings,
 }

@@ -40,3 +40,4 @@ class Secrets:
     lead_token_secret: Secret | None = None
     shopify_app_secrets: tuple[Secret, ...] = ()
     shopify_digest_secrets: tuple[Secret, ...] = ()
+    challenge_secret: Secret | None = None  # the human check's provider secret

@@ -19,6 +19,7 @@ from dataclasses import fields
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
+from proxy.config.campaign import CAMPAIGN_KEYS, read_campaign
 from proxy.config.reader import EnvOverrides, Problems, Reader
 from proxy.config.schema import (
     ENV_PREFIX,
@@ -27,13 +28,11 @@ from proxy.config.schema import (
     SOURCES,
     ConfigError,
     CorsSettings,
-    OfferOverride,
     Rate,
-    TriggerSettings,
     UpstreamSettings,
-    WalletOverride,
 )
 from proxy.config.secrets import Secret, Secrets
+from proxy.config.triggers import OfferOverride, TriggerSettings, WalletOverride
 from proxy.config.variables import AskedEnviron, overrides
 
 Purpose = Literal["serve", "mint"]
@@ -192,6 +191,7 @@ def _read_secrets(environ: Mapping[str, str], purpose: Purpose) -> Secrets:
         lead_token_secret=problems.read(lambda: issued("LEAD_TOKEN_SECRET", False), None),
         shopify_app_secrets=problems.read(lambda: listed("SHOPIFY_APP_SECRETS", as_issued), ()),
         shopify_digest_secrets=problems.read(lambda: listed("SHOPIFY_DIGEST_SECRETS", made), ()),
+        challenge_secret=problems.read(lambda: issued("CHALLENGE_SECRET", False), None),
     )
     problems.raise_any()
     return secrets
@@ -227,7 +227,7 @@ def _read_triggers(readers: list[Reader]) -> tuple[TriggerSettings, ...]:
 
 
 def _read_trigger(r: Reader, seen: dict[str, str]) -> TriggerSettings:
-    r.only("id", "name", "sources", "per_customer", "allow_debit", "override")
+    r.only("id", "name", "sources", "per_customer", "allow_debit", "override", *CAMPAIGN_KEYS)
     trigger_id = r.string("id")
     if trigger_id is None:
         raise ConfigError(r.key("id"), "is required")
@@ -257,6 +257,7 @@ def _read_trigger(r: Reader, seen: dict[str, str]) -> TriggerSettings:
         allow_debit=allow_debit,
         wallet=wallet,
         offer=offer,
+        **read_campaign(r, wallet),
     )
 
 

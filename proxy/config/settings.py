@@ -20,30 +20,30 @@ from proxy.config.schema import (
     ENV_PREFIX,
     MIN_SECRET_LENGTH,
     SOURCES,
+    ChallengeSettings,
     ConfigError,
     ConfigErrors,
     CorsSettings,
     KeyPurpose,
     LimitSettings,
     LogSettings,
-    OfferOverride,
     Rate,
     ReadSettings,
     ServerSettings,
     SessionSettings,
     ShopifySettings,
-    TriggerSettings,
     UpstreamSettings,
-    WalletOverride,
     parse_rates,
 )
 from proxy.config.secrets import Secret, Secrets
 from proxy.config.sections import Purpose, read_sections
+from proxy.config.triggers import OfferOverride, Schedule, TriggerSettings, WalletOverride
 
 __all__ = [
     "ENV_PREFIX",
     "MIN_SECRET_LENGTH",
     "SOURCES",
+    "ChallengeSettings",
     "ConfigError",
     "ConfigErrors",
     "CorsSettings",
@@ -54,6 +54,7 @@ __all__ = [
     "Purpose",
     "Rate",
     "ReadSettings",
+    "Schedule",
     "Secret",
     "Secrets",
     "ServerSettings",
@@ -79,6 +80,7 @@ class Settings:
     limits: LimitSettings = field(default_factory=LimitSettings)
     reads: ReadSettings = field(default_factory=ReadSettings)
     shopify: ShopifySettings = field(default_factory=ShopifySettings)
+    challenge: ChallengeSettings = field(default_factory=ChallengeSettings)
     triggers: tuple[TriggerSettings, ...] = ()
     logging: LogSettings = field(default_factory=LogSettings)
 
@@ -143,6 +145,24 @@ def _lint(settings: Settings) -> None:
         )
     _lint_mint_key(settings)
     _lint_shopify(settings.shopify, secrets, serving)
+    _lint_challenge(settings, serving)
+
+
+def _lint_challenge(settings: Settings, serving: bool) -> None:
+    providers = sorted({t.challenge for t in settings.triggers if t.challenge is not None})
+    if not providers:
+        return
+    if len(providers) > 1:
+        raise ConfigError(
+            "triggers", f"challenge names {' and '.join(providers)}: one provider, one secret"
+        )
+    if not settings.challenge.site_key:
+        raise ConfigError("challenge.site_key", f'is required with challenge = "{providers[0]}"')
+    if serving and settings.secrets.challenge_secret is None:
+        raise ConfigError(
+            f"{ENV_PREFIX}CHALLENGE_SECRET",
+            f'is required with challenge = "{providers[0]}" (the provider\'s secret key)',
+        )
 
 
 def _lint_mint_key(settings: Settings) -> None:

@@ -14,7 +14,14 @@ from dataclasses import fields
 from proxy.config.schema import ENV_PREFIX, ConfigError, ConfigErrors
 
 # The secrets, which the image and compose must never set (tests/test_deploy.py).
-SECRET_VARIABLES = ("API_KEY", "WORKSPACE_ID", "LEAD_TOKEN_SECRET", "SESSION_SECRETS", "MINT_KEY")
+SECRET_VARIABLES = (
+    "API_KEY",
+    "WORKSPACE_ID",
+    "LEAD_TOKEN_SECRET",
+    "SESSION_SECRETS",
+    "MINT_KEY",
+    "CHALLENGE_SECRET",
+)
 # The config file's path for worker processes: read by the command line, not by the settings.
 CONFIG_VARIABLE = "CONFIG"
 

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from proxy.errors import StorageUnavailable
+from proxy.limits.coins import CoinLog, CoinWindow, coin_wait
 from proxy.limits.decisions import Decision, Outcome, StoredAnswer, WindowState
 from proxy.limits.keys import IdempotencyClaim, Window, window_seconds
 
@@ -69,18 +70,20 @@ class MemoryStore:
         self.clock = clock
         self._logs: dict[str, Stamps] = {}  # accepted times, oldest first, <= limit
         self._records: dict[str, _Record] = {}
+        self._coins: dict[str, CoinLog] = {}  # coin budgets (coins.py)
         self._due: dict[int, list[str]] = {}  # whole second -> keys that may expire by then
         self._due_seconds: list[int] = []  # a heap of the keys of _due
         self._next_sweep = 0.0
 
     def __len__(self) -> int:
-        return len(self._logs) + len(self._records)
+        return len(self._logs) + len(self._records) + len(self._coins)
 
     async def admit(
         self,
         windows: Sequence[Window],
         budgets: Sequence[Window],
         claim: IdempotencyClaim | None,
+        coins: Sequence[CoinWindow] = (),
     ) -> Decision:
         now = self.clock()
         if now >= self._next_sweep:
@@ -100,6 +103,10 @@ class MemoryStore:
                 ]
             )
             return Decision(Outcome.RATE_LIMITED, customer_wait, shown)
+        if coins:
+            wait = coin_wait(self._coins, coins, now)
+            if wait > 0:
+                return Decision(Outcome.COINS_SPENT, wait)
         if budgets:
             wait = max([_state(logs.get(b.key), b.limit, b.seconds, now)[1] for b in budgets])
             if wait > 0:
@@ -107,10 +114,17 @@ class MemoryStore:
         spend = [*windows, *budgets]
         # At most one new key per window and one for the claim: far from the bound, nothing
         # needs counting.
-        if len(self._logs) + len(self._records) + len(spend) + 1 > self._max_keys:
-            self._make_room(now, [w.key for w in spend if w.key not in self._logs], claim)
+        if len(self) + len(spend) + len(coins) + 1 > self._max_keys:
+            new = [w.key for w in spend if w.key not in self._logs]
+            self._make_room(now, new + [c.key for c in coins if c.key not in self._coins], claim)
         for w in spend:
             self._spend(w, now)
+        for c in coins:
+            log = self._coins.get(c.key)
+            if log is None:
+                log = self._coins[c.key] = CoinLog()
+                self._schedule(c.key, now + c.seconds)
+            log.reserve(now, c.coins)
         if claim is not None:
             expires_at = now + claim.ttl_seconds
             deadline = now + claim.in_flight_seconds
@@ -123,6 +137,20 @@ class MemoryStore:
             ]
         )
         return Decision(Outcome.ADMITTED, 0.0, shown, ticket=now)
+
+    async def recall(self, claim: IdempotencyClaim) -> Decision | None:
+        record = self._records.get(claim.key)
+        now = self.clock()
+        return _replay(record, claim, now) if record and record.expires_at > now else None
+
+    async def settle(
+        self, coins: Sequence[CoinWindow], ticket: float | str | None, paid: int
+    ) -> None:
+        assert isinstance(ticket, (int, float)), "a memory store's ticket is its clock's time"
+        for c in coins:
+            log = self._coins.get(c.key)
+            if log is not None:
+                log.change(ticket, c.coins, paid)
 
     async def finish(self, claim: IdempotencyClaim, answer: StoredAnswer) -> None:
         record = self._records.get(claim.key)
@@ -138,8 +166,13 @@ class MemoryStore:
         budgets: Sequence[Window],
         claim: IdempotencyClaim | None,
         ticket: float | str | None,
+        coins: Sequence[CoinWindow] = (),
     ) -> None:
         assert isinstance(ticket, (int, float)), "a memory store's ticket is its clock's time"
+        for c in coins:
+            log = self._coins.get(c.key)
+            if log is not None:
+                log.change(ticket, c.coins, None)
         logs = self._logs
         for w in [*windows, *budgets]:
             stamps = logs.get(w.key)
@@ -221,6 +254,13 @@ class MemoryStore:
                 del self._logs[key]
             else:
                 self._schedule(key, expires_at)
+        log = self._coins.get(key)
+        if log is not None:
+            log.trim(now, window_seconds(key))
+            if not log.entries:
+                del self._coins[key]
+            else:
+                self._schedule(key, log.newest + window_seconds(key))
         record = self._records.get(key)
         if record is not None:
             if record.expires_at <= now:

@@ -4,10 +4,13 @@ timed by the server's own clock (``TIME``). ``redis_store`` says what they are f
 # KEYS: the idempotency key (or the prefix alone when there is none), then the windows:
 #       the customer's first, the budgets last.
 # ARGV: number of windows, number of customer windows, fingerprint, in-flight µs, ttl ms,
-#       a unique id for this request's entries, then limit and length in µs for each window.
+#       a unique id for this request's entries, then limit and length in µs for each window;
+#       then, with coin budgets (coins.py), their number and limit, length in µs and coins
+#       reserved for each, whose KEYS follow the windows': a sorted set of "<id>:<coins>"
+#       members scored by time, and a counter of their coins.
 # Returns {0, remaining1, reset1_us, ...} when admitted, {1, wait_us, remaining1, reset1_us, ...}
 #       when a customer window is full, {2, wait_us} budget spent, {3, answer} replay,
-#       {4, wait_us} in flight, {5} key reused, {6} lost.
+#       {4, wait_us} in flight, {5} key reused, {6} lost, {7, wait_us} a coin budget spent.
 ADMIT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -53,9 +56,43 @@ if cwait > 0 then
   end
   return out
 end
+local nk = tonumber(ARGV[7 + 2 * n]) or 0
+local kwait = 0
+for j = 1, nk do
+  local zkey, skey = KEYS[n + 2 * j], KEYS[n + 2 * j + 1]
+  local at = 7 + 2 * n + 3 * j
+  local limit, len, want = tonumber(ARGV[at - 2]), tonumber(ARGV[at - 1]), tonumber(ARGV[at])
+  local gone = redis.call('ZRANGEBYSCORE', zkey, '-inf', int(now - len))
+  if #gone > 0 then
+    local freed = 0
+    for _, m in ipairs(gone) do freed = freed + tonumber(string.match(m, ':(%d+)$')) end
+    redis.call('DECRBY', skey, freed)
+    redis.call('ZREMRANGEBYSCORE', zkey, '-inf', int(now - len))
+  end
+  local excess = tonumber(redis.call('GET', skey) or '0') + want - limit
+  if excess > 0 then
+    -- The wait is until enough of the oldest entries leave the window.
+    local all, w = redis.call('ZRANGE', zkey, 0, -1, 'WITHSCORES'), len
+    for i = 1, #all, 2 do
+      excess = excess - tonumber(string.match(all[i], ':(%d+)$'))
+      if excess <= 0 then w = tonumber(all[i + 1]) + len - now; break end
+    end
+    if w > kwait then kwait = w end
+  end
+end
+if kwait > 0 then return {7, kwait} end
 if bwait > 0 then return {2, bwait} end
 local out = {0}
 local member = ARGV[6]
+for j = 1, nk do
+  local zkey, skey = KEYS[n + 2 * j], KEYS[n + 2 * j + 1]
+  local at = 7 + 2 * n + 3 * j
+  local ttl = math.ceil(tonumber(ARGV[at - 1]) / 1000)
+  redis.call('ZADD', zkey, int(now), member .. ':' .. ARGV[at])
+  redis.call('INCRBY', skey, ARGV[at])
+  redis.call('PEXPIRE', zkey, ttl)
+  redis.call('PEXPIRE', skey, ttl)
+end
 for i = 1, n do
   local key, limit, len = KEYS[i + 1], tonumber(ARGV[5 + 2 * i]), tonumber(ARGV[6 + 2 * i])
   redis.call('ZADD', key, int(now), member)
@@ -71,6 +108,38 @@ if claim then
   redis.call('PEXPIRE', KEYS[1], ARGV[5])
 end
 return out
+"""
+
+# KEYS: the idempotency key. Returns ADMIT's answer for a used key, {-1} for a fresh one.
+RECALL = """
+local rec = redis.call('HMGET', KEYS[1], 'f', 's', 'd', 'a')
+if not rec[1] then return {-1} end
+if rec[1] ~= ARGV[1] then return {5} end
+if rec[2] == 'done' then return {3, rec[4]} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local deadline = tonumber(rec[3])
+if now < deadline then return {4, deadline - now} end
+return {6}
+"""
+
+# KEYS: each coin budget's sorted set and counter. ARGV: the request's id (its ticket), the
+# coins it reserved, the coins paid ('' to release the reservation).
+SETTLE = """
+local old = ARGV[1] .. ':' .. ARGV[2]
+for i = 1, #KEYS, 2 do
+  local score = redis.call('ZSCORE', KEYS[i], old)
+  if score then
+    redis.call('ZREM', KEYS[i], old)
+    local paid = 0
+    if ARGV[3] ~= '' then
+      paid = tonumber(ARGV[3])
+      redis.call('ZADD', KEYS[i], score, ARGV[1] .. ':' .. ARGV[3])
+    end
+    redis.call('DECRBY', KEYS[i + 1], tonumber(ARGV[2]) - paid)
+  end
+end
+return 0
 """
 
 # KEYS: the idempotency key. ARGV: fingerprint, answer, ttl ms.

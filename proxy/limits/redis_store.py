@@ -37,6 +37,7 @@ from redis.exceptions import RedisError
 
 from proxy.errors import StorageUnavailable, failure_cause
 from proxy.limits.bounded import ExpiringMap
+from proxy.limits.coins import CoinWindow
 from proxy.limits.decisions import (
     REFUSAL_MARGIN_SECONDS,
     Decision,
@@ -46,7 +47,7 @@ from proxy.limits.decisions import (
 )
 from proxy.limits.keys import IdempotencyClaim, Window
 from proxy.limits.redis_client import connect, persistence_gap
-from proxy.limits.redis_scripts import ADMIT, FINISH, RELEASE, UNLOCK
+from proxy.limits.redis_scripts import ADMIT, FINISH, RECALL, RELEASE, SETTLE, UNLOCK
 
 _US = 1_000_000
 LOG = logging.getLogger("trigger_proxy")
@@ -106,6 +107,8 @@ class RedisStore:
         self._finish = self._redis.register_script(FINISH)
         self._release = self._redis.register_script(RELEASE)
         self._unlock = self._redis.register_script(UNLOCK)
+        self._recall = self._redis.register_script(RECALL)
+        self._settle = self._redis.register_script(SETTLE)
         self.clock = time.monotonic  # the store's times are relative: any steady clock
         self._refused = RefusedUntil(clock=self.clock)
 
@@ -114,6 +117,7 @@ class RedisStore:
         windows: Sequence[Window],
         budgets: Sequence[Window],
         claim: IdempotencyClaim | None,
+        coins: Sequence[CoinWindow] = (),
     ) -> Decision:
         if claim is None and windows:
             known = self._refused.get(windows[0].key)
@@ -135,6 +139,11 @@ class RedisStore:
         args.append(member)
         for w in every:
             args += [w.limit, w.seconds * _US]
+        if coins:
+            args.append(len(coins))
+            for c in coins:
+                keys += [self._prefix + c.key, self._prefix + c.key + ":n"]
+                args += [c.limit, c.seconds * _US, c.coins]
         if claim is not None and self._acks:
             reply, acked = await self._replicated(self._admit, keys, args)
         else:
@@ -144,7 +153,7 @@ class RedisStore:
             if acked < self._acks:
                 # No replica holds the reservation: a failover now would forget it, and a
                 # retry would be paid again. Refused before Nector, the key free again.
-                await self.release(windows, budgets, claim, member)
+                await self.release(windows, budgets, claim, member, coins)
                 raise StorageUnavailable(cause="no_replica_acknowledged")
             return Decision(Outcome.ADMITTED, windows=_states(reply[1:]), ticket=member)
         if code == 1:
@@ -153,13 +162,24 @@ class RedisStore:
             return decision
         if code == 2:
             return Decision(Outcome.BUDGET_SPENT, int(reply[1]) / _US)
-        if code == 3:
-            return Decision(Outcome.REPLAY, answer=StoredAnswer.decode(reply[1]))
-        if code == 4:
-            return Decision(Outcome.IN_FLIGHT, int(reply[1]) / _US)
-        if code == 5:
-            return Decision(Outcome.KEY_REUSED)
-        return Decision(Outcome.LOST)
+        return _decided(code, reply)
+
+    async def recall(self, claim: IdempotencyClaim) -> Decision | None:
+        reply = await self._call(self._recall, [self._prefix + claim.key], [claim.fingerprint])
+        code = int(reply[0])
+        return None if code < 0 else _decided(code, reply)
+
+    async def settle(
+        self, coins: Sequence[CoinWindow], ticket: float | str | None, paid: int
+    ) -> None:
+        await self._settle_coins(coins, ticket, paid)
+
+    async def _settle_coins(
+        self, coins: Sequence[CoinWindow], ticket: float | str | None, paid: int | str
+    ) -> None:
+        # One reservation per request: every coin window of it holds the same coins.
+        keys = [k for c in coins for k in (self._prefix + c.key, self._prefix + c.key + ":n")]
+        await self._call(self._settle, keys, [ticket, coins[0].coins, paid])
 
     async def finish(self, claim: IdempotencyClaim, answer: StoredAnswer) -> None:
         keys = [self._prefix + claim.key]
@@ -195,7 +215,10 @@ class RedisStore:
         budgets: Sequence[Window],
         claim: IdempotencyClaim | None,
         ticket: float | str | None,
+        coins: Sequence[CoinWindow] = (),
     ) -> None:
+        if coins:
+            await self._settle_coins(coins, ticket, "")
         every = [*windows, *budgets]
         keys = [self._prefix + (claim.key if claim else "")]
         keys += [self._prefix + w.key for w in every]
@@ -254,6 +277,19 @@ class RedisBlobs:
             return await command(store._redis, store._prefix + key)
         except (RedisError, OSError) as exc:
             raise StorageUnavailable(cause=failure_cause(exc)) from exc
+
+
+def _decided(code: int, reply: Sequence[Any]) -> Decision:
+    """A refusal or replay ``ADMIT`` or ``RECALL`` answered (codes 3-7)."""
+    if code == 3:
+        return Decision(Outcome.REPLAY, answer=StoredAnswer.decode(reply[1]))
+    if code == 4:
+        return Decision(Outcome.IN_FLIGHT, int(reply[1]) / _US)
+    if code == 5:
+        return Decision(Outcome.KEY_REUSED)
+    if code == 7:
+        return Decision(Outcome.COINS_SPENT, int(reply[1]) / _US)
+    return Decision(Outcome.LOST)
 
 
 def _states(flat: Sequence[Any]) -> tuple[WindowState, ...]:

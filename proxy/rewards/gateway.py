@@ -2,14 +2,18 @@
 
 The order is the contract's, so every request gets one well-defined answer and nothing that
 fails a check reaches a later one: (route and method, in the app) body size, media type,
-session, trigger, source, body fields, idempotency, the customer's limits, the workspace
-budget, the upstream call. The last four are one atomic store decision.
+session, trigger, source, body fields, the campaign's schedule and human check (campaign.py),
+idempotency, the customer's limits, the coin budgets, the workspace budget, the upstream call
+(or a dry run's answer). Idempotency to the budget are one atomic store decision.
 """
 
 from __future__ import annotations
 
+import time
+
 from proxy.config.settings import Rate
 from proxy.errors import (
+    CoinBudgetSpent,
     ForbiddenField,
     IdempotencyInFlight,
     IdempotencyKeyReused,
@@ -28,8 +32,8 @@ from proxy.http.responses import Answer, quota_headers
 from proxy.identity.auth import Authenticator
 from proxy.identity.claims import Session, resolve_source
 from proxy.identity.leadtokens import LeadTokens
+from proxy.limits.coins import CoinWindow
 from proxy.limits.decisions import (
-    REFUSAL_MARGIN_SECONDS,
     Decision,
     LimitStore,
     Outcome,
@@ -43,7 +47,9 @@ from proxy.limits.keys import (
     idempotency_claim,
 )
 from proxy.observe.logs import LOG, AccessRecord, RequestLog
-from proxy.rewards.memo import REPLAY_MEMO_SECONDS, DecisionMemo, OverQuota, Repeat
+from proxy.rewards.campaign import paid_coins
+from proxy.rewards.controls import DRY_RUN, CampaignControls
+from proxy.rewards.memo import REPLAYED, DecisionMemo
 from proxy.rewards.policy import (
     Trigger,
     TriggerPolicy,
@@ -55,9 +61,7 @@ from proxy.upstream.client import UpstreamClient
 
 # An unfinished first call is taken as lost this long after the upstream deadline.
 IN_FLIGHT_MARGIN_SECONDS = 5.0
-_REPLAYED = (b"idempotent-replayed", b"true")
 _REPEATABLE = (Outcome.RATE_LIMITED, Outcome.REPLAY)
-_OVER_QUOTA = RateLimited(1)  # the status, code and body of a remembered refusal
 _SHOWN_FOR = (b"cache-control", b"public, max-age=300")
 
 
@@ -76,6 +80,7 @@ class Gateway:
         upstream: UpstreamClient,
         lead_tokens: LeadTokens | None,
         log: RequestLog,
+        controls: CampaignControls | None = None,
     ) -> None:
         self.auth = auth
         self._policy = policy
@@ -88,6 +93,10 @@ class Gateway:
         self._log = log
         self._repeats = DecisionMemo(store.clock)
         self._in_flight = upstream.timeout_seconds + IN_FLIGHT_MARGIN_SECONDS
+        self.controls = controls or CampaignControls(store, clock=time.time)
+
+    async def aclose(self) -> None:
+        await self.controls.aclose()
 
     async def ping(self) -> None:
         """Raise ``StorageUnavailable`` unless the limit store answers."""
@@ -113,7 +122,7 @@ class Gateway:
             repeat_key = (token, ref, headers.get(b"x-source"), headers.get(b"idempotency-key"))
             repeat = self._repeats.get(repeat_key)
             if repeat is not None:
-                return self._repeat(repeat, record)
+                return self._repeats.answer(repeat, record)
         trigger = self._policy.by_ref(ref)
         record.trigger = trigger.label
         source = resolve_source(request.header(b"x-source"), session, trigger.sources)
@@ -130,7 +139,11 @@ class Gateway:
         """``GET /v1/triggers/{ref}``: what a widget may show of it; no session needed."""
         trigger = self._policy.by_ref(ref)
         record.trigger = trigger.label
-        return Answer(200, trigger.public, [_SHOWN_FOR])
+        campaign = trigger.campaign
+        if campaign is None or campaign.schedule is None:
+            return Answer(200, trigger.public, [_SHOWN_FOR])
+        shown, fresh = campaign.view(trigger.shown, self.controls.clock())
+        return Answer(200, shown, [(b"cache-control", b"public, max-age=%d" % fresh)])
 
     async def dropin(self, request: Request, record: AccessRecord, cookie_ok: bool) -> Answer:
         """``POST /api/v2/merchant/activities``: Nector's own body shape."""
@@ -185,15 +198,25 @@ class Gateway:
                 ttl_seconds=self._ttl,
             )
         windows = customer_windows(trigger.id, session.scope, trigger.rates)
-        decision = await self._store.admit(windows, self._budgets, claim)
+        campaign, decision = trigger.campaign, None
+        coins: tuple[CoinWindow, ...] = ()
+        if campaign is not None:
+            decision = await self.controls.screen(request, campaign, claim)
+            coins = self.controls.coins(trigger.id, campaign, session.scope)
+        if decision is None:
+            store = self._store
+            admit = store.admit(windows, self._budgets, claim, coins) if coins else None
+            decision = await (admit or store.admit(windows, self._budgets, claim))
         outcome = decision.outcome
         record.decision = outcome
         if repeat_key is not None and outcome in _REPEATABLE:
-            self._remember(repeat_key, decision, trigger, source, windows)
+            self._repeats.remember(
+                repeat_key, decision, trigger.label, source, windows, trigger.policy
+            )
         if outcome is Outcome.REPLAY:
             assert decision.answer is not None
             record.replayed = True
-            return Answer(decision.answer.status, decision.answer.body, [_REPLAYED])
+            return Answer(decision.answer.status, decision.answer.body, [REPLAYED])
         if outcome is Outcome.RATE_LIMITED:
             raise RateLimited(
                 decision.retry_after,
@@ -201,6 +224,8 @@ class Gateway:
             )
         if outcome is Outcome.BUDGET_SPENT:
             raise UpstreamBusy(decision.retry_after)
+        if outcome is Outcome.COINS_SPENT:
+            raise CoinBudgetSpent(decision.retry_after)
         if outcome is Outcome.IN_FLIGHT:
             raise IdempotencyInFlight(decision.retry_after)
         if outcome is Outcome.KEY_REUSED:
@@ -212,13 +237,20 @@ class Gateway:
             body = upstream_body(trigger, session)
         tokens = self._lead_tokens
         lead_token = None if tokens is None else tokens.for_lead(session.subject)
-        try:
-            answer = await self._forward(
-                body, source, lead_token, request.request_id, record, nector
-            )
-        except UpstreamUnreachable:
-            await self._give_back(windows, claim, decision)
-            raise
+        if campaign is not None and campaign.dry_run:
+            dry, paid = campaign.dry_run_answer(trigger.id, self.controls.draw)
+            answer, record.decision = Answer(200, dry), DRY_RUN
+        else:
+            try:
+                answer = await self._forward(
+                    body, source, lead_token, request.request_id, record, nector
+                )
+            except UpstreamUnreachable:
+                await self._give_back(windows, claim, decision, coins)
+                raise
+            paid = paid_coins(answer.status, answer.body, coins[0].coins) if coins else 0
+        if coins:
+            await self.controls.settle(coins, decision, paid)
         if claim is not None:
             # Stored whatever it is, 502 and 504 included: the call began, so it must never
             # be sent again for this key.
@@ -227,51 +259,19 @@ class Gateway:
         return answer
 
     async def _give_back(
-        self, windows: tuple[Window, ...], claim: IdempotencyClaim | None, decision: Decision
+        self,
+        windows: tuple[Window, ...],
+        claim: IdempotencyClaim | None,
+        decision: Decision,
+        coins: tuple[CoinWindow, ...],
     ) -> None:
         """The call never left the machine: it spent nothing and its key is free again."""
         try:
-            await self._store.release(windows, self._budgets, claim, decision.ticket)
+            extra = (coins,) if coins else ()
+            await self._store.release(windows, self._budgets, claim, decision.ticket, *extra)
         except StorageUnavailable:
             # The reservation then ends as "lost" after its in-flight time: never paid twice.
             LOG.warning("the limit store is unavailable: a failed call's quota stays spent")
-
-    def _remember(
-        self,
-        key: object,
-        decision: Decision,
-        trigger: Trigger,
-        source: str,
-        windows: tuple[Window, ...],
-    ) -> None:
-        """Keep a repeatable decision for as long as it holds (DecisionMemo)."""
-        memo = self._repeats
-        now = memo.clock()
-        if decision.outcome is Outcome.REPLAY:
-            until = now + REPLAY_MEMO_SECONDS
-            entry = Repeat(trigger.label, source, decision.answer, None)
-        elif len(decision.windows) == len(windows):
-            until = now + decision.retry_after - REFUSAL_MARGIN_SECONDS
-            over = OverQuota(now, decision, windows, trigger.policy)
-            entry = Repeat(trigger.label, source, None, over)
-        else:
-            return
-        memo.put(key, until, entry)
-
-    def _repeat(self, repeat: Repeat, record: AccessRecord) -> Answer:
-        """The answer to a repeat of a remembered decision, as the store would give it now.
-        A refusal is returned, not raised: this is the flood's path."""
-        record.trigger = repeat.trigger
-        record.source = repeat.source
-        if repeat.answer is not None:
-            record.decision = Outcome.REPLAY
-            record.replayed = True
-            return Answer(repeat.answer.status, repeat.answer.body, [_REPLAYED])
-        assert repeat.over_quota is not None
-        record.decision = Outcome.RATE_LIMITED
-        record.code = _OVER_QUOTA.code
-        headers = repeat.over_quota.headers(self._repeats.clock())
-        return Answer(_OVER_QUOTA.status, _OVER_QUOTA.body(record.request_id), headers)
 
     async def _forward(
         self,

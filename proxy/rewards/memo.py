@@ -6,15 +6,18 @@ import math
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-from proxy.errors import Headers
-from proxy.http.responses import most_restrictive, window_headers
+from proxy.errors import Headers, RateLimited
+from proxy.http.responses import Answer, most_restrictive, window_headers
 from proxy.limits.bounded import ExpiringMap
-from proxy.limits.decisions import Decision, StoredAnswer
+from proxy.limits.decisions import REFUSAL_MARGIN_SECONDS, Decision, Outcome, StoredAnswer
 from proxy.limits.keys import Window
+from proxy.observe.logs import AccessRecord
 
 # A remembered replay is kept this long at most: its stored answer expires in the store, which
 # the memo does not see.
 REPLAY_MEMO_SECONDS = 1.0
+REPLAYED = (b"idempotent-replayed", b"true")
+_OVER_QUOTA = RateLimited(1)  # the status, code and body of a remembered refusal
 
 
 class OverQuota:
@@ -89,3 +92,40 @@ class DecisionMemo(ExpiringMap[object, Repeat]):
 
     def __init__(self, clock: Callable[[], float], *, size: int = 4096) -> None:
         super().__init__(size, clock)
+
+    def remember(
+        self,
+        key: object,
+        decision: Decision,
+        trigger: str,
+        source: str,
+        windows: tuple[Window, ...],
+        policy: bytes,
+    ) -> None:
+        """Keep a repeatable decision (a replay, or a refusal naming every window) for as
+        long as it holds; ``trigger`` is its label."""
+        now = self.clock()
+        if decision.outcome is Outcome.REPLAY:
+            until = now + REPLAY_MEMO_SECONDS
+            entry = Repeat(trigger, source, decision.answer, None)
+        elif len(decision.windows) == len(windows):
+            until = now + decision.retry_after - REFUSAL_MARGIN_SECONDS
+            entry = Repeat(trigger, source, None, OverQuota(now, decision, windows, policy))
+        else:
+            return
+        self.put(key, until, entry)
+
+    def answer(self, repeat: Repeat, record: AccessRecord) -> Answer:
+        """The answer to a repeat of a remembered decision, as the store would give it now.
+        A refusal is returned, not raised: this is the flood's path."""
+        record.trigger = repeat.trigger
+        record.source = repeat.source
+        if repeat.answer is not None:
+            record.decision = Outcome.REPLAY
+            record.replayed = True
+            return Answer(repeat.answer.status, repeat.answer.body, [REPLAYED])
+        assert repeat.over_quota is not None
+        record.decision = Outcome.RATE_LIMITED
+        record.code = _OVER_QUOTA.code
+        headers = repeat.over_quota.headers(self.clock())
+        return Answer(_OVER_QUOTA.status, _OVER_QUOTA.body(record.request_id), headers)

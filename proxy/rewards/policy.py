@@ -24,6 +24,7 @@ from proxy.errors import (
 )
 from proxy.http.responses import rate_policy
 from proxy.identity.claims import Session
+from proxy.rewards.campaign import Campaign, build_campaign
 
 
 def _compact_encoder() -> Callable[[Any], str]:
@@ -56,6 +57,8 @@ class Trigger:
     body_head: str
     body_tail: str
     public: bytes  # what a widget may show of it (GET /v1/triggers/{trigger}): no secret
+    shown: dict[str, Any]  # the same, before a schedule's state is added to it (describe)
+    campaign: Campaign | None = None  # schedule, coin budgets, dry run, human check
 
 
 def _trace(t: TriggerSettings) -> dict[str, Any] | None:
@@ -72,7 +75,9 @@ def _trace(t: TriggerSettings) -> dict[str, Any] | None:
     return trace or None
 
 
-def _public(t: TriggerSettings, rates: tuple[Rate, ...], trace: dict[str, Any] | None) -> bytes:
+def _public(
+    t: TriggerSettings, rates: tuple[Rate, ...], trace: dict[str, Any] | None
+) -> dict[str, Any]:
     """The trigger as a widget may show it: the reward it is configured to give (so a wheel's
     segments are the real range) and its limits; config only, never a secret."""
     reward: dict[str, Any] = {}
@@ -84,18 +89,27 @@ def _public(t: TriggerSettings, rates: tuple[Rate, ...], trace: dict[str, Any] |
     shown: dict[str, Any] = {"id": t.id, "name": t.name, "sources": sorted(t.sources)}
     shown["reward"] = reward
     shown["limits"] = [{"limit": r.limit, "seconds": r.seconds} for r in rates]
-    return _compact_json({"trigger": shown}).encode()
+    return shown
 
 
 class TriggerPolicy:
     """Looks up allow-listed triggers by id (any case) or alias."""
 
-    def __init__(self, triggers: Sequence[TriggerSettings], default_rates: tuple[Rate, ...]):
+    def __init__(
+        self,
+        triggers: Sequence[TriggerSettings],
+        default_rates: tuple[Rate, ...],
+        *,
+        site_key: str = "",
+    ):
         self._by_id: dict[str, Trigger] = {}
         self._by_ref: dict[str, Trigger] = {}
         for t in triggers:
             rates = t.per_customer or default_rates
             trace = _trace(t)
+            shown = _public(t, rates, trace)
+            campaign = build_campaign(t, site_key)
+            fixed = shown if campaign is None else shown | campaign.public
             trigger = Trigger(
                 id=t.id,
                 label=t.name or t.id,
@@ -105,7 +119,9 @@ class TriggerPolicy:
                 policy=rate_policy(rates),
                 body_head=_compact_json({"trigger_id": t.id})[:-1] + ",",
                 body_tail="}" if trace is None else "," + _compact_json({"trace": trace})[1:],
-                public=_public(t, rates, trace),
+                public=_compact_json({"trigger": fixed}).encode(),
+                shown=shown,
+                campaign=campaign,
             )
             self._by_id[t.id] = trigger
             self._by_ref[t.id] = trigger
