@@ -10,7 +10,7 @@ from __future__ import annotations
 from proxy.config.settings import CorsSettings
 from proxy.errors import Headers
 
-ALLOW_HEADERS = b"authorization, content-type, x-source, idempotency-key"
+ALLOW_HEADERS = b"authorization, content-type, x-source, idempotency-key, x-challenge-token"
 # Nector's own widget sends these on every call (x-apikey is "null" without a key); the proxy
 # ignores them and never forwards them, but a preflight that refused them would stop the call.
 NECTOR_ALLOW_HEADERS = ALLOW_HEADERS + b", accept, x-apikey, x-apikey-algo, x-workspaceid"
