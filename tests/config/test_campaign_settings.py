@@ -52,7 +52,8 @@ def test_every_campaign_key_is_read() -> None:
         "Europe/Paris",
     )
     assert (t.coin_budget, t.customer_coins) == (Rate(5000, 86400), Rate(200, 86400))
-    assert t.dry_run and t.challenge == "turnstile"
+    assert t.dry_run
+    assert t.challenge == "turnstile"
 
 
 def test_a_trigger_without_campaign_keys_has_no_controls() -> None:

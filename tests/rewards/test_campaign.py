@@ -123,7 +123,8 @@ async def test_a_drop_in_refusal_carries_nectors_envelope_and_opens_at() -> None
         )
         body = refused.json()
         assert body["meta"] == {"status": "error", "code": 403}
-        assert body["data"]["message"] and body["error"]["opens_at"] == "2099-01-01T09:00:00Z"
+        assert body["data"]["message"]
+        assert body["error"]["opens_at"] == "2099-01-01T09:00:00Z"
 
 
 async def test_the_hours_open_and_close_on_the_injected_clock() -> None:
@@ -276,7 +277,8 @@ async def test_a_dry_run_sends_nothing_and_answers_as_nector_would(store_kind: s
         assert body["dry_run"] is True
         assert body["meta"] == {"status": "success"}
         reward = body["data"]["wallet_reward"]
-        assert 5 <= reward["coins"] <= 50 and reward["operation"] == "cr"
+        assert 5 <= reward["coins"] <= 50
+        assert reward["operation"] == "cr"
         assert body["data"]["activity"]["trigger_id"] == SCRATCH
         assert h.upstream.requests == []
         # Every limit as usual.
