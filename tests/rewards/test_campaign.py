@@ -13,6 +13,7 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
+from proxy.identity.sessions import mint_token
 from proxy.limits.memory_store import MemoryStore
 from tests.helpers import (
     ENVIRON,
@@ -396,3 +397,25 @@ def test_the_retry_after_of_a_far_opening_is_whole_seconds() -> None:
         built.check_open(NOW)
     assert dict(info.value.headers)[b"retry-after"] == b"1"
     assert json.loads(info.value.body("r"))["error"]["opens_at"] == "2026-12-02T12:00:00.500000Z"
+
+
+# --- the demo's campaigns -------------------------------------------------------------------
+
+
+async def test_the_demo_has_a_budgeted_scratch_card_and_a_trigger_that_opens_later() -> None:
+    from proxy.demo.run import OPENS_AFTER_SECONDS, demo_settings
+
+    secret = "demo-session-secret-0123456789-abcdefghij"
+    settings = demo_settings(8080, 8081, secret, "demo-key", "demo-workspace")
+    async with open_harness(settings) as h:
+        card = (await h.client.get("/v1/triggers/scratch-card")).json()["trigger"]
+        assert card["coin_budget"] == {"coins": 1000, "period": "day"}
+        assert card["customer_coins"] == {"coins": 300, "period": "day"}
+        assert card["reward"]["wallet"]["coin_range"] == {"min": 5, "max": 100}
+        later = (await h.client.get("/v1/triggers/happy-hour")).json()["trigger"]["schedule"]
+        assert later["open"] is False
+        assert later["opens_at"] == later["starts_at"]
+        token_ = mint_token([secret], {"customer_id": "demo-customer-1"})
+        refused = await h.post("/v1/triggers/happy-hour", tok=token_)
+        assert error_code(refused) == "trigger_not_active"
+        assert 1 <= int(refused.headers["retry-after"]) <= OPENS_AFTER_SECONDS
