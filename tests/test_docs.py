@@ -51,6 +51,10 @@ NOT_RUN = {
         "the widget's embed: test_widget serves exactly this page shape (the tag, the element "
         "and a token) from another origin against `trigger-proxy serve` in Chromium"
     ),
+    ("campaigns.md", "[[triggers]]"): (
+        "a config fragment: test_campaign_settings loads exactly this block, and the example "
+        "config lists every key"
+    ),
     ("shopify.md", "[shopify]"): (
         "a config fragment: test_shopify_settings loads these keys, and the example config "
         "lists every one"

@@ -120,3 +120,20 @@ def test_the_providers_secret_is_never_shown() -> None:
     )
     assert "provider-secret" not in repr(settings)
     assert settings.secrets.challenge_secret is not None
+
+
+def test_the_campaign_pages_config_block_loads_as_it_says() -> None:
+    import re
+    import tomllib
+    from pathlib import Path
+
+    page = (Path(__file__).parents[2] / "docs" / "campaigns.md").read_text()
+    [block] = re.findall(r"^```toml\n(.*?)^```", page, re.MULTILINE | re.DOTALL)
+    data = tomllib.loads(block)
+    settings = Settings.from_mapping(config(**data), SECRET_ENV)
+    (t,) = settings.triggers
+    assert t.name == "scratch-card"
+    assert t.coin_budget == Rate(5000, 86400)
+    assert t.schedule is not None
+    assert t.schedule.days == (4, 5, 6)
+    assert settings.challenge.site_key == "0x4AAAAAAA..."
