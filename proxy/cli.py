@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn
 
+from proxy.config.campaign import describe_campaign
 from proxy.config.settings import SOURCES, ConfigError, Settings, warnings
 from proxy.identity.claims import ClaimError
 from proxy.identity.sessions import mint_token
@@ -256,6 +257,7 @@ def summary(settings: Settings) -> str:
         lines.append(
             f"  {t.name or '-'} {t.id} sources={','.join(sorted(t.sources))} "
             f"per_customer={_rates(t.per_customer or s.limits.per_customer)} {override}"
+            + describe_campaign(t)
         )
     return "\n".join(lines)
 

@@ -10,7 +10,13 @@ from typing import Any
 
 from proxy.config.reader import Reader
 from proxy.config.schema import ConfigError, Rate
-from proxy.config.triggers import CHALLENGE_PROVIDERS, DAYS, Schedule, WalletOverride
+from proxy.config.triggers import (
+    CHALLENGE_PROVIDERS,
+    DAYS,
+    Schedule,
+    TriggerSettings,
+    WalletOverride,
+)
 
 CAMPAIGN_KEYS = (
     "starts_at",
@@ -104,3 +110,33 @@ def _instant(r: Reader, name: str) -> datetime | None:
     if value.tzinfo is None:
         raise ConfigError(r.key(name), "needs an offset (e.g. Z or +01:00): an instant")
     return value
+
+
+def describe_campaign(t: TriggerSettings) -> str:
+    """A trigger's campaign controls as check-config shows them ("" for none)."""
+    shown = []
+    s = t.schedule
+    if s is not None:
+        span = f"{_shown(s.starts_at)}..{_shown(s.ends_at)}"
+        days = "" if s.days is None else " " + ",".join(DAYS[d] for d in s.days)
+        hours = "" if s.hours is None else " " + hours_text(s.hours)
+        shown.append(f"schedule={span}{days}{hours} {s.timezone}")
+    for name in ("coin_budget", "customer_coins"):
+        rate = getattr(t, name)
+        if rate is not None:
+            shown.append(f"{name}={rate.limit} coins/{rate.seconds}s")
+    if t.dry_run:
+        shown.append("dry_run")
+    if t.challenge is not None:
+        shown.append(f"challenge={t.challenge}")
+    return "".join(" " + part for part in shown)
+
+
+def _shown(moment: datetime | None) -> str:
+    return "" if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+
+def hours_text(hours: tuple[int, int]) -> str:
+    """``Schedule.hours`` as the config writes them: "HH:MM-HH:MM"."""
+    (h1, m1), (h2, m2) = divmod(hours[0], 60), divmod(hours[1], 60)
+    return f"{h1:02d}:{m1:02d}-{h2:02d}:{m2:02d}"

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from proxy.config.campaign import hours_text
 from proxy.config.settings import Rate, Schedule, TriggerSettings
 from proxy.config.triggers import DAYS
 from proxy.errors import TriggerNotActive
@@ -141,15 +142,11 @@ def rfc3339(moment: datetime | None) -> str | None:
 
 
 def _schedule(s: Schedule) -> dict[str, Any]:
-    hours = None
-    if s.hours is not None:
-        (h1, m1), (h2, m2) = divmod(s.hours[0], 60), divmod(s.hours[1], 60)
-        hours = f"{h1:02d}:{m1:02d}-{h2:02d}:{m2:02d}"
     return {
         "starts_at": rfc3339(s.starts_at),
         "ends_at": rfc3339(s.ends_at),
         "days": None if s.days is None else [DAYS[d] for d in s.days],
-        "hours": hours,
+        "hours": None if s.hours is None else hours_text(s.hours),
         "timezone": s.timezone,
     }
 

@@ -137,3 +137,26 @@ def test_the_campaign_pages_config_block_loads_as_it_says() -> None:
     assert t.schedule is not None
     assert t.schedule.days == (4, 5, 6)
     assert settings.challenge.site_key == "0x4AAAAAAA..."
+
+
+def test_check_config_shows_each_trigger_s_controls_and_no_secret() -> None:
+    from proxy.cli import summary
+
+    settings = load(
+        campaign(
+            starts_at="2026-12-01T00:00:00Z",
+            days=["fri"],
+            hours="18:00-23:30",
+            coin_budget="5000/day",
+            dry_run=True,
+            challenge="turnstile",
+        ),
+        environ=SECRET_ENV,
+        challenge={"site_key": "site"},
+    )
+    text = summary(settings)
+    assert (
+        "schedule=2026-12-01T00:00:00Z.. fri 18:00-23:30 UTC coin_budget=5000 coins/86400s "
+        "dry_run challenge=turnstile"
+    ) in text
+    assert "provider-secret" not in text
