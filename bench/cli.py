@@ -3,6 +3,7 @@
     python -m bench                  # the full run (about 10 minutes)
     python -m bench --quick          # one short round, to see it work
     python -m bench --only forward   # one group: refuse, forward, storage, keyed, memory, flash
+    python -m bench --controls       # with a schedule and coin budgets on the triggers
 
 Servers run on core 0 (one uvicorn worker each, uvloop and httptools), wrk and the fast upstream
 on core 1, all on 127.0.0.1. Runs are interleaved round by round and each figure is the median
@@ -53,6 +54,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="comma-separated groups: refuse, forward, storage, keyed, memory, flash",
     )
     parser.add_argument("--redis", action="store_true", help="start a private redis-server")
+    parser.add_argument(
+        "--controls",
+        action="store_true",
+        help="configure the campaign controls (a schedule, coin budgets) on the benchmark's "
+        "triggers, as docs/campaigns.md describes them",
+    )
     parser.add_argument(
         "--upstream",
         choices=("auto", "nginx", "stand-in"),

@@ -21,6 +21,14 @@ RESULTS = ROOT / "bench" / "results"
 TICKS = os.sysconf("SC_CLK_TCK")
 SPIN = "6b1f7c1e-1d2f-4c8e-9a55-0c3b1f1d2a10"
 QUOTA = "0f6d3a52-7b8e-4c1d-9e2f-5a4b3c2d1e0f"
+BUDGETED = "5d2c8a14-3f6e-4b7a-9c1d-2e8f7a6b5c4d"
+# What --controls sets on the benchmark's triggers (docs/campaigns.md): a campaign open for
+# the whole run, with coin budgets far from spent. No human check: it would time a provider.
+CONTROLS = """starts_at = "2000-01-01T00:00:00Z"
+ends_at = "2100-01-01T00:00:00Z"
+coin_budget = "1000000000/day"
+customer_coins = "100000000/day"
+"""
 ENV = {
     "TRIGGER_PROXY_API_KEY": "bench-api-key-" + "k" * 32,
     "TRIGGER_PROXY_WORKSPACE_ID": "bench-workspace-" + "w" * 32,
@@ -92,8 +100,17 @@ SHOPIFY_ENV = {"TRIGGER_PROXY_SHOPIFY_APP_SECRETS": "shpss_bench" + "a" * 24}
 
 
 def proxy_config(
-    upstream_url: str, storage: str, budget: str = "1000000/second", extra: str = ""
+    upstream_url: str,
+    storage: str,
+    budget: str = "1000000/second",
+    extra: str = "",
+    *,
+    controls: bool = False,
 ) -> str:
+    """The proxy's config for a run; ``controls``: the campaign controls on its triggers (the
+    quota trigger's take only the schedule: a budget needs a wallet override)."""
+    campaign = CONTROLS if controls else ""
+    schedule = "\n".join(CONTROLS.splitlines()[:2]) + "\n" if controls else ""
     return f"""
 [upstream]
 url = "{upstream_url}"
@@ -123,7 +140,7 @@ format = "json"
 id = "{SPIN}"
 name = "spin-wheel"
 per_customer = "100000/minute"
-
+{campaign}
 [triggers.override.wallet]
 title = "Spin the wheel"
 operation = "cr"
@@ -133,6 +150,17 @@ coin_range = {{ min = 5, max = 50 }}
 id = "{QUOTA}"
 name = "quota"
 per_customer = "1/day"
+{schedule}
+[[triggers]]                     # the spin wheel with a coin budget: what one costs
+id = "{BUDGETED}"
+name = "budgeted"
+per_customer = "100000/minute"
+coin_budget = "1000000000/day"
+
+[triggers.override.wallet]
+title = "Spin the wheel"
+operation = "cr"
+coin_range = {{ min = 5, max = 50 }}
 """
 
 
@@ -165,9 +193,16 @@ class Lab:
     """The servers of one run; started once, loaded one at a time."""
 
     def __init__(
-        self, workdir: Path, with_redis: bool, *, nginx: bool = False, with_replica: bool = False
+        self,
+        workdir: Path,
+        with_redis: bool,
+        *,
+        nginx: bool = False,
+        with_replica: bool = False,
+        controls: bool = False,
     ) -> None:
         self.workdir = workdir
+        self.controls = controls
         self.servers: dict[str, Server] = {}
         if nginx:
             port = free_port()
@@ -289,7 +324,13 @@ class Lab:
     def _config(self, name: str, storage: str, budget: str, extra: str = "") -> Path:
         config = self.workdir / f"{name}.toml"
         config.write_text(
-            proxy_config(self.upstream.url + "/api/v2/merchant/activities", storage, budget, extra)
+            proxy_config(
+                self.upstream.url + "/api/v2/merchant/activities",
+                storage,
+                budget,
+                extra,
+                controls=self.controls,
+            )
         )
         return config
 

@@ -80,10 +80,20 @@ def refusal_scenarios(store: str) -> list[Scenario]:
 
 
 def forward_scenarios(store: str) -> list[Scenario]:
-    return [
+    plain = [
         Scenario(f"forward c{c} ({store})", f"proxy-{store}", c, tokens="customers")
         for c in (1, 32)
     ]
+    # A reward with a coin budget: its reservation, and its settlement to the coins paid.
+    budgeted = Scenario(
+        f"forward c1 coin-budgeted ({store})",
+        f"proxy-{store}",
+        1,
+        path="/v1/triggers/budgeted",
+        tokens="customers",
+        baseline=f"forward c1 ({store})",
+    )
+    return [*plain, budgeted]
 
 
 def median(samples: list[Sample], attr: str) -> float:
@@ -98,7 +108,13 @@ def run_groups(args: argparse.Namespace) -> dict[str, Any]:
         nginx = args.upstream == "nginx" or (
             args.upstream == "auto" and bool(shutil.which("nginx"))
         )
-        lab = Lab(Path(tmp), want_redis, nginx=nginx, with_replica="keyed" in groups)
+        lab = Lab(
+            Path(tmp),
+            want_redis,
+            nginx=nginx,
+            with_replica="keyed" in groups,
+            controls=bool(getattr(args, "controls", False)),
+        )
         upstream_kind = "nginx" if nginx else "bench/fast_upstream.py"
         print(f"upstream: {upstream_kind}", file=sys.stderr)
         tokens = make_tokens(Path(tmp))
@@ -185,7 +201,7 @@ def run_groups(args: argparse.Namespace) -> dict[str, Any]:
                     s for s in refusal_scenarios("memory") if "429" in s.name or "401" in s.name
                 ]
             for s in scenarios:  # Redis is compared with memory, scenario by scenario
-                if s.name.endswith("(redis)"):
+                if s.name.endswith("(redis)") and "coin-budgeted" not in s.name:
                     s.baseline = s.name.replace("(redis)", "(memory)")
         present = {s.name for s in scenarios}
         for s in scenarios:
@@ -301,6 +317,12 @@ def ratios(
             out["added p50 at c1: proxy / minimal aiohttp proxy (target <= 1.5)"] = round(
                 added_proxy / added_min, 2
             )
+    for store in ("memory", "redis"):
+        budgeted, plain = f"forward c1 coin-budgeted ({store})", f"forward c1 ({store})"
+        ratio(f"{budgeted} / {plain} (throughput)", budgeted, plain)
+        if {budgeted, plain} <= set(t):
+            added = t[budgeted]["p50_us"] - t[plain]["p50_us"]
+            out[f"coin-budgeted reward: added p50 at c1, {store} (µs)"] = float(added)
     for c in (1, 32):
         ratio(
             f"forward c{c}: redis / memory (throughput, target >= 0.7)",

@@ -74,3 +74,69 @@ def test_the_benchmark_runs_and_measures_what_it_claims(tmp_path: Path) -> None:
     assert flash["answers"] == {"503": 9950, "200": 50}
     assert flash["refusals"] == {"upstream_busy (Retry-After set)": 9950}
     tried("bench", f"refusal ratios {refusal_ratios}; flash crowd {flash['seconds']} s")
+
+
+def test_the_benchmark_measures_a_coin_budgeted_reward_with_the_controls_on(
+    tmp_path: Path,
+) -> None:
+    need(shutil.which("wrk") is not None, "wrk is not installed (apt-get install wrk)")
+    output = tmp_path / "report.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--only",
+            "refuse,forward",
+            "--controls",
+            "--rounds",
+            "1",
+            "--seconds",
+            "1",
+            "--upstream",
+            "stand-in",
+            "--output",
+            str(output),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(output.read_text())
+    assert report["scenarios"]["forward c1 coin-budgeted (memory)"]["rps"] > 0
+    added = report["ratios"]["coin-budgeted reward: added p50 at c1, memory (µs)"]
+    assert math.isfinite(added)
+    refusal_ratios = {k: v for k, v in report["ratios"].items() if "/ floor" in k}
+    assert len(refusal_ratios) == 8  # every refusal still measured with the controls on
+
+
+@pytest.mark.parametrize("controls", [False, True])
+def test_the_benchmarks_config_loads_with_and_without_the_controls(controls: bool) -> None:
+    import tomllib
+
+    from bench.lab import ENV, proxy_config
+    from proxy.config.settings import Settings
+
+    text = proxy_config(
+        "http://127.0.0.1:9/api/v2/merchant/activities", "memory://", controls=controls
+    )
+    settings = Settings.from_mapping(tomllib.loads(text), ENV)
+    spin, quota, budgeted = settings.triggers
+    assert budgeted.coin_budget is not None
+    assert (spin.schedule is not None, spin.coin_budget is not None) == (controls, controls)
+    assert (quota.schedule is not None) == controls
+
+
+def test_the_added_p50_of_a_coin_budgeted_reward_is_reported() -> None:
+    from bench.scenarios import ratios
+
+    row = {"rps": 1000, "p50_us": 900, "p99_us": 2000, "cpu_us_per_request": 400}
+    table = {
+        "forward c1 (memory)": row,
+        "forward c1 coin-budgeted (memory)": {**row, "rps": 950, "p50_us": 960},
+    }
+    found = ratios(table)
+    assert found["coin-budgeted reward: added p50 at c1, memory (µs)"] == 60
+    assert found["forward c1 coin-budgeted (memory) / forward c1 (memory) (throughput)"] == 0.95

@@ -80,11 +80,16 @@ class CoinLog:
 
     def change(self, ticket: float, reserved: int, coins: int | None) -> None:
         """Settle the unsettled entry ``ticket`` reserved to ``coins``; None removes it."""
-        for i, entry in enumerate(self.entries):
+        entries = self.entries
+        # Newest first: a reservation is settled moments after it was made.
+        for i in range(len(entries) - 1, -1, -1):
+            entry = entries[i]
+            if entry[0] < ticket:
+                return
             if entry[0] == ticket and not entry[2] and entry[1] == reserved:
                 self.total -= reserved
                 if coins is None:
-                    del self.entries[i]
+                    del entries[i]
                 else:
                     entry[1], entry[2] = coins, 1
                     self.total += coins

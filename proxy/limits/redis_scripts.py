@@ -71,11 +71,17 @@ for j = 1, nk do
   end
   local excess = tonumber(redis.call('GET', skey) or '0') + want - limit
   if excess > 0 then
-    -- The wait is until enough of the oldest entries leave the window.
-    local all, w = redis.call('ZRANGE', zkey, 0, -1, 'WITHSCORES'), len
-    for i = 1, #all, 2 do
-      excess = excess - tonumber(string.match(all[i], ':(%d+)$'))
-      if excess <= 0 then w = tonumber(all[i + 1]) + len - now; break end
+    -- The wait is until enough of the oldest entries leave the window: read oldest first,
+    -- a page at a time, at most ten pages (past them, the window's whole length: never early).
+    local w, from = len, 0
+    while excess > 0 and from < 1000 do
+      local page = redis.call('ZRANGE', zkey, from, from + 99, 'WITHSCORES')
+      if #page == 0 then break end
+      for i = 1, #page, 2 do
+        excess = excess - tonumber(string.match(page[i], ':(%d+)$'))
+        if excess <= 0 then w = tonumber(page[i + 1]) + len - now; break end
+      end
+      from = from + 100
     end
     if w > kwait then kwait = w end
   end
