@@ -12,10 +12,11 @@ schedule's open/opens_at/closes_at, computed per request.
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,12 +45,25 @@ class Campaign:
     challenge: str | None
     title: str
     public: dict[str, Any]  # the view's fixed part
+    # The schedule's last state: (computed at, holds until, state), kept until it changes.
+    known: list[tuple[float, float, Opening] | None] = field(default_factory=lambda: [None])
+
+    def opening(self, now: float) -> Opening:
+        """The schedule's state at ``now`` (a scheduled campaign's only)."""
+        assert self.schedule is not None
+        known = self.known[0]
+        if known is not None and known[0] <= now < known[1]:
+            return known[2]
+        state = opening(self.schedule, datetime.fromtimestamp(now, UTC))
+        change = state.closes_at if state.open else state.opens_at
+        self.known[0] = (now, math.inf if change is None else change.timestamp(), state)
+        return state
 
     def check_open(self, now: float) -> None:
         """Raise ``TriggerNotActive`` (with when it opens next) outside the schedule."""
         if self.schedule is None:
             return
-        state = opening(self.schedule, datetime.fromtimestamp(now, UTC))
+        state = self.opening(now)
         if state.open:
             return
         headers = None
@@ -63,7 +77,7 @@ class Campaign:
         shown = {**shown, **self.public}
         fresh = SHOWN_SECONDS
         if self.schedule is not None:
-            state = opening(self.schedule, datetime.fromtimestamp(now, UTC))
+            state = self.opening(now)
             shown["schedule"] = {**self.public["schedule"], **_state(state)}
             change = state.closes_at if state.open else state.opens_at
             if change is not None:

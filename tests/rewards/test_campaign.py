@@ -419,3 +419,29 @@ async def test_the_demo_has_a_budgeted_scratch_card_and_a_trigger_that_opens_lat
         refused = await h.post("/v1/triggers/happy-hour", tok=token_)
         assert error_code(refused) == "trigger_not_active"
         assert 1 <= int(refused.headers["retry-after"]) <= OPENS_AFTER_SECONDS
+
+
+def test_a_schedules_state_is_computed_once_until_it_changes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from proxy.errors import TriggerNotActive
+    from proxy.rewards import campaign as module
+    from tests.config.test_campaign_settings import load
+
+    calls = []
+    original = module.opening
+
+    def counted(*args: Any) -> Any:
+        calls.append(args)
+        return original(*args)
+
+    monkeypatch.setattr(module, "opening", counted)
+    (t,) = load(scratch(hours="09:00-17:00")).triggers
+    built = module.build_campaign(t, "")
+    assert built is not None
+    for second in range(0, 5 * 3600, 600):  # 12:00 to 16:50 UTC: open throughout
+        built.check_open(NOW + second)
+    assert len(calls) == 1
+    with pytest.raises(TriggerNotActive):
+        built.check_open(NOW + 5 * 3600)  # 17:00: closed, computed again
+    assert len(calls) == 2
