@@ -26,6 +26,7 @@ from proxy.config.schema import (
     MIN_SECRET_LENGTH,
     SECTIONS,
     SOURCES,
+    ChallengeSettings,
     ConfigError,
     CorsSettings,
     Rate,
@@ -129,9 +130,17 @@ def _check_cors(r: Reader, cors: Any) -> None:
         )
 
 
+def _check_challenge(r: Reader, challenge: Any) -> None:
+    for name in ("turnstile_verify_url", "hcaptcha_verify_url", "recaptcha_verify_url"):
+        url = getattr(challenge, name)
+        if url.startswith("http:") and not _is_loopback(urlsplit(url).hostname or ""):
+            raise ConfigError(r.key(name), "must be https (the provider's secret travels in it)")
+
+
 _SPANNING: dict[type, Callable[[Reader, Any], None]] = {
     UpstreamSettings: _check_upstream,
     CorsSettings: _check_cors,
+    ChallengeSettings: _check_challenge,
 }
 
 

@@ -160,3 +160,12 @@ def test_check_config_shows_each_trigger_s_controls_and_no_secret() -> None:
         "dry_run challenge=turnstile"
     ) in text
     assert "provider-secret" not in text
+
+
+def test_a_verify_url_in_plain_http_is_for_a_loopback_stand_in_only() -> None:
+    remote = {"hcaptcha_verify_url": "http://verify.example.com/siteverify"}
+    assert refusal(campaign(), challenge=remote) == (
+        "challenge.hcaptcha_verify_url: must be https (the provider's secret travels in it)"
+    )
+    local = {"hcaptcha_verify_url": "http://127.0.0.1:9000/siteverify"}
+    assert load(campaign(), challenge=local).challenge.hcaptcha_verify_url.startswith("http:")
