@@ -44,7 +44,7 @@ class Campaign:
     dry_run: bool
     challenge: str | None
     title: str
-    public: dict[str, Any]  # the view's fixed part
+    public: dict[str, Any]  # the view's fixed fields, the schedule last
     # The schedule's last state: (computed at, holds until, state), kept until it changes.
     known: list[tuple[float, float, Opening] | None] = field(default_factory=lambda: [None])
 
@@ -72,18 +72,17 @@ class Campaign:
             headers = [(b"retry-after", b"%d" % wait)]
         raise TriggerNotActive(headers=headers, details={"opens_at": rfc3339(state.opens_at)})
 
-    def view(self, shown: dict[str, Any], now: float) -> tuple[bytes, int]:
-        """The trigger's public view at ``now`` and for how many seconds it holds."""
-        shown = {**shown, **self.public}
+    def view(self, public: bytes, now: float) -> tuple[bytes, int]:
+        """A scheduled trigger's public view at ``now``, and for how many seconds it holds:
+        its pre-built ``public`` view, whose last field is the schedule, with the schedule's
+        state now added to it."""
+        state = self.opening(now)
+        computed = json.dumps(_state(state), separators=(",", ":")).encode()
         fresh = SHOWN_SECONDS
-        if self.schedule is not None:
-            state = self.opening(now)
-            shown["schedule"] = {**self.public["schedule"], **_state(state)}
-            change = state.closes_at if state.open else state.opens_at
-            if change is not None:
-                fresh = max(0, min(fresh, int(change.timestamp() - now)))
-        body = json.dumps({"trigger": shown}, separators=(",", ":")).encode()
-        return body, fresh
+        change = state.closes_at if state.open else state.opens_at
+        if change is not None:
+            fresh = max(0, min(fresh, int(change.timestamp() - now)))
+        return public[:-3] + b"," + computed[1:] + b"}}", fresh
 
     def dry_run_answer(self, trigger_id: str, draw: random.Random) -> tuple[bytes, int]:
         """Nector's envelope as for a real reward, marked ``dry_run``, and the coins in it."""
@@ -104,8 +103,6 @@ def build_campaign(t: TriggerSettings, site_key: str) -> Campaign | None:
         return None
     wallet = t.wallet
     public: dict[str, Any] = {}
-    if t.schedule is not None:
-        public["schedule"] = _schedule(t.schedule)
     if t.coin_budget is not None:
         public["coin_budget"] = _budget(t.coin_budget)
     if t.customer_coins is not None:
@@ -114,6 +111,8 @@ def build_campaign(t: TriggerSettings, site_key: str) -> Campaign | None:
         public["dry_run"] = True
     if t.challenge is not None:
         public["challenge"] = {"provider": t.challenge, "site_key": site_key}
+    if t.schedule is not None:  # last: its state is added to it at each request (view)
+        public["schedule"] = _schedule(t.schedule)
     return Campaign(
         schedule=t.schedule,
         coin_budget=t.coin_budget,

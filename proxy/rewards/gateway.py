@@ -142,7 +142,7 @@ class Gateway:
         campaign = trigger.campaign
         if campaign is None or campaign.schedule is None:
             return Answer(200, trigger.public, [_SHOWN_FOR])
-        shown, fresh = campaign.view(trigger.shown, self.controls.clock())
+        shown, fresh = campaign.view(trigger.public, self.controls.clock())
         return Answer(200, shown, [(b"cache-control", b"public, max-age=%d" % fresh)])
 
     async def dropin(self, request: Request, record: AccessRecord, cookie_ok: bool) -> Answer:

@@ -57,7 +57,6 @@ class Trigger:
     body_head: str
     body_tail: str
     public: bytes  # what a widget may show of it (GET /v1/triggers/{trigger}): no secret
-    shown: dict[str, Any]  # the same, before a schedule's state is added to it (describe)
     campaign: Campaign | None = None  # schedule, coin budgets, dry run, human check
 
 
@@ -119,8 +118,8 @@ class TriggerPolicy:
                 policy=rate_policy(rates),
                 body_head=_compact_json({"trigger_id": t.id})[:-1] + ",",
                 body_tail="}" if trace is None else "," + _compact_json({"trace": trace})[1:],
+                # A schedule's state is added at each request (Campaign.view).
                 public=_compact_json({"trigger": fixed}).encode(),
-                shown=shown,
                 campaign=campaign,
             )
             self._by_id[t.id] = trigger

@@ -445,3 +445,18 @@ def test_a_schedules_state_is_computed_once_until_it_changes(
     with pytest.raises(TriggerNotActive):
         built.check_open(NOW + 5 * 3600)  # 17:00: closed, computed again
     assert len(calls) == 2
+
+
+async def test_the_providers_secret_is_never_logged_or_answered(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("DEBUG")
+    async with campaign("memory", challenge="turnstile") as (h, verifier):
+        answers = [await scratch_card(h, **{"x-challenge-token": "pass-6"})]
+        answers.append(await scratch_card(h, **{"x-challenge-token": "bad"}))
+        verifier.fault = httpx.ConnectError("refused")
+        answers.append(await scratch_card(h, **{"x-challenge-token": "pass-7"}))
+        answers.append(await h.client.get("/metrics"))
+    assert [a.status_code for a in answers] == [200, 403, 503, 200]
+    assert all(SECRET not in a.text for a in answers)
+    assert SECRET not in caplog.text
