@@ -172,3 +172,30 @@ async def test_two_replicas_settling_what_nector_paid_never_pass_the_budget() ->
             answers.append(await apps[i % 2].post(PATH, tok=token(f"customer-late-{i:04d}")))
         paid = [a.json()["data"]["wallet_reward"]["coins"] for a in answers if a.status_code == 200]
         assert 450 < sum(paid) <= 500
+
+
+async def test_a_reservation_no_replica_acknowledged_gives_its_coins_back() -> None:
+    from proxy.errors import StorageUnavailable
+    from proxy.limits.keys import idempotency_claim
+
+    need(redis_available(SHARED_REDIS), f"no Redis at {SHARED_REDIS}")
+    prefix = f"test:{uuid.uuid4().hex}:"
+    waiting = RedisStore(SHARED_REDIS, prefix=prefix, replica_acks=1, replica_wait_seconds=0.05)
+    alone = RedisStore(SHARED_REDIS, prefix=prefix)
+    claim = idempotency_claim(
+        "c:customer",
+        "key-1",
+        trigger_id="t",
+        source="web",
+        body=b"{}",
+        in_flight_seconds=15,
+        ttl_seconds=600,
+    )
+    try:
+        with pytest.raises(StorageUnavailable):
+            await waiting.admit([WINDOW], [], claim, [BUDGET])  # the shared Redis has no replica
+        for _ in range(2):  # the whole budget is still there
+            assert (await alone.admit([WINDOW], [], None, [BUDGET])).outcome is Outcome.ADMITTED
+    finally:
+        await waiting.aclose()
+        await alone.aclose()
