@@ -204,9 +204,9 @@ class Gateway:
             decision = await self.controls.screen(request, campaign, claim)
             coins = self.controls.coins(trigger.id, campaign, session.scope)
         if decision is None:
-            store = self._store
-            admit = store.admit(windows, self._budgets, claim, coins) if coins else None
-            decision = await (admit or store.admit(windows, self._budgets, claim))
+            store, budgets = self._store, self._budgets  # no coins: the store's usual call
+            admit = store.admit(windows, budgets, claim, coins) if coins else None
+            decision = await (store.admit(windows, budgets, claim) if admit is None else admit)
         outcome = decision.outcome
         record.decision = outcome
         if repeat_key is not None and outcome in _REPEATABLE:
