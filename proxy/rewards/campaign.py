@@ -41,6 +41,7 @@ class Campaign:
     reserve: int  # coins a reward may pay at most: its coin_range's maximum
     coin_range: tuple[int, int] | None
     operation: str
+    offer_id: str | None  # an offer override's, for a dry run's answer
     dry_run: bool
     challenge: str | None
     title: str
@@ -93,6 +94,8 @@ class Campaign:
         if self.coin_range is not None:
             coins = draw.randint(*self.coin_range)
             data["wallet_reward"] = {"coins": coins, "operation": self.operation}
+        if self.offer_id is not None:  # not issued: a dry run issues nothing
+            data["offer_reward"] = {"offer_id": self.offer_id, "status": "dry_run"}
         answer = {"meta": {"status": "success"}, "data": data, "dry_run": True}
         return json.dumps(answer, separators=(",", ":")).encode(), coins
 
@@ -120,6 +123,7 @@ def build_campaign(t: TriggerSettings, site_key: str) -> Campaign | None:
         reserve=0 if wallet is None else wallet.coin_max,
         coin_range=None if wallet is None else (wallet.coin_min, wallet.coin_max),
         operation="cr" if wallet is None else wallet.operation,
+        offer_id=None if t.offer is None else t.offer.offer_id,
         dry_run=t.dry_run,
         challenge=t.challenge,
         title=wallet.title if wallet is not None else t.name or t.id,

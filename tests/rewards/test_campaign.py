@@ -459,3 +459,16 @@ async def test_the_providers_secret_is_never_logged_or_answered(
     assert [a.status_code for a in answers] == [200, 403, 503, 200]
     assert all(SECRET not in a.text for a in answers)
     assert SECRET not in caplog.text
+
+
+async def test_a_dry_run_of_an_offer_names_the_offer_and_issues_nothing() -> None:
+    offer = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
+    settings = make_settings(
+        triggers=[{"id": SCRATCH, "name": "scratch-card", "dry_run": True}
+                  | {"override": {"offer": {"offer_id": offer}}}]
+    )  # fmt: skip
+    async with open_harness(settings) as h:
+        data = (await h.post(PATH, tok=token())).json()["data"]
+        assert data["offer_reward"] == {"offer_id": offer, "status": "dry_run"}
+        assert "wallet_reward" not in data
+        assert h.upstream.requests == []
