@@ -472,3 +472,36 @@ async def test_a_dry_run_of_an_offer_names_the_offer_and_issues_nothing() -> Non
         assert data["offer_reward"] == {"offer_id": offer, "status": "dry_run"}
         assert "wallet_reward" not in data
         assert h.upstream.requests == []
+
+
+async def test_a_provider_slower_than_the_timeout_fails_closed_in_time() -> None:
+    import asyncio
+    import time
+
+    held: list[asyncio.StreamWriter] = []
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # reads nothing, answers nothing
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    settings = make_settings(
+        {**ENVIRON, "TRIGGER_PROXY_CHALLENGE_SECRET": SECRET},
+        triggers=[scratch(challenge="turnstile")],
+        challenge={
+            "site_key": "site",
+            "timeout_seconds": 0.3,
+            "turnstile_verify_url": f"http://127.0.0.1:{port}/siteverify",
+        },
+    )
+    try:
+        async with open_harness(settings, real_transport=True) as h:
+            started = time.monotonic()
+            refused = await scratch_card(h, **{"x-challenge-token": "pass-8"})
+            waited = time.monotonic() - started
+    finally:
+        server.close()
+        for writer in held:
+            writer.close()
+    assert error_code(refused) == "challenge_unavailable"
+    assert 0.25 < waited < 2
