@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from proxy.errors import ChallengeUnavailable, StorageUnavailable
 from proxy.http.asgi import Request
+from proxy.http.responses import Answer
 from proxy.limits.coins import CoinWindow, coin_windows
 from proxy.limits.decisions import Decision, LimitStore
 from proxy.limits.keys import IdempotencyClaim
@@ -50,6 +51,12 @@ class CampaignControls:
             raise ChallengeUnavailable(60, cause="no_verifier")
         await self._verifier.verify(request.headers.get(CHALLENGE_HEADER), request.client_ip)
         return None
+
+    def view(self, campaign: Campaign, public: bytes) -> Answer:
+        """A scheduled trigger's public view: kept by caches only until its state changes."""
+        shown, fresh = campaign.view(public, self.clock())
+        cache = (b"cache-control", b"public, max-age=%d" % fresh)
+        return Answer(200, shown, [cache, (b"vary", b"Origin")])
 
     def coins(self, trigger_id: str, campaign: Campaign, scope: str) -> tuple[CoinWindow, ...]:
         """The coin windows a reward of this campaign reserves its most coins in."""

@@ -142,8 +142,7 @@ class Gateway:
         campaign = trigger.campaign
         if campaign is None or campaign.schedule is None:
             return Answer(200, trigger.public, [_SHOWN_FOR])
-        shown, fresh = campaign.view(trigger.public, self.controls.clock())
-        return Answer(200, shown, [(b"cache-control", b"public, max-age=%d" % fresh)])
+        return self.controls.view(campaign, trigger.public)
 
     async def dropin(self, request: Request, record: AccessRecord, cookie_ok: bool) -> Answer:
         """``POST /api/v2/merchant/activities``: Nector's own body shape."""

@@ -163,6 +163,7 @@ async def test_the_public_view_shows_the_schedule_and_its_state_now() -> None:
         assert SECRET not in shown.text
         # Kept no longer than the state holds.
         assert shown.headers["cache-control"] == "public, max-age=300"
+        assert shown.headers["vary"] == "Origin"  # public, so it varies with the origin
         clock.now += 5 * 3600 - 60
         assert (await h.client.get(PATH)).headers["cache-control"] == "public, max-age=60"
         clock.now += 120
