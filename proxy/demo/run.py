@@ -9,8 +9,8 @@ TRIGGER_PROXY_* variable is read, so a real API key can never sit behind the dem
 ``/demo/login`` stands in for the merchant's backend: a real storefront mints the session in
 its own backend after its own login (``mint_token`` or ``POST /v1/sessions``).
 
-Two campaigns (docs/campaigns.md) run beside the wheel: ``scratch-card``, with coin budgets,
-and ``happy-hour``, scheduled to open two minutes after the demo starts, for an hour.
+A campaign (docs/campaigns.md) runs beside the wheel: ``scratch-card``, with coin budgets and
+a schedule that opens two minutes after the demo starts (the "not active yet" countdown).
 
 ``/demo/shopify`` is the "Shopify theme" mode, for a shop with no backend at all: a stand-in
 shop (``shopify.py``) signs the wheel's calls through its App Proxy path, ``/apps/rewards``, as
@@ -52,8 +52,8 @@ HOST = "127.0.0.1"
 SPIN_WHEEL = "6b1f7c1e-1d2f-4c8e-9a55-0c3b1f1d2a10"
 DAILY_CHECKIN = "0f6d3a52-7b8e-4c1d-9e2f-5a4b3c2d1e0f"
 SPIN_OFFER = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
-SCRATCH_CARD = "5d2c8a14-3f6e-4b7a-9c1d-2e8f7a6b5c4d"  # a budgeted campaign (docs/campaigns.md)
-HAPPY_HOUR = "7e3f9b25-4a6c-4d8e-b1f2-3c4d5e6f7a8b"  # a scheduled one: it opens after the start
+# A campaign (docs/campaigns.md): coin budgets, and a schedule that opens soon after the start.
+SCRATCH_CARD = "5d2c8a14-3f6e-4b7a-9c1d-2e8f7a6b5c4d"
 OPENS_AFTER_SECONDS = 120
 DEMO_CUSTOMER = re.compile(r"^[A-Za-z0-9_.@-]{8,64}$")
 CUSTOMER_RULE = "Use 8 to 64 characters: letters, digits, or . _ @ -"
@@ -130,18 +130,9 @@ def demo_settings(
                 "per_customer": "2/minute;20/day",
                 "coin_budget": "1000/day",
                 "customer_coins": "300/day",
+                "starts_at": _instant(time.time() + OPENS_AFTER_SECONDS),
                 "override": {
                     "wallet": {"title": "Scratch card", "coin_range": {"min": 5, "max": 100}}
-                },
-            },
-            {
-                "id": HAPPY_HOUR,
-                "name": "happy-hour",
-                "per_customer": "1/minute",
-                "starts_at": _instant(time.time() + OPENS_AFTER_SECONDS),
-                "ends_at": _instant(time.time() + OPENS_AFTER_SECONDS + 3600),
-                "override": {
-                    "wallet": {"title": "Happy hour", "coin_range": {"min": 10, "max": 20}}
                 },
             },
         ],
@@ -170,8 +161,7 @@ def build_demo(port: int, upstream_port: int) -> Demo:
     stand_in = NectorStandIn(api_key=api_key, workspace_id=workspace_id)
     stand_in.add_trigger(StandInTrigger(SPIN_WHEEL, coins=10, allow_override=True, name="spin"))
     stand_in.add_trigger(StandInTrigger(DAILY_CHECKIN, coins=5, name="check-in"))
-    for trigger_id, name in ((SCRATCH_CARD, "scratch"), (HAPPY_HOUR, "happy hour")):
-        stand_in.add_trigger(StandInTrigger(trigger_id, allow_override=True, name=name))
+    stand_in.add_trigger(StandInTrigger(SCRATCH_CARD, allow_override=True, name="scratch card"))
     stand_in.offers[SPIN_OFFER] = {"_id": SPIN_OFFER, "name": "10% off your next order"}
     page = resources.files("proxy.demo").joinpath("static/index.html").read_text()
 

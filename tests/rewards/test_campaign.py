@@ -402,7 +402,7 @@ def test_the_retry_after_of_a_far_opening_is_whole_seconds() -> None:
 # --- the demo's campaigns -------------------------------------------------------------------
 
 
-async def test_the_demo_has_a_budgeted_scratch_card_and_a_trigger_that_opens_later() -> None:
+async def test_the_demos_scratch_card_is_budgeted_and_opens_soon_after_the_start() -> None:
     from proxy.demo.run import OPENS_AFTER_SECONDS, demo_settings
 
     secret = "demo-session-secret-0123456789-abcdefghij"
@@ -412,11 +412,10 @@ async def test_the_demo_has_a_budgeted_scratch_card_and_a_trigger_that_opens_lat
         assert card["coin_budget"] == {"coins": 1000, "period": "day"}
         assert card["customer_coins"] == {"coins": 300, "period": "day"}
         assert card["reward"]["wallet"]["coin_range"] == {"min": 5, "max": 100}
-        later = (await h.client.get("/v1/triggers/happy-hour")).json()["trigger"]["schedule"]
-        assert later["open"] is False
-        assert later["opens_at"] == later["starts_at"]
+        assert card["schedule"]["open"] is False
+        assert card["schedule"]["opens_at"] == card["schedule"]["starts_at"]
         token_ = mint_token([secret], {"customer_id": "demo-customer-1"})
-        refused = await h.post("/v1/triggers/happy-hour", tok=token_)
+        refused = await h.post("/v1/triggers/scratch-card", tok=token_)
         assert error_code(refused) == "trigger_not_active"
         assert 1 <= int(refused.headers["retry-after"]) <= OPENS_AFTER_SECONDS
 
