@@ -24,6 +24,7 @@ import pytest
 from proxy.app import create_app
 from proxy.config.settings import Rate, Settings
 from proxy.demo.nector import StandInTrigger
+from proxy.demo.run import SCRATCH_CARD as DEMO_SCRATCH_ID
 from proxy.demo.run import Demo, build_demo
 from proxy.http.asgi import Message, Receive, Scope, Send
 from proxy.identity.sessions import mint_token
@@ -41,7 +42,9 @@ SHOTS = ARTIFACTS / "widget-scratch"
 CARD = "trigger-proxy-scratch"
 WHEEL = "trigger-proxy-wheel"
 SCRATCH_CARD = "scratch-card"
-SCRATCH_ID = "5d2e8f4a-3b1c-4d6e-9f80-7a6b5c4d3e2f"
+# The demo's own scratch card's id: the stand-in then holds one scratch card, and the page's
+# "Ways to earn" (every trigger the stand-in holds) stays as long as the demo's.
+SCRATCH_ID = DEMO_SCRATCH_ID
 FAKE_PROVIDER = "/test/fake-provider.js"
 SIZES: dict[str, ViewportSize] = {
     "desktop": {"width": 1280, "height": 900},
