@@ -248,7 +248,7 @@ async def test_a_customers_coins_are_their_own(store_kind: str) -> None:
 
 
 async def test_a_window_refusal_spends_no_coins(store_kind: str) -> None:
-    keys = {"per_customer": "1/minute", "coin_budget": "100/day"}
+    keys: dict[str, Any] = {"per_customer": "1/minute", "coin_budget": "100/day"}
     async with campaign(store_kind, **keys) as (h, _):
         h.upstream.answer = lambda request: httpx.Response(200, json=nector_success(50))
         assert (await scratch_card(h)).status_code == 200
@@ -425,10 +425,10 @@ def test_a_schedules_state_is_computed_once_until_it_changes(
 ) -> None:
     from proxy.errors import TriggerNotActive
     from proxy.rewards import campaign as module
+    from proxy.rewards.schedule import opening as original
     from tests.config.test_campaign_settings import load
 
     calls = []
-    original = module.opening
 
     def counted(*args: Any) -> Any:
         calls.append(args)
