@@ -40,7 +40,8 @@
     ├── ChallengeUnavailable        503 challenge_unavailable (Retry-After; fail closed)
     └── ServerBusy                  503 server_busy           (by the server protocol; Retry-After)
 
-On Nector's own paths a refusal is also in Nector's envelope (``nector_body``), for its clients.
+On Nector's own paths a refusal is also in Nector's envelope (``proxy.http.shopper``): there
+``data.message`` is for the shopper, ``message`` here for the developer.
 
 Library errors (itsdangerous, httpx, redis) are translated into these where they are caught,
 with ``raise ... from exc``. Messages are fixed text written here, never an exception's text:
@@ -100,16 +101,6 @@ class ProxyError(Exception):
         return (
             prefix + request_id.encode() + b'"' + b"," * bool(self.details) + more.encode() + b"}"
         )
-
-    def nector_body(self, request_id: str) -> bytes:
-        """``body`` beside Nector's error envelope, for clients written against Nector."""
-        envelope = {
-            "meta": {"status": "error", "code": self.status},
-            "data": {"message": self.message},
-            "error": {"code": self.code, "message": self.message, "request_id": request_id}
-            | (self.details or {}),
-        }
-        return json.dumps(envelope, separators=(",", ":")).encode()
 
 
 class _RetryLater(ProxyError):

@@ -113,15 +113,22 @@ def read_routes(nector: StandIn) -> list[Route]:
         lead = lead_of(request, request.path_params["id"])
         return lead if isinstance(lead, Response) else _ok({"item": lead.item()})
 
-    def customer_list(pick: Callable[[Lead], list[dict[str, Any]]]) -> Handler:
+    def customer_list(
+        pick: Callable[[Lead], list[dict[str, Any]]], filters: frozenset[str] = frozenset()
+    ) -> Handler:
         async def listing(request: Request) -> Response:
-            query = _checked_query(request, {"lead_id", *_PAGING})
+            query = _checked_query(request, {"lead_id", *_PAGING, *filters})
             if isinstance(query, Response):
                 return query
             if "lead_id" not in query:
                 return error(400, "lead_id is required")
             lead = lead_of(request, query["lead_id"])
-            return lead if isinstance(lead, Response) else _ok(_page(pick(lead), query))
+            if isinstance(lead, Response):
+                return lead
+            items = [
+                x for x in pick(lead) if all(x.get(f) == query[f] for f in filters & set(query))
+            ]
+            return _ok(_page(items, query))
 
         return listing
 
@@ -188,7 +195,7 @@ def read_routes(nector: StandIn) -> list[Route]:
         route("wallettransactions", customer_list(lambda lead: lead.transactions)),
         route("coupons", customer_list(lambda lead: lead.coupons)),
         route("coupons/{id}", coupon),
-        route("activities", customer_list(lambda lead: lead.activities)),
+        route("activities", customer_list(lambda lead: lead.activities, frozenset(["event"]))),
         route("triggers", triggers),
         route("aggreegateddetails", details),
         route("aggreegatedoffers", offers),

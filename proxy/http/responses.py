@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 
 from proxy.config.settings import Rate
 from proxy.errors import Headers, ProxyError
+from proxy.http.shopper import nector_body
 from proxy.limits.decisions import WindowState
 from proxy.limits.keys import Window
 
-# Nector's own paths: clients written against Nector read its envelope (errors.nector_body).
+# Nector's own paths: clients written against Nector read its envelope (http.shopper).
 NECTOR_PREFIX = "/api/v2/merchant/"
+_CLAIMS = frozenset([NECTOR_PREFIX + "activities", NECTOR_PREFIX + "offerredeems"])
 
 
 @dataclass(slots=True)
@@ -26,9 +28,10 @@ class Answer:
 
 
 def render_error(error: ProxyError, path: str, request_id: str) -> bytes:
-    """A refusal's body: the contract's error object, inside Nector's envelope on its paths."""
+    """A refusal's body: the contract's error object, inside Nector's envelope on its paths
+    (with a message for the shopper, ``shopper.py``)."""
     if path.startswith(NECTOR_PREFIX):
-        return error.nector_body(request_id)
+        return nector_body(error, request_id, claim=path in _CLAIMS)
     return error.body(request_id)
 
 

@@ -54,6 +54,9 @@ def _sort_op(value: str) -> str | None:
 
 
 _NAME = _pattern(r"[A-Za-z0-9_.-]{1,64}")
+# Nector's widget sends ``tier=`` when the lead's tier is null or an object (querystring
+# writes both as empty), and ``time_segment`` from the hour: an empty value is one it sends.
+_OPTIONAL_NAME = _pattern(r"[A-Za-z0-9_.-]{0,64}")
 _ITEM = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 _PAGING = {
     "page": _number(100_000),
@@ -79,10 +82,13 @@ ROUTES: dict[str, Route] = {
     "leads": Route(Kind.LEAD, True, {"customer_id": _NAME}),
     "wallettransactions": _LIST,
     "coupons": _LIST,
-    "activities": _LIST,
+    # The widget's referral list filters by event (``event=referral_create``).
+    "activities": Route(Kind.CUSTOMER, False, {**_LIST.params, "event": _NAME}),
     "triggers": Route(Kind.WORKSPACE, False, {"lead_id": _NAME, "content_types": _NAME, **_PAGING}),
     "aggreegateddetails": Route(Kind.WORKSPACE, False, {}),
-    "aggreegatedoffers": Route(Kind.WORKSPACE, False, {"tier": _NAME, "time_segment": _NAME}),
+    "aggreegatedoffers": Route(
+        Kind.WORKSPACE, False, {"tier": _OPTIONAL_NAME, "time_segment": _OPTIONAL_NAME}
+    ),
     "offers": Route(Kind.WORKSPACE, True, {}),
     "entities": Route(Kind.WORKSPACE, True, {}),
 }

@@ -29,6 +29,7 @@ from proxy.errors import (
 from proxy.http.asgi import Request
 from proxy.http.body import parse_object
 from proxy.http.responses import Answer, quota_headers
+from proxy.http.shopper import nector_body
 from proxy.identity.auth import Authenticator
 from proxy.identity.claims import Session, resolve_source
 from proxy.identity.leadtokens import LeadTokens
@@ -302,5 +303,7 @@ class Gateway:
             return Answer(upstream.status, upstream.body)
         record.code = record.upstream_fault = failure.code
         record.cause = failure.cause
-        rendered = failure.nector_body(request_id) if nector else failure.body(request_id)
+        rendered = (
+            nector_body(failure, request_id, claim=True) if nector else failure.body(request_id)
+        )
         return Answer(failure.status, rendered, failure.headers)

@@ -1,0 +1,268 @@
+"""Nector's own widget through the proxy: each call it really makes (tests/widget_calls.py),
+answered as a customer (either session kind) or a signed-out visitor should see it."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiohttp import web
+
+from proxy.cli import main
+from proxy.config.schema import READ_ROUTES
+from proxy.demo.nector import NectorStandIn, StandInTrigger
+from proxy.limits.memory_store import MemoryStore
+from tests.helpers import (
+    API_KEY,
+    CHECKIN,
+    ENVIRON,
+    SPIN,
+    WORKSPACE_ID,
+    Harness,
+    error_code,
+    make_settings,
+    open_harness,
+    token,
+)
+
+P = "/api/v2/merchant/"
+ALICE = "shopify-7001234"
+NOT_LISTED = "44444444-5555-4666-8777-888888888888"
+ALL_READS = {"routes": list(READ_ROUTES), "budget": "20/minute", "per_customer": "60/minute"}
+
+
+def stand_in() -> NectorStandIn:
+    nector = NectorStandIn(api_key=API_KEY, workspace_id=WORKSPACE_ID, seed=5)
+    nector.add_trigger(StandInTrigger(SPIN, name="spin"))
+    nector.add_trigger(StandInTrigger(CHECKIN, name="check-in"))
+    nector.add_trigger(StandInTrigger(NOT_LISTED, name="not on the allow-list"))
+    return nector
+
+
+@contextlib.asynccontextmanager
+async def widget(**sections: Any) -> AsyncIterator[tuple[Harness, NectorStandIn]]:
+    nector = stand_in()
+    sections.setdefault("reads", ALL_READS)
+    async with open_harness(
+        make_settings(**sections),
+        store=MemoryStore(),
+        transport=httpx.ASGITransport(app=nector.app),
+    ) as h:
+        yield h, nector
+
+
+def bearer(tok: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {tok}", "x-source": "web", "x-apikey": "null"}
+
+
+# --- 1, 2: the parameters the widget sends ---------------------------------------------------
+
+
+async def test_offers_take_the_empty_tier_the_widget_sends() -> None:
+    async with widget() as (h, nector):
+        answer = await h.client.get(
+            P + "aggreegatedoffers?tier=&time_segment=evening", headers=bearer(token(ALICE))
+        )
+    assert answer.status_code == 200, answer.text
+    assert "businessoffers" in answer.json()["data"]
+
+
+async def test_the_referral_list_takes_event_and_passes_it_on() -> None:
+    async with widget() as (h, nector):
+        alice = nector.add_lead(customer_id=ALICE)
+        query = "lead_id=x&page=1&limit=10&sort=created_at&sort_op=DESC&event=referral_create"
+        answer = await h.client.get(P + "activities?" + query, headers=bearer(token(ALICE)))
+    assert answer.status_code == 200, answer.text
+    sent = dict(nector.calls[-1].query)
+    assert sent["event"] == "referral_create" and sent["lead_id"] == alice.id
+
+
+async def test_a_read_still_refuses_what_could_name_another_customer() -> None:
+    async with widget() as (h, _):
+        answer = await h.client.get(
+            P + "leads/x?referral_code=REFABC", headers=bearer(token(ALICE))
+        )
+    assert answer.status_code == 403 and error_code(answer) == "read_not_allowed"
+
+
+# --- 3: the lead_id a customer_id session resolved --------------------------------------------
+
+
+async def test_a_customer_id_session_is_rewarded_with_the_lead_id_the_proxy_resolved() -> None:
+    async with widget() as (h, nector):
+        alice = nector.add_lead(customer_id=ALICE)
+        tok = token(ALICE)
+        lead = (await h.client.get(P + f"leads/{alice.id}", headers=bearer(tok))).json()
+        assert lead["data"]["item"]["_id"] == alice.id
+        body = {"trigger_id": SPIN, "lead_id": alice.id}
+        answer = await h.post(P + "activities", tok=tok, body=body)
+        assert answer.status_code == 200, answer.text
+        # Never another lead, even one the proxy knows of.
+        bob = nector.add_lead(customer_id="shopify-7009999")
+        other = await h.post(
+            P + "activities", tok=tok, body={"trigger_id": SPIN, "lead_id": bob.id}
+        )
+        assert other.status_code == 403 and error_code(other) == "identity_mismatch"
+    rewards = [c.body for c in nector.calls if c.method == "POST"]
+    assert rewards == [{"trigger_id": SPIN, "customer_id": ALICE}]
+
+
+async def test_the_drop_in_looks_the_lead_up_once_when_it_has_none() -> None:
+    async with widget() as (h, nector):
+        alice = nector.add_lead(customer_id=ALICE)
+        tok = token(ALICE)
+        for _ in range(2):
+            answer = await h.post(
+                P + "activities", tok=tok, body={"trigger_id": CHECKIN, "lead_id": alice.id}
+            )
+            assert answer.status_code == 200, answer.text
+    lookups = [c for c in nector.calls if c.method == "GET"]
+    assert [dict(c.query) for c in lookups] == [{"customer_id": ALICE}]
+
+
+# --- 6: two messages ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "code", "shopper"),
+    [
+        (P + "leads/x", {}, "missing_session", "Please sign in"),
+        (
+            P + "leads/x",
+            {"authorization": "Bearer nope"},
+            "invalid_session",
+            "Please sign in again.",
+        ),
+        (P + "activities?foo=1", None, "invalid_query", "Something went wrong"),
+    ],
+)
+async def test_a_refusal_says_one_thing_to_the_shopper_and_another_to_the_developer(
+    path: str, headers: dict[str, str] | None, code: str, shopper: str
+) -> None:
+    async with widget() as (h, _):
+        answer = await h.client.get(
+            path, headers=bearer(token(ALICE)) if headers is None else headers
+        )
+    assert error_code(answer) == code
+    body = answer.json()
+    assert body["data"]["message"].startswith(shopper), body
+    assert body["data"]["message"] != body["error"]["message"]
+
+
+async def test_a_claimed_reward_tells_the_shopper_when_to_come_back() -> None:
+    triggers = [{"id": CHECKIN, "per_customer": "1/day"}]
+    async with widget(triggers=triggers) as (h, nector):
+        tok = token(ALICE)
+        first = await h.post(P + "activities", tok=tok, body={"trigger_id": CHECKIN})
+        assert first.status_code == 200, first.text
+        again = await h.post(P + "activities", tok=tok, body={"trigger_id": CHECKIN})
+    assert error_code(again) == "rate_limited"
+    message = again.json()["data"]["message"]
+    assert message.startswith("You have already claimed this today. Try again in "), message
+    assert message.endswith(("hours.", "hour.")), message
+
+
+def test_every_code_has_a_shopper_message_in_the_docs() -> None:
+    from proxy.http.shopper import SHOPPER
+
+    table = Path("docs/api.md").read_text()
+    for code, text in SHOPPER.items():
+        assert f"`{code}`" in table, code
+        assert text.split("{")[0].strip() in table, (code, text)
+
+
+# --- 7: ways to earn ------------------------------------------------------------------------
+
+
+async def test_the_triggers_read_lists_only_allow_listed_triggers() -> None:
+    async with widget() as (h, nector):
+        nector.add_lead(customer_id=ALICE)
+        tok = token(ALICE)
+        query = (
+            "page=1&limit=10&sort=created_at&sort_op=DESC&content_types=earn&content_types=social"
+        )
+        shared = (await h.client.get(P + "triggers?" + query, headers=bearer(tok))).json()
+        mine = (await h.client.get(P + "triggers?lead_id=x&" + query, headers=bearer(tok))).json()
+    for data in (shared["data"], mine["data"]):
+        ids = {item["_id"] for item in data["items"]}
+        assert ids == {SPIN, CHECKIN}, data
+        assert data["count"] == 2
+
+
+async def test_v1_triggers_lists_what_a_widget_may_show() -> None:
+    async with widget() as (h, _):
+        answer = await h.client.get("/v1/triggers")
+    assert answer.status_code == 200, answer.text
+    listed = answer.json()["triggers"]
+    assert [t["id"] for t in listed] == [SPIN, CHECKIN, "3c9d8e7f-6a5b-4c3d-8e2f-1a0b9c8d7e6f"]
+    assert listed[0]["name"] == "spin-wheel" and "limits" in listed[0]
+    assert "public" in answer.headers["cache-control"]
+
+
+# --- 8: GETs upstream carry no body headers --------------------------------------------------
+
+
+async def test_a_read_over_the_real_transport_sends_no_body_headers() -> None:
+    seen: list[dict[str, str]] = []
+
+    async def details(request: web.Request) -> web.Response:
+        seen.append({k.lower(): v for k, v in request.headers.items()})
+        return web.json_response({"meta": {"status": "success"}, "data": {}})
+
+    server = web.Application()
+    server.router.add_get("/api/v2/merchant/aggreegateddetails", details)
+    runner = web.AppRunner(server)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    upstream = {"url": f"http://127.0.0.1:{port}/api/v2/merchant/activities"}
+    try:
+        settings = make_settings(reads=ALL_READS, upstream=upstream)
+        async with open_harness(settings, store=MemoryStore(), real_transport=True) as h:
+            answer = await h.client.get(P + "aggreegateddetails", headers=bearer(token(ALICE)))
+    finally:
+        await runner.cleanup()
+    assert answer.status_code == 200, answer.text
+    assert "content-type" not in seen[0] and "content-length" not in seen[0], seen[0]
+    assert "transfer-encoding" not in seen[0]
+
+
+# --- 9: mint ---------------------------------------------------------------------------------
+
+
+def _mint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], *args: str, **env: str
+) -> tuple[int, str, str]:
+    config = tmp_path / "proxy.toml"
+    config.write_text(
+        '[upstream]\nurl = "https://platform.nector.io/api/v2/merchant/activities"\n'
+        f'key_purpose = "storefront"\n[[triggers]]\nid = "{SPIN}"\n'
+    )
+    environ = {"TRIGGER_PROXY_SESSION_SECRETS": ENVIRON["TRIGGER_PROXY_SESSION_SECRETS"], **env}
+    code = main(["mint", "--config", str(config), *args], environ)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_mint_refuses_a_customer_id_token_under_a_storefront_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = _mint(tmp_path, capsys, "--customer-id", ALICE)
+    assert code == 2
+    assert out == ""
+    assert "customer_id" in err and "--lead-id" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_mint_needs_only_the_session_secrets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = {"TRIGGER_PROXY_API_KEY": "ak_" + "0" * 64, "TRIGGER_PROXY_WORKSPACE_ID": "shopify-x"}
+    code, out, err = _mint(tmp_path, capsys, "--lead-id", "a-lead-0001", **env)
+    assert code == 0, err
+    assert out.count(".") == 2
