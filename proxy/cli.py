@@ -188,8 +188,18 @@ def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return serve(settings, args.config, host=args.host, port=args.port, workers=args.workers)
 
 
+STOREFRONT_NEEDS_LEAD = (
+    'trigger-proxy: upstream.key_purpose = "storefront" serves lead_id sessions only: '
+    "mint with --lead-id (a customer_id token would be refused with lead_session_required)"
+)
+
+
 def _mint(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     settings = Settings.load(args.config, env, purpose="mint")
+    if args.customer_id is not None and settings.upstream.key_purpose == "storefront":
+        # The proxy would refuse it on every call (403 lead_session_required): say so now.
+        print(STOREFRONT_NEEDS_LEAD, file=sys.stderr)
+        return 2
     max_age = settings.sessions.max_age_seconds
     ttl = max_age if args.ttl is None else args.ttl
     if not 1 <= ttl <= max_age:

@@ -263,6 +263,6 @@ def test_mint_needs_only_the_session_secrets(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     env = {"TRIGGER_PROXY_API_KEY": "ak_" + "0" * 64, "TRIGGER_PROXY_WORKSPACE_ID": "shopify-x"}
-    code, out, err = _mint(tmp_path, capsys, "--lead-id", "a-lead-0001", **env)
+    code, out, err = _mint(tmp_path, capsys, "--lead-id", "5d2f6a1e-8b3c-4d7e-9f10-2a3b4c5d6e7f", **env)
     assert code == 0, err
     assert out.count(".") == 2

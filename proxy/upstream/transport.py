@@ -70,7 +70,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 headers=[
                     (k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw
                 ],
-                data=request.content,
+                # None, not b"": aiohttp gives an empty body content-type
+                # application/octet-stream and content-length 0, which a GET must not carry.
+                data=request.content or None,
                 allow_redirects=False,
                 auto_decompress=False,
                 timeout=self._timeout(request),
