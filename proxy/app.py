@@ -52,6 +52,7 @@ from proxy.http.endpoints import (
     on_http_exception,
     on_refusal,
     openapi_document,
+    public_json_endpoint,
     script_endpoint,
     with_headers,
 )
@@ -65,6 +66,7 @@ from proxy.observe.metrics import Metrics, flush_periodically
 from proxy.reads.handler import Reads
 from proxy.reads.routes import read_of
 from proxy.rewards.gateway import Gateway
+from proxy.rewards.policy import trigger_listing
 
 
 class App(Starlette):
@@ -96,6 +98,7 @@ class App(Starlette):
         self._digests = digest_minter(settings)
         self._app_proxy = AppProxyRoutes(settings.shopify)
         self.metrics = Metrics([t.name or t.id for t in settings.triggers])
+        listed = (settings.triggers, settings.limits.per_customer)
         # Per-trigger volumes and forgery rates are not for everyone (SECURITY.md, finding 7).
         self._metrics_here = settings.server.metrics_on_main_port
         routes = [
@@ -108,6 +111,7 @@ class App(Starlette):
                 for path, name in SCRIPTS.items()
             ),
             Route("/v1/sessions", self._mint, methods=["POST"]),
+            Route("/v1/triggers", public_json_endpoint(trigger_listing(*listed)), methods=["GET"]),
             Route("/v1/sessions/shopify", self._mint_from_digest, methods=["POST"]),
         ]
         # The methods of every route, for the checks before routing; the reward routes' own.

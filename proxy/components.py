@@ -152,6 +152,7 @@ def open_components(
         upstream=upstream,
         lead_tokens=lead_tokens,
         blobs=shared_blobs(store),
+        triggers=frozenset(t.id for t in settings.triggers),
     )
     return Components(gateway, reads, store, upstream)
 

@@ -109,3 +109,15 @@ def script_endpoint(source: bytes) -> Callable[[StarletteRequest], Awaitable[Res
         return response
 
     return script
+
+
+def public_json_endpoint(body: bytes) -> Callable[[StarletteRequest], Awaitable[Response]]:
+    """The handler of a fixed JSON document that needs no session (the trigger listing):
+    cacheable by anyone, and, since its CORS headers depend on Origin, ``Vary: Origin``."""
+
+    async def document(request: StarletteRequest) -> Response:
+        response = json_response(body)
+        response.raw_headers += [(b"cache-control", b"public, max-age=300"), (b"vary", b"Origin")]
+        return response
+
+    return document

@@ -39,6 +39,7 @@ from proxy.limits.keys import Window, budget_window, customer_windows
 from proxy.limits.stores import Blobs
 from proxy.observe.logs import AccessRecord
 from proxy.reads.cache import Entry, ReadCache, SingleFlight
+from proxy.reads.listed import allow_listed_only
 from proxy.reads.routes import Kind, Read, parse
 from proxy.upstream.client import UpstreamClient
 
@@ -60,8 +61,10 @@ class Reads:
         upstream: UpstreamClient,
         lead_tokens: LeadTokens | None,
         blobs: Blobs | None = None,
+        triggers: frozenset[str] = frozenset(),
     ) -> None:
         self._enabled = frozenset(reads.routes)
+        self._triggers = triggers  # the allow-list's ids: the triggers read lists no other
         self._auth = auth
         self._store = store
         self._upstream = upstream
@@ -110,6 +113,8 @@ class Reads:
             self._remember_lead(session, _lead_id(body))  # the lists' lookup, made for free
         if read.kind is Kind.COUPON and status == 200 and _item(body).get("lead_id") != lead:
             raise NotFound("no such coupon")  # another customer's: not even its existence
+        if read.route == "triggers" and status == 200:
+            body = allow_listed_only(body, self._triggers)
         return Answer(status, body, [*PRIVATE, *headers])
 
     async def _workspace(
@@ -125,6 +130,8 @@ class Reads:
         def fetch(into: AccessRecord | None) -> Callable[[], Awaitable[tuple[int, bytes]]]:
             async def call() -> tuple[int, bytes]:
                 status, body, _ = await self._call(target, (), source, request_id, into, None)
+                if read.route == "triggers" and status == 200:
+                    body = allow_listed_only(body, self._triggers)
                 return status, body
 
             return call

@@ -91,6 +91,16 @@ def _public(
     return shown
 
 
+def trigger_listing(triggers: Sequence[TriggerSettings], default_rates: tuple[Rate, ...]) -> bytes:
+    """``GET /v1/triggers``: every allow-listed trigger as ``GET /v1/triggers/{trigger}`` shows
+    it, in the config's order; config only, never a secret."""
+    shown = []
+    for t in triggers:
+        rates = t.per_customer or default_rates
+        shown.append(json.loads(_public(t, rates, _trace(t)))["trigger"])
+    return _compact_json({"triggers": shown}).encode()
+
+
 class TriggerPolicy:
     """Looks up allow-listed triggers by id (any case) or alias."""
 
