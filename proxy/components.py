@@ -13,6 +13,7 @@ from proxy.errors import StorageUnavailable
 from proxy.identity.auth import Authenticator
 from proxy.identity.leadtokens import LeadTokens
 from proxy.identity.mint import DigestMinter, Minter
+from proxy.identity.resolved import ResolvedLeads
 from proxy.identity.sessions import SessionVerifier
 from proxy.identity.shopify import AppProxyVerifier, DigestVerifier
 from proxy.limits.decisions import LimitStore
@@ -130,6 +131,7 @@ def open_components(
     )
     lead_secret = secrets.lead_token_secret
     lead_tokens = LeadTokens(lead_secret) if storefront and lead_secret is not None else None
+    resolved = ResolvedLeads(store.clock)  # the reads resolve, the drop-in checks
     gateway = Gateway(
         auth=auth,
         policy=TriggerPolicy(
@@ -143,6 +145,7 @@ def open_components(
         lead_tokens=lead_tokens,
         log=log,
         controls=campaign_controls(settings, store, transport),
+        resolved=resolved,
     )
     reads = Reads(
         settings.reads,
@@ -153,6 +156,7 @@ def open_components(
         lead_tokens=lead_tokens,
         blobs=shared_blobs(store),
         triggers=frozenset(t.id for t in settings.triggers),
+        resolved=resolved,
     )
     return Components(gateway, reads, store, upstream)
 

@@ -188,7 +188,8 @@ def error_code(response: httpx.Response) -> str:
         assert body["meta"] == {"status": "error", "code": response.status_code}, body
         # data.message is the shopper's sentence (proxy/http/shopper.py), never the developer's.
         assert set(body["data"]) == {"message"}, body
-        assert isinstance(body["data"]["message"], str) and body["data"]["message"], body
+        assert isinstance(body["data"]["message"], str), body
+        assert body["data"]["message"], body
         body = {"error": body["error"]}
     assert set(body) == {"error"}, body
     # A campaign not open yet also says when it opens (its only extra field).

@@ -150,7 +150,9 @@ def test_a_page_written_for_nector_is_rewarded_through_the_dropin_route(
             tab.click("#reward")
             expect(tab.locator("#message")).to_have_text(re.compile(r"You earned \d+ coins"))
             tab.click("#steal")
-            expect(tab.locator("#message")).to_have_text("This account does not match. Please sign in again.")
+            expect(tab.locator("#message")).to_have_text(
+                "This account does not match. Please sign in again."
+            )
             ARTIFACTS.mkdir(exist_ok=True)
             tab.screenshot(path=str(ARTIFACTS / "dropin-refusal.png"))
     access = [json.loads(line) for line in proxy.log_lines() if '"route"' in line]

@@ -9,7 +9,8 @@ rewards need. Workspace-wide answers come from ``reads.cache.ReadCache`` and spe
 cached; a customer's own answers are never cached.
 
 A customer_id session is looked up once (``leads/<id>?customer_id=<id>``) for its lead id,
-which the lists filter by; the answer is remembered, bounded.
+which the lists filter by; the answer is remembered, bounded (``identity.resolved``, which the
+drop-in reward asks too).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from proxy.http.responses import Answer, quota_headers, rate_policy
 from proxy.identity.auth import Authenticator
 from proxy.identity.claims import Session, resolve_source
 from proxy.identity.leadtokens import LeadTokens
-from proxy.limits.bounded import ExpiringMap
+from proxy.identity.resolved import ResolvedLeads
 from proxy.limits.decisions import LimitStore, Outcome
 from proxy.limits.keys import Window, budget_window, customer_windows
 from proxy.limits.stores import Blobs
@@ -44,8 +45,6 @@ from proxy.reads.routes import Kind, Read, parse
 from proxy.upstream.client import UpstreamClient
 
 PRIVATE = [(b"cache-control", b"private, no-store")]
-LEADS_REMEMBERED = 10_000
-LEAD_SECONDS = 86_400.0  # a lead's id never changes; the bound is for forgetting old customers
 _READS = "reads"  # the "trigger" the customer's read windows are keyed by
 ALL_SOURCES = frozenset(SOURCES)  # reads are no trigger's: every source may read
 
@@ -62,6 +61,7 @@ class Reads:
         lead_tokens: LeadTokens | None,
         blobs: Blobs | None = None,
         triggers: frozenset[str] = frozenset(),
+        resolved: ResolvedLeads | None = None,
     ) -> None:
         self._enabled = frozenset(reads.routes)
         self._triggers = triggers  # the allow-list's ids: the triggers read lists no other
@@ -80,7 +80,8 @@ class Reads:
         )
         self._max_age = reads.cache_seconds
         self._mine: SingleFlight[tuple[int, bytes, list[tuple[bytes, bytes]]]] = SingleFlight()
-        self._leads: ExpiringMap[str, str] = ExpiringMap(LEADS_REMEMBERED, store.clock)
+        self._leads = resolved or ResolvedLeads(store.clock)
+        self._leads.lookup = self._lookup  # the drop-in's, for a lead_id it must check
         self._lead_tokens = lead_tokens
 
     async def aclose(self) -> None:
@@ -162,7 +163,7 @@ class Reads:
     ) -> str | Answer:
         """A customer_id session's lead id, looked up once; or Nector's answer to the lookup
         when it found none."""
-        known = self._leads.get(session.scope)
+        known = self._leads.get(session)
         if known is not None:
             return known
         target = Read("leads", Kind.LEAD, None, ()).target(session, None)
@@ -176,8 +177,19 @@ class Reads:
         return lead
 
     def _remember_lead(self, session: Session, lead: str | None) -> None:
-        if lead is not None:
-            self._leads.put(session.scope, self._leads.clock() + LEAD_SECONDS, lead)
+        self._leads.remember(session, lead)
+
+    async def _lookup(
+        self, session: Session, source: str, request_id: str, record: AccessRecord
+    ) -> str | None:
+        """The drop-in's question (``identity.resolved``): the lead, or None if there is none."""
+        try:
+            found = await self._lead(session, source, request_id, record)
+        except UpstreamError as exc:
+            if exc.cause != "no_lead_id":
+                raise
+            return None
+        return None if isinstance(found, Answer) else found
 
     async def _own(
         self,

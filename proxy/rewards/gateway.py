@@ -28,11 +28,11 @@ from proxy.errors import (
 )
 from proxy.http.asgi import Request
 from proxy.http.body import parse_object
-from proxy.http.responses import Answer, quota_headers
-from proxy.http.shopper import nector_body
+from proxy.http.responses import NECTOR_PREFIX, Answer, quota_headers, render_error
 from proxy.identity.auth import Authenticator
 from proxy.identity.claims import Session, resolve_source
 from proxy.identity.leadtokens import LeadTokens
+from proxy.identity.resolved import ResolvedLeads
 from proxy.limits.coins import CoinWindow
 from proxy.limits.decisions import (
     Decision,
@@ -50,14 +50,9 @@ from proxy.limits.keys import (
 from proxy.observe.logs import LOG, AccessRecord, RequestLog
 from proxy.rewards.campaign import paid_coins
 from proxy.rewards.controls import DRY_RUN, CampaignControls
+from proxy.rewards.dropin import check_dropin
 from proxy.rewards.memo import REPLAYED, DecisionMemo
-from proxy.rewards.policy import (
-    Trigger,
-    TriggerPolicy,
-    check_dropin_body,
-    check_trigger_body,
-    upstream_body,
-)
+from proxy.rewards.policy import Trigger, TriggerPolicy, check_trigger_body, upstream_body
 from proxy.upstream.client import UpstreamClient
 
 # An unfinished first call is taken as lost this long after the upstream deadline.
@@ -82,6 +77,7 @@ class Gateway:
         lead_tokens: LeadTokens | None,
         log: RequestLog,
         controls: CampaignControls | None = None,
+        resolved: ResolvedLeads | None = None,
     ) -> None:
         self.auth = auth
         self._policy = policy
@@ -92,6 +88,7 @@ class Gateway:
         self._upstream = upstream
         self._lead_tokens = lead_tokens
         self._log = log
+        self._resolved = resolved or ResolvedLeads(store.clock)  # shared with the reads
         self._repeats = DecisionMemo(store.clock)
         self._in_flight = upstream.timeout_seconds + IN_FLIGHT_MARGIN_SECONDS
         self.controls = controls or CampaignControls(store, clock=time.time)
@@ -161,7 +158,7 @@ class Gateway:
         source = resolve_source(request.header(b"x-source"), session, trigger.sources)
         record.source = source
         try:
-            check_dropin_body(body, session)
+            await check_dropin(body, session, self._resolved, source, request.request_id, record)
         except (ForbiddenField, IdentityMismatch) as exc:
             self._log.audit(exc.code, record, request.client_ip)
             raise
@@ -303,7 +300,5 @@ class Gateway:
             return Answer(upstream.status, upstream.body)
         record.code = record.upstream_fault = failure.code
         record.cause = failure.cause
-        rendered = (
-            nector_body(failure, request_id, claim=True) if nector else failure.body(request_id)
-        )
+        rendered = render_error(failure, NECTOR_PREFIX + "activities" if nector else "", request_id)
         return Answer(failure.status, rendered, failure.headers)

@@ -161,14 +161,20 @@ def check_trigger_body(body: Mapping[str, Any]) -> None:
         raise ForbiddenField(f"the client may not set {_field_name(name)}")
 
 
-def check_dropin_body(body: Mapping[str, Any], session: Session) -> None:
+def check_dropin_body(
+    body: Mapping[str, Any], session: Session, resolved_lead: str | None = None
+) -> None:
     """The drop-in route takes Nector's shape: ``trigger_id`` and optionally the session's own
-    ``customer_id`` or ``lead_id``; another customer is an identity mismatch."""
+    ``customer_id`` or ``lead_id``; another customer is an identity mismatch. A customer_id
+    session may also name ``resolved_lead``, the lead the proxy resolved for that customer
+    (Nector's widget sends the lead's ``_id`` from its own lead read)."""
     for name, value in body.items():
         if name == "trigger_id":
             continue
         if name in ("customer_id", "lead_id"):
-            if name != session.subject_field or value != session.subject:
+            own = name == session.subject_field and value == session.subject
+            resolved = name == "lead_id" and resolved_lead is not None and value == resolved_lead
+            if not (own or resolved):
                 raise IdentityMismatch()
             continue
         raise ForbiddenField(f"the client may not set {_field_name(name)}")
