@@ -276,3 +276,56 @@ def test_mint_needs_only_the_session_secrets(
     )
     assert code == 0, err
     assert out.count(".") == 2
+
+
+# --- 5: signed-out visitors ------------------------------------------------------------------
+
+VISITORS = {
+    **ALL_READS,
+    "public_routes": ["triggers", "aggreegateddetails"],
+    "per_address": "2/minute",
+}
+
+
+async def test_a_visitor_reads_a_public_route_from_the_cache() -> None:
+    async with widget(reads=VISITORS) as (h, nector):
+        first = await h.client.get(P + "aggreegateddetails", headers={"x-apikey": "null"})
+        again = await h.client.get(P + "aggreegateddetails", headers={"x-apikey": "null"})
+    assert first.status_code == 200, first.text
+    assert again.json() == first.json()
+    assert first.headers["cache-control"].startswith("public, max-age=")
+    assert first.headers["vary"] == "Origin"
+    assert len(nector.calls) == 1  # the second came from the cache
+
+
+async def test_a_visitors_misses_are_limited_per_address() -> None:
+    async with widget(reads=VISITORS) as (h, nector):
+        answers = [
+            await h.client.get(P + f"triggers?page={page}", headers={"x-apikey": "null"})
+            for page in (1, 2, 3)
+        ]
+        # A cached answer costs nothing, past the limit too.
+        cached = await h.client.get(P + "triggers?page=1")
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert error_code(answers[2]) == "rate_limited"
+    assert cached.status_code == 200
+    assert len(nector.calls) == 2
+
+
+async def test_a_visitor_still_needs_a_session_for_the_rest() -> None:
+    async with widget(reads=VISITORS) as (h, nector):
+        offers = await h.client.get(P + "aggreegatedoffers?tier=&time_segment=night")
+        mine = await h.client.get(P + "triggers?lead_id=x&content_types=earn")
+        lead = await h.client.get(P + "leads/x")
+    for answer in (offers, mine, lead):
+        assert answer.status_code == 401, answer.text
+        assert error_code(answer) == "missing_session"
+    assert nector.calls == []
+
+
+def test_check_config_refuses_a_customer_scoped_public_route() -> None:
+    from proxy.config.schema import ConfigError
+
+    with pytest.raises(ConfigError, match=r"reads\.public_routes"):
+        make_settings(reads={**ALL_READS, "public_routes": ["wallettransactions"]})
+    assert make_settings().reads.public_routes == ()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
@@ -213,12 +214,13 @@ class LimitSettings:
 # Nector's reads a storefront widget makes (docs/api.md, "Reads"), as ``[reads] routes`` names them.
 _READ_NAMES = "leads wallettransactions coupons activities triggers aggreegateddetails"
 READ_ROUTES = tuple(f"{_READ_NAMES} aggreegatedoffers offers entities".split())
+WORKSPACE_READS = READ_ROUTES[4:]  # the same for everyone: all a visitor with no session may read
 
 
-def _read_routes(key: str, routes: tuple[str, ...]) -> tuple[str, ...]:
+def _read_routes(key: str, routes: tuple[str, ...], named: tuple[str, ...] = READ_ROUTES) -> Any:
     for route in routes:
-        if route not in READ_ROUTES:
-            raise ConfigError(key, f"{route!r} is not one of {', '.join(READ_ROUTES)}")
+        if route not in named:
+            raise ConfigError(key, f"{route!r} is not one of {', '.join(named)}")
     return tuple(dict.fromkeys(routes))
 
 
@@ -230,6 +232,8 @@ class ReadSettings:
     budget: Rate = setting(Rate(20, 60))  # the slice of limits.upstream reads may spend
     per_customer: tuple[Rate, ...] = setting((Rate(60, 60),))  # reads that reach Nector
     max_cached: int = setting(1000, low=1)  # workspace-wide answers held per process
+    public_routes: tuple[str, ...] = setting((), check=partial(_read_routes, named=WORKSPACE_READS))
+    per_address: tuple[Rate, ...] = setting((Rate(30, 60),))  # a visitor's cache misses
 
 
 def _shop(key: str, shop: str) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 
 from proxy.config.settings import SOURCES, Rate, ReadSettings
 from proxy.errors import (
+    MissingSession,
     NotFound,
     RateLimited,
     ReadNotAllowed,
@@ -47,6 +48,7 @@ from proxy.upstream.client import UpstreamClient
 PRIVATE = [(b"cache-control", b"private, no-store")]
 _READS = "reads"  # the "trigger" the customer's read windows are keyed by
 ALL_SOURCES = frozenset(SOURCES)  # reads are no trigger's: every source may read
+VISITOR = Session("customer_id", "", None, None, None, None, None, 0, "visitor")  # no claims
 
 
 class Reads:
@@ -64,6 +66,8 @@ class Reads:
         resolved: ResolvedLeads | None = None,
     ) -> None:
         self._enabled = frozenset(reads.routes)
+        self._public = frozenset(reads.public_routes)  # answered with no session, cached
+        self._per_address = reads.per_address
         self._triggers = triggers  # the allow-list's ids: the triggers read lists no other
         self._auth = auth
         self._store = store
@@ -92,14 +96,20 @@ class Reads:
         self, request: Request, rest: str, record: AccessRecord, cookie_ok: bool
     ) -> Answer:
         """``GET /api/v2/merchant/{rest}``: the session's own data, or the workspace's."""
-        session, _ = self._auth.session(request, record, cookie_ok)
+        try:
+            session, _ = self._auth.session(request, record, cookie_ok)
+        except MissingSession:
+            if rest.partition("/")[0] not in self._public:
+                raise
+            return await self._visitor(request, rest, record)
         if rest.partition("/")[0] not in self._enabled:
             raise ReadNotAllowed("this read is not enabled on this proxy")
         source = resolve_source(request.header(b"x-source"), session, ALL_SOURCES)
         record.source = source
         read = parse(rest, request.query)
         if read.kind is Kind.WORKSPACE:
-            return await self._workspace(read, session, source, request.request_id, record)
+            windows = customer_windows(_READS, session.scope, self._rates)
+            return await self._workspace(read, windows, source, request.request_id, record)
         lead = session.subject if session.subject_field == "lead_id" else None
         if read.needs_lead and lead is None:
             found = await self._lead(session, source, request.request_id, record)
@@ -119,9 +129,16 @@ class Reads:
         return Answer(status, body, [*PRIVATE, *headers])
 
     async def _workspace(
-        self, read: Read, session: Session, source: str, request_id: str, record: AccessRecord
+        self,
+        read: Read,
+        windows: tuple[Window, ...],
+        source: str,
+        request_id: str,
+        record: AccessRecord,
     ) -> Answer:
-        target = read.target(session, None)
+        """A workspace-wide read from the cache; a miss is paid by ``windows`` (the customer's
+        reads, or a visitor's address)."""
+        target = read.shared_target
         # The answer is Nector's to a call that names the source (x-source), so it is kept per
         # source: nothing says Nector's reads ignore it, and a storefront reads from one source.
         key = f"{source}:{target}"
@@ -146,11 +163,23 @@ class Reads:
             record.decision = "stale"
             return self._cached(entry)
         # A miss: the customer's read windows pay for joining (or starting) the fill.
-        windows = customer_windows(_READS, session.scope, self._rates)
         decision = await self._store.admit(windows, (), None)
         if decision.outcome is Outcome.RATE_LIMITED:
             raise RateLimited(decision.retry_after, headers=self._quota(windows, decision.windows))
         return self._cached(await cache.fill(key, fetch(record)))
+
+    async def _visitor(self, request: Request, rest: str, record: AccessRecord) -> Answer:
+        """A read with no session, of a route in ``reads.public_routes``: workspace-wide only,
+        a miss paid by the visitor's address (``reads.per_address``)."""
+        if rest.partition("/")[0] not in self._enabled:
+            raise ReadNotAllowed("this read is not enabled on this proxy")
+        source = resolve_source(request.header(b"x-source"), VISITOR, ALL_SOURCES)
+        record.source = source
+        read = parse(rest, request.query)
+        if read.kind is not Kind.WORKSPACE:  # the triggers read with a lead_id, say
+            raise MissingSession()
+        windows = customer_windows(_READS, "address:" + request.client_ip, self._per_address)
+        return await self._workspace(read, windows, source, request.request_id, record)
 
     def _cached(self, entry: Entry) -> Answer:
         """A workspace-wide answer: browsers may keep it for as long as it stays fresh here."""

@@ -110,8 +110,7 @@ class Read(NamedTuple):
         only for a lead_id session (a customer_id session is looked up by its customer id)."""
         kind = self.kind
         if kind is Kind.WORKSPACE:
-            path = self.route if self.item is None else f"{self.route}/{quote(self.item)}"
-            return path + ("?" + urlencode(self.params) if self.params else "")
+            return self.shared_target
         if kind is Kind.LEAD and session.subject_field == "customer_id":
             customer = quote(session.subject, safe="")
             return f"leads/{customer}?customer_id={customer}"
@@ -122,6 +121,12 @@ class Read(NamedTuple):
             assert self.item is not None
             return f"coupons/{quote(self.item)}"
         return f"{self.route}?" + urlencode([("lead_id", lead), *self.params])
+
+    @property
+    def shared_target(self) -> str:
+        """A workspace-wide read's path and query: the same for everyone, visitors too."""
+        path = self.route if self.item is None else f"{self.route}/{quote(self.item)}"
+        return path + ("?" + urlencode(self.params) if self.params else "")
 
     @property
     def needs_lead(self) -> bool:
