@@ -1,18 +1,16 @@
 """The application: a Starlette app whose reward routes take a raw-ASGI fast path.
 
-``create_app`` builds it. Health, readiness, metrics, the OpenAPI document, the client script
-and minting are Starlette routes, with exception handlers that render the contract's errors,
-and the lifespan is Starlette's (it opens and closes the limit store and the upstream client).
+``create_app`` builds it. Health, readiness, metrics, the OpenAPI document, the client scripts,
+the trigger listing and minting are Starlette routes, with exception handlers that render the
+contract's errors; the lifespan (Starlette's) opens and closes the limit store and upstream.
 
-Every HTTP request first passes the checks the contract puts before any route's own work, in
-one frame: route and method, then the Origin (403 origin_not_allowed), then a browser's
-preflight. The reward routes (``POST /v1/triggers/{trigger}`` and Nector's drop-in) and the
-reads (``GET /api/v2/merchant/...``, ``reads.handler``) are then answered there directly, since
-refusals are most of the traffic and Starlette's middleware stack and routing in front would
-add half again to a refusal's CPU (bench/routing.py); the rest goes on to Starlette's router.
-Every answer gets X-Request-ID and the CORS headers, and one access line.
-
-Mounted under a prefix (``Mount("/rewards", app=...)``), routes are matched without it.
+Every HTTP request first passes the checks the contract puts before any route's own work, in one
+frame: route and method, the Origin (403 origin_not_allowed), a browser's preflight. The reward
+routes (``/v1/triggers/{trigger}``, Nector's drop-in, a redemption) and the reads are then
+answered there directly: refusals are most of the traffic, and Starlette's middleware and
+routing in front would add half again to a refusal's CPU (bench/routing.py). Every answer gets
+X-Request-ID, the CORS headers and one access line. Mounted under a prefix
+(``Mount("/rewards", app=...)``), routes are matched without it.
 """
 
 from __future__ import annotations
@@ -67,6 +65,7 @@ from proxy.reads.handler import Reads
 from proxy.reads.routes import read_of
 from proxy.rewards.gateway import Gateway
 from proxy.rewards.policy import trigger_listing
+from proxy.rewards.redeem import REDEEM_PATH, Redemptions
 
 
 class App(Starlette):
@@ -92,13 +91,13 @@ class App(Starlette):
         )
         self._gateway: Gateway | None = None
         self._reads: Reads | None = None
+        self._redemptions: Redemptions | None = None
         configure_if_unset(settings.logging.level, settings.logging.format)
         self._log = RequestLog()
         self._minter = minter(settings)
         self._digests = digest_minter(settings)
         self._app_proxy = AppProxyRoutes(settings.shopify)
         self.metrics = Metrics([t.name or t.id for t in settings.triggers])
-        listed = (settings.triggers, settings.limits.per_customer)
         # Per-trigger volumes and forgery rates are not for everyone (SECURITY.md, finding 7).
         self._metrics_here = settings.server.metrics_on_main_port
         routes = [
@@ -111,12 +110,12 @@ class App(Starlette):
                 for path, name in SCRIPTS.items()
             ),
             Route("/v1/sessions", self._mint, methods=["POST"]),
-            Route("/v1/triggers", public_json_endpoint(trigger_listing(*listed)), methods=["GET"]),
+            Route("/v1/triggers", public_json_endpoint(trigger_listing(settings)), methods=["GET"]),
             Route("/v1/sessions/shopify", self._mint_from_digest, methods=["POST"]),
         ]
         # The methods of every route, for the checks before routing; the reward routes' own.
         self._methods = {r.path: next(iter(r.methods - {"HEAD"})) for r in routes if r.methods}
-        self._methods[DROPIN_PATH] = "POST"
+        self._methods[DROPIN_PATH] = self._methods[REDEEM_PATH] = "POST"
         super().__init__(
             routes=routes,
             exception_handlers={
@@ -138,12 +137,13 @@ class App(Starlette):
             self.settings, log=self._log, transport=self._transport, store=self._given_store
         )
         self._gateway, self._reads = parts.gateway, parts.reads
+        self._redemptions = parts.redemptions
         await report_store(self.settings, parts.store)
         flusher = asyncio.create_task(flush_periodically(self.metrics))
         try:
             yield
         finally:
-            self._gateway = self._reads = None
+            self._gateway = self._reads = self._redemptions = None
             flusher.cancel()
             await parts.aclose()
             flush_logs()
@@ -257,14 +257,14 @@ class App(Starlette):
             return await self._reads.read(request, read, record, cookie_ok)
         if path == DROPIN_PATH:
             return await self._started().dropin(request, record, cookie_ok)
+        if path == REDEEM_PATH and self._redemptions is not None:  # rewards/redeem.py
+            return await self._redemptions.redeem(request, record, cookie_ok)
         return None
 
     def _started(self) -> Gateway:
         if self._gateway is None:
             raise StorageUnavailable("the proxy is not started")
         return self._gateway
-
-    # --- Starlette routes -----------------------------------------------------------------
 
     async def _health(self, request: StarletteRequest) -> Response:
         return json_response(b'{"status":"ok"}')

@@ -23,8 +23,9 @@ from proxy.observe.logs import LOG, RequestLog
 from proxy.reads.handler import Reads
 from proxy.rewards.challenge import ChallengeVerifier
 from proxy.rewards.controls import CampaignControls
-from proxy.rewards.gateway import Gateway
+from proxy.rewards.gateway import IN_FLIGHT_MARGIN_SECONDS, Gateway
 from proxy.rewards.policy import TriggerPolicy
+from proxy.rewards.redeem import Redemptions
 from proxy.upstream.client import UpstreamClient
 
 
@@ -33,6 +34,7 @@ class Components(NamedTuple):
 
     gateway: Gateway
     reads: Reads
+    redemptions: Redemptions
     store: LimitStore
     upstream: UpstreamClient
 
@@ -158,7 +160,20 @@ def open_components(
         triggers=frozenset(t.id for t in settings.triggers),
         resolved=resolved,
     )
-    return Components(gateway, reads, store, upstream)
+    redemptions = Redemptions(
+        settings.redemption,
+        auth=auth,
+        budget=settings.limits.upstream,
+        idempotency_ttl_seconds=settings.limits.idempotency_ttl_seconds,
+        in_flight_seconds=upstream.timeout_seconds + IN_FLIGHT_MARGIN_SECONDS,
+        max_body_bytes=settings.server.max_body_bytes,
+        store=store,
+        upstream=upstream,
+        lead_tokens=lead_tokens,
+        resolved=resolved,
+        log=log,
+    )
+    return Components(gateway, reads, redemptions, store, upstream)
 
 
 async def report_store(settings: Settings, store: LimitStore) -> None:

@@ -21,6 +21,8 @@
     ├── ShopNotAllowed              403 shop_not_allowed
     ├── TriggerNotActive            403 trigger_not_active   (outside its schedule; opens_at)
     ├── ChallengeFailed             403 challenge_failed     (a bad, missing or reused token)
+    ├── RedemptionOff               403 redemption_off      (offerredeems, [redemption] off)
+    ├── OfferNotAllowed             403 offer_not_allowed   (an offer [redemption] does not list)
     ├── NotFound                    404 not_found
     ├── MethodNotAllowed            405 method_not_allowed
     ├── IdempotencyInFlight         409 idempotency_in_flight   (Retry-After)
@@ -200,6 +202,14 @@ class TriggerNotActive(ProxyError):
 
 class ChallengeFailed(ProxyError):
     status, code, message = 403, "challenge_failed", "the human check did not pass; try again"
+
+
+class RedemptionOff(ProxyError):
+    status, code, message = 403, "redemption_off", "redemption is not enabled on this proxy"
+
+
+class OfferNotAllowed(ProxyError):
+    status, code, message = 403, "offer_not_allowed", "the offer is not in redemption.offers"
 
 
 class NotFound(ProxyError):

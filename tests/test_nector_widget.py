@@ -329,3 +329,100 @@ def test_check_config_refuses_a_customer_scoped_public_route() -> None:
     with pytest.raises(ConfigError, match=r"reads\.public_routes"):
         make_settings(reads={**ALL_READS, "public_routes": ["wallettransactions"]})
     assert make_settings().reads.public_routes == ()
+
+
+# --- 4: redemption ---------------------------------------------------------------------------
+
+OFFER_ID = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
+OTHER_OFFER = "7e6d5c4b-3a29-4b18-8c07-f6e5d4c3b2a1"
+REDEEM = P + "offerredeems"
+
+
+def with_offers(nector: NectorStandIn) -> None:
+    for offer_id in (OFFER_ID, OTHER_OFFER):
+        nector.offers[offer_id] = {"_id": offer_id, "name": "10% off", "rule": {"coin_amount": 50}}
+
+
+async def test_redemption_is_off_by_default_and_says_so() -> None:
+    async with widget() as (h, nector):
+        preflight = await h.client.options(
+            REDEEM,
+            headers={
+                "origin": "https://shop.example.com",
+                "access-control-request-method": "POST",
+                "access-control-request-headers": "content-type,x-apikey,x-source,authorization",
+            },
+        )
+        refused = await h.post(REDEEM, tok=token(ALICE), body={"offer_id": OFFER_ID, "step": 1})
+    assert preflight.status_code == 204
+    assert "POST" in preflight.headers["access-control-allow-methods"]
+    assert refused.status_code == 403
+    assert error_code(refused) == "redemption_off"
+    assert refused.json()["data"]["message"] == "Redeeming coins is not available here yet."
+    assert nector.calls == []
+
+
+REDEEMING = {"enabled": True, "offers": [OFFER_ID], "per_customer": "2/day"}
+
+
+async def test_a_customer_spends_its_own_coins_on_an_allow_listed_offer() -> None:
+    async with widget(redemption=REDEEMING) as (h, nector):
+        with_offers(nector)
+        alice = nector.add_lead(customer_id=ALICE)
+        alice.available = 120
+        bob = nector.add_lead(customer_id="shopify-7009999")
+        bob.available = 500
+        tok = token(ALICE)
+        body = {"offer_id": OFFER_ID, "lead_id": alice.id, "step": 1}
+        first = await h.post(REDEEM, tok=tok, body=body, headers={"idempotency-key": "k1"})
+        replay = await h.post(REDEEM, tok=tok, body=body, headers={"idempotency-key": "k1"})
+        theirs = await h.post(REDEEM, tok=tok, body={**body, "lead_id": bob.id})
+        other = await h.post(REDEEM, tok=tok, body={"offer_id": OTHER_OFFER, "step": 1})
+        forged = await h.post(REDEEM, tok=tok, body={**body, "trace": {}})
+    assert first.status_code == 200, first.text
+    coupon = first.json()["data"]["coupon"]
+    assert coupon["lead_id"] == alice.id
+    assert coupon["_id"]
+    assert replay.json() == first.json()
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert alice.available == 70
+    assert bob.available == 500
+    assert [c["_id"] for c in alice.coupons] == [coupon["_id"]]
+    assert alice.transactions[-1]["operation"] == "dr"
+    assert error_code(theirs) == "identity_mismatch"
+    assert error_code(other) == "offer_not_allowed"
+    assert other.json()["data"]["message"] == "This offer cannot be redeemed here."
+    assert error_code(forged) == "forbidden_field"
+    posts = [c.body for c in nector.calls if c.method == "POST"]
+    assert posts == [{"offer_id": OFFER_ID, "lead_id": alice.id, "step": 1}]
+    assert all(c.headers["x-apikey"] == API_KEY for c in nector.calls)
+
+
+async def test_short_coins_and_the_customers_limit_are_refused_in_nectors_envelope() -> None:
+    async with widget(redemption=REDEEMING) as (h, nector):
+        with_offers(nector)
+        alice = nector.add_lead(customer_id=ALICE)
+        alice.available = 60
+        tok = token(ALICE)
+        body = {"offer_id": OFFER_ID, "step": 1}
+        spent = await h.post(REDEEM, tok=tok, body=body)
+        short = await h.post(REDEEM, tok=tok, body=body)
+        over = await h.post(REDEEM, tok=tok, body=body)
+    assert spent.status_code == 200, spent.text
+    assert short.status_code == 422, short.text
+    assert short.json()["meta"]["status"] == "error"
+    assert "coins" in short.json()["data"]["message"]
+    assert alice.available == 10
+    assert error_code(over) == "rate_limited"
+    assert over.json()["data"]["message"].startswith("You have already claimed this")
+
+
+def test_redemption_config_names_offers_or_all() -> None:
+    from proxy.config.schema import ConfigError
+
+    with pytest.raises(ConfigError, match=r"redemption\.offers"):
+        make_settings(redemption={"enabled": True})
+    with pytest.raises(ConfigError, match=r"redemption\.offers"):
+        make_settings(redemption={"enabled": True, "offers": ["not-a-uuid"]})
+    assert make_settings(redemption={"enabled": True, "offers": ["all"]}).redemption.enabled
+    assert not make_settings().redemption.enabled

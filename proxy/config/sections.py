@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from proxy.config.campaign import CAMPAIGN_KEYS, read_campaign
 from proxy.config.reader import EnvOverrides, Problems, Reader
+from proxy.config.redemption import RedemptionSettings
 from proxy.config.schema import (
     ENV_PREFIX,
     MIN_SECRET_LENGTH,
@@ -37,6 +38,7 @@ from proxy.config.triggers import OfferOverride, TriggerSettings, WalletOverride
 from proxy.config.variables import AskedEnviron, overrides
 
 Purpose = Literal["serve", "mint"]
+_SECTIONS: dict[str, type] = {**SECTIONS, "redemption": RedemptionSettings}
 _T = TypeVar("_T")
 
 
@@ -46,19 +48,19 @@ def read_sections(
     """The secrets, the sections by name and the triggers, or every mistake found."""
     reader = Reader(data, "")
     # A section that stops at its first mistake has not asked for its overrides yet.
-    environ = asked = AskedEnviron(environ, known=overrides(SECTIONS))
+    environ = asked = AskedEnviron(environ, known=overrides(_SECTIONS))
     env = EnvOverrides(environ)
     problems = Problems()
     # Minting needs the sessions and their secrets only: a mistake elsewhere is serve's to
     # refuse, and must not stop an operator minting a token to test with.
     ignored = Problems() if purpose == "mint" else problems
-    ignored.read(lambda: reader.only(*SECTIONS, "triggers"), None)
+    ignored.read(lambda: reader.only(*_SECTIONS, "triggers"), None)
     secrets = problems.read(lambda: _read_secrets(environ, purpose), None)
     sections = {
         name: (problems if name == "sessions" else ignored).read(
             functools.partial(_read_section, cls, reader.table(name), env), cls()
         )
-        for name, cls in SECTIONS.items()
+        for name, cls in _SECTIONS.items()
     }
     no_triggers: tuple[TriggerSettings, ...] = ()
     triggers = ignored.read(lambda: _read_triggers(reader.tables("triggers")), no_triggers)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from proxy.config.redemption import RedemptionSettings
 from proxy.config.schema import (
     ENV_PREFIX,
     MIN_SECRET_LENGTH,
@@ -81,6 +82,7 @@ class Settings:
     reads: ReadSettings = field(default_factory=ReadSettings)
     shopify: ShopifySettings = field(default_factory=ShopifySettings)
     challenge: ChallengeSettings = field(default_factory=ChallengeSettings)
+    redemption: RedemptionSettings = field(default_factory=RedemptionSettings)
     triggers: tuple[TriggerSettings, ...] = ()
     logging: LogSettings = field(default_factory=LogSettings)
 

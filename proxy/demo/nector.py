@@ -32,6 +32,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from .nector_reads import read_routes
+from .nector_redeem import redeem
 from .nector_state import Call, Lead, check_lead_token, error
 
 SOURCES = ("mobile", "unix", "web")
@@ -78,6 +79,7 @@ class NectorStandIn:
         self.app = Starlette(
             routes=[
                 Route("/api/v2/merchant/activities", self._activities, methods=["POST"]),
+                Route("/api/v2/merchant/offerredeems", self._redeem, methods=["POST"]),
                 *read_routes(self),
             ]
         )
@@ -144,6 +146,19 @@ class NectorStandIn:
                 return error(422, "Lead does not exists")
             lead = self.add_lead(customer_id=body["customer_id"])
         return self._reward(trigger, lead, body.get("trace") or {})
+
+    async def _redeem(self, request: Request) -> JSONResponse:
+        body = await request.json()
+        self.calls.append(Call(dict(request.headers), body, path=request.url.path))
+        refused = self.authorized(request)
+        if refused is not None:
+            return refused
+        if self.lead_token_secret is not None:
+            token = request.headers.get("x-leadtoken")
+            problem = check_lead_token(token, body.get("lead_id"), self.lead_token_secret)
+            if problem:
+                return error(401, problem)
+        return redeem(self, body)
 
     def _reward(self, trigger: StandInTrigger, lead: Lead, trace: dict[str, Any]) -> JSONResponse:
         coins, operation, offer = trigger.coins, "cr", None

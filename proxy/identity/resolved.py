@@ -48,6 +48,15 @@ class ResolvedLeads:
         (looked up if not known yet); None otherwise."""
         if session.subject_field != "customer_id" or not isinstance(body.get("lead_id"), str):
             return None
+        return await self.lead_of(session, source, request_id, record)
+
+    async def lead_of(
+        self, session: Session, source: str, request_id: str, record: AccessRecord
+    ) -> str | None:
+        """The session's lead id: its own for a lead_id session, else the resolved one (looked
+        up if not known yet); None if Nector has no lead for the customer."""
+        if session.subject_field == "lead_id":
+            return session.subject
         known = self.get(session)
         if known is not None or self.lookup is None:
             return known

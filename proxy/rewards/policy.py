@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
-from proxy.config.settings import Rate, TriggerSettings
+from proxy.config.settings import Rate, Settings, TriggerSettings
 from proxy.errors import (
     ForbiddenField,
     IdentityMismatch,
@@ -91,12 +91,12 @@ def _public(
     return shown
 
 
-def trigger_listing(triggers: Sequence[TriggerSettings], default_rates: tuple[Rate, ...]) -> bytes:
+def trigger_listing(settings: Settings) -> bytes:
     """``GET /v1/triggers``: every allow-listed trigger as ``GET /v1/triggers/{trigger}`` shows
     it, in the config's order; config only, never a secret."""
     shown = []
-    for t in triggers:
-        rates = t.per_customer or default_rates
+    for t in settings.triggers:
+        rates = t.per_customer or settings.limits.per_customer
         shown.append(json.loads(_public(t, rates, _trace(t)))["trigger"])
     return _compact_json({"triggers": shown}).encode()
 

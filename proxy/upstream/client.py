@@ -124,6 +124,14 @@ class UpstreamClient:
         ``UpstreamFailure``. ``lead_token`` is sent as ``x-leadtoken`` (a storefront key)."""
         return await self._call(self._url, body, source, request_id, lead_token)
 
+    async def post(
+        self, target: str, body: bytes, *, source: str, request_id: str, lead_token: bytes | None
+    ) -> UpstreamAnswer:
+        """POST ``body`` to another of Nector's paths under ``/api/v2/merchant/`` (a redemption's
+        ``offerredeems``): ``target`` is the proxy's own, never a client's."""
+        url = httpx.URL(self._reads_base + target)
+        return await self._call(url, body, source, request_id, lead_token)
+
     async def get(
         self, target: str, *, source: str, request_id: str, lead_token: bytes | None = None
     ) -> UpstreamAnswer:
