@@ -426,3 +426,24 @@ def test_redemption_config_names_offers_or_all() -> None:
         make_settings(redemption={"enabled": True, "offers": ["not-a-uuid"]})
     assert make_settings(redemption={"enabled": True, "offers": ["all"]}).redemption.enabled
     assert not make_settings().redemption.enabled
+
+
+# --- what the widget renders from ---------------------------------------------------------------
+
+
+async def test_the_stand_in_answers_with_what_the_widget_renders() -> None:
+    async with widget() as (h, nector):
+        alice = nector.add_lead(customer_id=ALICE)
+        tok = token(ALICE)
+        await h.post(P + "activities", tok=tok, body={"trigger_id": SPIN, "lead_id": alice.id})
+        details = (await h.client.get(P + "aggreegateddetails", headers=bearer(tok))).json()
+        earn = await h.client.get(P + "triggers?lead_id=x&content_types=earn", headers=bearer(tok))
+    (config,) = details["data"]["websdkinfos"]["items"]
+    assert config["business_color"]
+    data = earn.json()["data"]
+    content = next(i["content"] for i in data["items"] if i["_id"] == SPIN)
+    assert content["execute_after"] == "link_click"
+    assert content["redirect_link"].startswith("https://")
+    assert {"parent_id": SPIN, "count": 1} in [
+        {"parent_id": a["parent_id"], "count": a["count"]} for a in data["activities"]
+    ]

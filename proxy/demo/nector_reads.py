@@ -11,6 +11,7 @@ one would be caught by the tests.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -41,6 +42,9 @@ class StandIn(Protocol):
 PREFIX = "/api/v2/merchant/"
 _PAGING = {"page", "limit", "sort", "sort_op"}
 ENTITY_ID = "demo-store"
+SHOP_LINK = "https://shop.example.com/pages/rewards"
+# The widget's look (its colours, texts), as the workspace's one websdk config.
+WEBSDK_CONFIG = {"_id": "websdk-1", "business_color": "#3b2f8f", "text_color": "#ffffff"}
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -146,9 +150,11 @@ def read_routes(nector: StandIn) -> list[Route]:
         if isinstance(query, Response):
             return query
         wanted = set(request.query_params.getlist("content_types")) or {"earn"}
+        # What the widget's ways to earn render: the content, and its link (a click executes).
+        link = {"execute_after": "link_click", "redirect_link": SHOP_LINK, "fa_icon": "fa-gift"}
         items = [
             {"_id": t.id, "content_type": "earn", "created_at": 0}
-            | {"content": {"name": t.name, "description": f"Earn {t.coins} coins"}}
+            | {"content": {"name": t.name, "description": f"Earn {t.coins} coins", **link}}
             for t in nector.triggers.values()
             if "earn" in wanted
         ]
@@ -157,7 +163,9 @@ def read_routes(nector: StandIn) -> list[Route]:
             lead = lead_of(request, query["lead_id"])
             if isinstance(lead, Response):
                 return lead
-            data["activities"] = lead.activities
+            # Per trigger, how often the customer did it: the widget ticks those done.
+            counts = Counter(a["trigger_id"] for a in lead.activities)
+            data["activities"] = [{"parent_id": t, "count": n} for t, n in counts.items()]
         return _ok(data)
 
     async def details(request: Request) -> Response:
@@ -168,7 +176,7 @@ def read_routes(nector: StandIn) -> list[Route]:
         return _ok(
             {
                 "systeminfos": {"coin_name": "coins"},
-                "websdkinfos": {"items": []},
+                "websdkinfos": {"items": [WEBSDK_CONFIG]},
                 "businessinfos": {"entity": entity},
             }
         )
