@@ -4,6 +4,8 @@ answered as a customer (either session kind) or a signed-out visitor should see 
 from __future__ import annotations
 
 import contextlib
+import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -447,3 +449,18 @@ async def test_the_stand_in_answers_with_what_the_widget_renders() -> None:
     assert {"parent_id": SPIN, "count": 1} in [
         {"parent_id": a["parent_id"], "count": a["count"]} for a in data["activities"]
     ]
+
+
+def test_the_browser_client_words_refusals_as_the_proxy_does() -> None:
+    # The wheel and the demo page show err.shopperMessage: on /v1/ paths (no envelope) the
+    # client's own table, which must say what data.message says on Nector's paths.
+    from proxy.http.shopper import GENERAL, SHOPPER
+
+    script = Path("proxy/static/trigger-proxy.js").read_text()
+    table = script.split("export const SHOPPER = {", 1)[1].split("};", 1)[0]
+    words = dict(re.findall(r'^\s+(\w+): ("[^"]*"),$', table, flags=re.M))
+    assert {code: json.loads(text) for code, text in words.items()} == SHOPPER
+    assert f"export const GENERAL = {json.dumps(GENERAL)};" in script
+    wheel = Path("proxy/static/trigger-proxy-widget.js").read_text()  # the wheel's base
+    assert "err.shopperMessage" in wheel
+    assert "err.shopperMessage" in Path("proxy/demo/static/index.html").read_text()

@@ -373,7 +373,9 @@ export class TriggerProxyWidget extends HTMLElement {
     ) {
       return this.#countdown("busy", err.retryAfter ?? 10, true);
     }
-    this.#show("error", this.words.error, "");
+    // A fault (5xx) may pass: the widget's own words say try again. A refusal (a trigger not
+    // allow-listed, say) in the proxy's words for the shopper.
+    this.#show("error", (err.status < 500 && err.shopperMessage) || this.words.error, "");
   }
 
   #signIn(state) {

@@ -20,19 +20,63 @@
 // answered by the proxy for the session's customer only (enabled in its [reads] config); each
 // resolves to Nector's `data` object.
 
+// A refusal in the shopper's words, as the proxy writes it in data.message on Nector's paths
+// (proxy/http/shopper.py; tests/test_nector_widget.py keeps the two the same).
+export const SHOPPER = {
+  missing_session: "Please sign in to continue.",
+  invalid_session: "Please sign in again.",
+  expired_session: "Please sign in again.",
+  identity_mismatch: "This account does not match. Please sign in again.",
+  lead_session_required: "Rewards are not available for this account yet.",
+  trigger_not_allowed: "This reward is not available.",
+  source_not_allowed: "This reward is not available here.",
+  origin_not_allowed: "Rewards are not available on this page.",
+  read_not_allowed: "This is not available.",
+  shop_not_allowed: "Rewards are not available in this shop.",
+  not_found: "We could not find that.",
+  offer_not_allowed: "This offer cannot be redeemed here.",
+  redemption_off: "Redeeming coins is not available here yet.",
+  upstream_error: "Rewards are unavailable right now. Please try again later.",
+  upstream_rejected: "Rewards are unavailable right now. Please try again later.",
+  upstream_timeout: "Rewards are unavailable right now. Please try again later.",
+  storage_unavailable: "Rewards are unavailable right now. Please try again later.",
+  rate_limited: "Too many tries. Try again in {wait}.",
+  idempotency_in_flight: "Your reward is on its way. Try again in {wait}.",
+  upstream_busy: "Rewards are busy right now. Try again in {wait}.",
+  server_busy: "Rewards are busy right now. Try again in {wait}.",
+};
+export const GENERAL = "Something went wrong. Please refresh the page and try again.";
+
+function waitWords(seconds) {
+  if (seconds >= 3600) {
+    const hours = Math.ceil(seconds / 3600);
+    return `${hours} hour${hours > 1 ? "s" : ""}`;
+  }
+  if (seconds >= 60) {
+    const minutes = Math.ceil(seconds / 60);
+    return `${minutes} minute${minutes > 1 ? "s" : ""}`;
+  }
+  return "a moment";
+}
+
+/** The sentence a shopper is shown for a refusal: the proxy's own on Nector's paths. */
+export function shopperMessage(code, retryAfter = null, fromBody = null) {
+  if (fromBody) return fromBody;
+  const text = SHOPPER[code] || GENERAL;
+  return text.replace("{wait}", waitWords(retryAfter ?? 60));
+}
+
 export class TriggerProxyError extends Error {
-  constructor(
-    code,
-    message,
-    { status = 0, retryAfter = null, requestId = null, opensAt = null } = {},
-  ) {
-    super(message);
+  constructor(code, message, options = {}) {
+    const { status = 0, retryAfter = null, requestId = null, opensAt = null } = options;
+    super(message); // the developer's detail
     this.name = "TriggerProxyError";
     this.code = code; // one of the contract's codes, or "network_error"
     this.status = status;
     this.retryAfter = retryAfter; // seconds, when the proxy said when to come back
     this.requestId = requestId;
     this.opensAt = opensAt; // trigger_not_active: when it next opens (RFC 3339), null if never
+    this.shopperMessage = shopperMessage(code, retryAfter, options.shopper); // what a page shows
   }
 }
 
@@ -147,6 +191,7 @@ export function createClient({
         retryAfter: retryAfter === null ? null : Number(retryAfter),
         requestId: body.error.request_id || requestId,
         opensAt: body.error.opens_at ?? null,
+        shopper: body.data?.message || null,
       });
     }
     if (!response.ok) {
@@ -155,6 +200,7 @@ export function createClient({
       throw new TriggerProxyError("upstream_refused", message, {
         status: response.status,
         requestId,
+        shopper: body?.data?.message || null,
       });
     }
     return body;
