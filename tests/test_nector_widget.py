@@ -464,3 +464,12 @@ def test_the_browser_client_words_refusals_as_the_proxy_does() -> None:
     wheel = Path("proxy/static/trigger-proxy-widget.js").read_text()  # the wheel's base
     assert "err.shopperMessage" in wheel
     assert "err.shopperMessage" in Path("proxy/demo/static/index.html").read_text()
+
+
+def test_the_docs_list_the_widgets_calls_as_the_tests_make_them() -> None:
+    from tests.widget_calls import CALLS
+
+    doc = Path("docs/nector-widget.md").read_text()
+    for call in CALLS:
+        assert f"`{call.method} {call.path}`" in doc, call
+    assert "docs/nector-widget.md" in Path("README.md").read_text()
