@@ -42,8 +42,7 @@
     ├── ChallengeUnavailable        503 challenge_unavailable (Retry-After; fail closed)
     └── ServerBusy                  503 server_busy           (by the server protocol; Retry-After)
 
-On Nector's own paths a refusal is also in Nector's envelope (``proxy.http.shopper``): there
-``data.message`` is for the shopper, ``message`` here for the developer.
+On Nector's paths a refusal is also in Nector's envelope; its data.message: http/shopper.py.
 
 Library errors (itsdangerous, httpx, redis) are translated into these where they are caught,
 with ``raise ... from exc``. Messages are fixed text written here, never an exception's text:

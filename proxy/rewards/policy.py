@@ -91,16 +91,6 @@ def _public(
     return shown
 
 
-def trigger_listing(settings: Settings) -> bytes:
-    """``GET /v1/triggers``: every allow-listed trigger as ``GET /v1/triggers/{trigger}`` shows
-    it, in the config's order; config only, never a secret."""
-    shown = []
-    for t in settings.triggers:
-        rates = t.per_customer or settings.limits.per_customer
-        shown.append(json.loads(_public(t, rates, _trace(t)))["trigger"])
-    return _compact_json({"triggers": shown}).encode()
-
-
 class TriggerPolicy:
     """Looks up allow-listed triggers by id (any case) or alias."""
 
@@ -206,3 +196,14 @@ def upstream_body(trigger: Trigger, session: Session) -> bytes:
     if trigger.trace is not None:
         body["trace"] = trigger.trace
     return _compact_json(body).encode()
+
+
+def trigger_listing(settings: Settings) -> bytes:
+    """``GET /v1/triggers``: every allow-listed trigger as ``GET /v1/triggers/{trigger}`` shows
+    it, in the config's order, but for a schedule's state now (that route has it); config only,
+    never a secret."""
+    policy = TriggerPolicy(
+        settings.triggers, settings.limits.per_customer, site_key=settings.challenge.site_key
+    )
+    shown = [json.loads(policy.by_id(t.id).public)["trigger"] for t in settings.triggers]
+    return _compact_json({"triggers": shown}).encode()
