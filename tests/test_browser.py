@@ -56,7 +56,7 @@ def test_the_demo_storefront_in_a_real_browser(browser: Browser, tmp_path: Path)
         expect(page.locator("#login-error")).to_have_text("")
         expect(wheel).to_have_attribute("state", "ready")
         expect(page.locator("#earn li")).to_have_text(
-            ["spin: Earn 10 coins", "check-in: Earn 5 coins"]
+            ["spin: Earn 10 coins", "check-in: Earn 5 coins", "scratch card: Earn 10 coins"]
         )
         page.locator("trigger-proxy-wheel >> button").click()
         expect(wheel).to_have_attribute("state", "won")
