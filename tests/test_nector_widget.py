@@ -473,3 +473,11 @@ def test_the_docs_list_the_widgets_calls_as_the_tests_make_them() -> None:
     for call in CALLS:
         assert f"`{call.method} {call.path}`" in doc, call
     assert "docs/nector-widget.md" in Path("README.md").read_text()
+
+
+def test_the_new_routes_have_their_own_log_label() -> None:
+    from proxy.http.paths import route_label
+    from proxy.reads.routes import read_of
+
+    assert route_label(REDEEM, read_of) == REDEEM
+    assert route_label("/v1/triggers", read_of) == "/v1/triggers"

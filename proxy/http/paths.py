@@ -21,7 +21,7 @@ SCRIPTS = {
 
 
 _LABELS = frozenset(["/healthz", "/readyz", "/metrics", "/openapi.json", "/v1/sessions"])
-_LABELS |= set(SCRIPTS) | {"/v1/triggers"}
+_LABELS |= set(SCRIPTS) | {"/v1/triggers", NECTOR_PREFIX + "offerredeems"}
 
 
 _TRIGGER_LABEL = TRIGGER_PREFIX + "{trigger}"
