@@ -186,7 +186,8 @@ class App(Starlette):
             except Exception:
                 LOG.exception("unhandled error", extra={"fields": {"request_id": request_id}})
                 answer = internal_error(record, request)
-            extra = self._cors.response_headers(origin) if listed and origin else []
+            varies = answer is not None and (b"vary", b"Origin") in answer.headers
+            extra = self._cors.response_headers(origin, varies) if listed and origin else []
             if answer is None:  # a Starlette route's: it sends its own answer
                 scope = request.scope  # an App Proxy request's has the route's path
                 scope[STATE] = (request, record)

@@ -18,7 +18,7 @@ from proxy.identity.sessions import SessionVerifier
 from proxy.identity.shopify import AppProxyVerifier, DigestVerifier
 from proxy.limits.decisions import LimitStore
 from proxy.limits.memory_store import MemoryStore
-from proxy.limits.stores import open_store, persistence_gap, shared_blobs
+from proxy.limits.stores import open_store, persistence_gap, shared_blobs, shared_customer_blobs
 from proxy.observe.logs import LOG, RequestLog
 from proxy.reads.handler import Reads
 from proxy.rewards.challenge import ChallengeVerifier
@@ -134,6 +134,18 @@ def open_components(
     lead_secret = secrets.lead_token_secret
     lead_tokens = LeadTokens(lead_secret) if storefront and lead_secret is not None else None
     resolved = ResolvedLeads(store.clock)  # the reads resolve, the drop-in checks
+    reads = Reads(
+        settings.reads,
+        budget=settings.limits.upstream,
+        auth=auth,
+        store=store,
+        upstream=upstream,
+        lead_tokens=lead_tokens,
+        blobs=shared_blobs(store),
+        customer_blobs=shared_customer_blobs(store),
+        triggers=frozenset(t.id for t in settings.triggers),
+        resolved=resolved,
+    )
     gateway = Gateway(
         auth=auth,
         policy=TriggerPolicy(
@@ -148,17 +160,7 @@ def open_components(
         log=log,
         controls=campaign_controls(settings, store, transport),
         resolved=resolved,
-    )
-    reads = Reads(
-        settings.reads,
-        budget=settings.limits.upstream,
-        auth=auth,
-        store=store,
-        upstream=upstream,
-        lead_tokens=lead_tokens,
-        blobs=shared_blobs(store),
-        triggers=frozenset(t.id for t in settings.triggers),
-        resolved=resolved,
+        rewarded=reads.forget,  # a reward drops that customer's kept reads
     )
     redemptions = Redemptions(
         settings.redemption,

@@ -234,6 +234,8 @@ class ReadSettings:
     max_cached: int = setting(1000, low=1)  # workspace-wide answers held per process
     public_routes: tuple[str, ...] = setting((), check=partial(_read_routes, named=WORKSPACE_READS))
     per_address: tuple[Rate, ...] = setting((Rate(30, 60),))  # a visitor's cache misses
+    customer_cache_seconds: int = setting(30, low=0, high=3600)  # a customer's own; 0: off
+    max_kept_megabytes: int = setting(32, low=1, high=4096)  # customers' answers per process
 
 
 def _shop(key: str, shop: str) -> str:

@@ -8,6 +8,7 @@ and exit non-zero. The shape of each section is ``schema.py``'s; reading and che
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -127,11 +128,11 @@ def _lint(settings: Settings) -> None:
             "memory:// is per process; with several workers use redis://",
         )
     budget, reads = settings.limits.upstream, settings.reads.budget
-    if settings.reads.routes and reads.limit / reads.seconds >= budget.limit / budget.seconds:
+    if settings.reads.routes and not under(reads, budget):
         raise ConfigError(
             "reads.budget",
-            f"must be a slice of limits.upstream ({budget}), smaller than it, so that "
-            "reads never take the budget rewards need",
+            f"must be a slice of limits.upstream ({budget}), smaller than it over each of "
+            "their periods, so that reads never take the budget rewards need",
         )
     secrets = settings.secrets
     serving = secrets.api_key is not None
@@ -165,6 +166,17 @@ def _lint_challenge(settings: Settings, serving: bool) -> None:
             f"{ENV_PREFIX}CHALLENGE_SECRET",
             f'is required with challenge = "{providers[0]}" (the provider\'s secret key)',
         )
+
+
+def under(part: Rate, whole: Rate) -> bool:
+    """Whether ``part`` lets fewer calls through than ``whole`` over each of their periods:
+    all of a rate's calls may land at once, so over a period P it allows limit * ceil(P / its
+    seconds). "100/hour" is under "10/minute" on average, not over one minute."""
+    for period in (part.seconds, whole.seconds):
+        most = part.limit * math.ceil(period / part.seconds)
+        if most >= whole.limit * math.ceil(period / whole.seconds):
+            return False
+    return True
 
 
 def _lint_mint_key(settings: Settings) -> None:

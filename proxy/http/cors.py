@@ -16,7 +16,7 @@ ALLOW_HEADERS = b"authorization, content-type, x-source, idempotency-key, x-chal
 NECTOR_ALLOW_HEADERS = ALLOW_HEADERS + b", accept, x-apikey, x-apikey-algo, x-workspaceid"
 EXPOSE_HEADERS = (
     b"retry-after, ratelimit, ratelimit-policy, ratelimit-limit, ratelimit-remaining, "
-    b"ratelimit-reset, x-request-id, idempotent-replayed"
+    b"ratelimit-reset, x-request-id, idempotent-replayed, x-cache, age"
 )
 
 
@@ -34,12 +34,14 @@ class CorsPolicy:
         "*" would let any site spend a visitor's session (a plain form POST needs no CORS)."""
         return self.allow_credentials and origin in self._origins
 
-    def response_headers(self, origin: str) -> Headers:
+    def response_headers(self, origin: str, varies: bool = False) -> Headers:
+        """``varies``: the answer says ``Vary: Origin`` itself (a cacheable one), not twice."""
         headers = [
             (b"access-control-allow-origin", origin.encode("latin-1")),
             (b"access-control-expose-headers", EXPOSE_HEADERS),
-            (b"vary", b"Origin"),
         ]
+        if not varies:
+            headers.append((b"vary", b"Origin"))
         if self.allow_credentials:
             headers.append((b"access-control-allow-credentials", b"true"))
         return headers

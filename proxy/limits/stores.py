@@ -22,6 +22,17 @@ class Blobs(Protocol):
     async def unlock(self, key: str) -> None: ...
 
 
+class CustomerBlobs(Protocol):
+    """Where replicas share each customer's own entries, dropped all at once: Redis
+    (``limits.redis_blobs.RedisCustomerBlobs``), or nowhere."""
+
+    async def get(self, customer: str, key: str) -> bytes | None: ...
+
+    async def put(self, customer: str, key: str, blob: bytes, ttl_seconds: float) -> None: ...
+
+    async def forget(self, customer: str) -> None: ...
+
+
 def open_store(settings: LimitSettings, workspace_id: str) -> LimitStore:
     """The store ``limits.storage_url`` names. On Redis every key carries a digest of the
     workspace, so deployments for two workspaces on one database never share a budget."""
@@ -51,6 +62,14 @@ def shared_blobs(store: LimitStore) -> Blobs | None:
     from proxy.limits.redis_store import RedisStore
 
     return store.blobs() if isinstance(store, RedisStore) else None
+
+
+def shared_customer_blobs(store: LimitStore) -> CustomerBlobs | None:
+    """Where the replicas share each customer's kept reads: the Redis store's, or nowhere."""
+    from proxy.limits.redis_blobs import RedisCustomerBlobs
+    from proxy.limits.redis_store import RedisStore
+
+    return RedisCustomerBlobs(store) if isinstance(store, RedisStore) else None
 
 
 def describe_storage(settings: LimitSettings) -> str:

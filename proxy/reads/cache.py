@@ -14,6 +14,7 @@ lock there so that only one replica calls Nector for a key; the others wait for 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Generic, NamedTuple, TypeVar
@@ -42,6 +43,21 @@ class Entry(NamedTuple):
     def decode(cls, blob: bytes) -> Entry:
         fresh, status, body = blob.split(b":", 2)
         return cls(int(status), body, int(fresh) / 1000)
+
+
+def answer_headers(
+    entry: Entry, state: tuple[bytes, bytes], now: float, max_age: int, shared: bool
+) -> list[tuple[bytes, bytes]]:
+    """A cached answer's headers: a browser may keep it while it stays fresh here, a shared
+    cache only if it was asked for with no session (``shared``); ``state`` is its X-Cache, and
+    a stale one says its ``Age``. Every copy varies on Origin (its CORS headers do)."""
+    left = math.floor(entry.fresh_until - now)
+    scope = b"public" if shared else b"private"
+    control = b"%b, max-age=%d" % (scope, min(max_age, max(0, left)))
+    headers = [(b"cache-control", control), (b"vary", b"Origin"), state]
+    if state[1] == b"STALE":
+        headers.append((b"age", b"%d" % max(0, math.floor(now - entry.fresh_until + max_age))))
+    return headers
 
 
 class SingleFlight(Generic[T]):

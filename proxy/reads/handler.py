@@ -6,7 +6,9 @@ enabled, source, query, then limits and the upstream call. A call to Nector spen
 customer's read windows and, in the same atomic store decision as rewards use, both the whole
 workspace budget and the reads' slice of it (``reads.budget``), so reads can never take what
 rewards need. Workspace-wide answers come from ``reads.cache.ReadCache`` and spend nothing when
-cached; a customer's own answers are never cached.
+cached; a customer's own are kept for them alone (``reads.kept``, dropped by their reward). Every
+call, a stale answer's refresh included, is charged to whoever asked. Only a visitor's answer
+(``reads.public_routes``) is ``public``; every answer says ``X-Cache`` (HIT, MISS or STALE).
 
 A customer_id session is looked up once (``leads/<id>?customer_id=<id>``) for its lead id,
 which the lists filter by; the answer is remembered, bounded (``identity.resolved``, which the
@@ -16,7 +18,6 @@ drop-in reward asks too).
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -38,14 +39,15 @@ from proxy.identity.leadtokens import LeadTokens
 from proxy.identity.resolved import ResolvedLeads
 from proxy.limits.decisions import LimitStore, Outcome
 from proxy.limits.keys import Window, budget_window, customer_windows
-from proxy.limits.stores import Blobs
+from proxy.limits.stores import Blobs, CustomerBlobs
 from proxy.observe.logs import AccessRecord
-from proxy.reads.cache import Entry, ReadCache, SingleFlight
+from proxy.reads.cache import Entry, ReadCache, answer_headers
+from proxy.reads.kept import HIT, MISS, STALE, Kept, Own
 from proxy.reads.listed import allow_listed_only
 from proxy.reads.routes import Kind, Read, parse
 from proxy.upstream.client import UpstreamClient
 
-PRIVATE = [(b"cache-control", b"private, no-store")]
+PRIVATE = [(b"cache-control", b"private, no-store"), (b"vary", b"Origin")]
 _READS = "reads"  # the "trigger" the customer's read windows are keyed by
 ALL_SOURCES = frozenset(SOURCES)  # reads are no trigger's: every source may read
 VISITOR = Session("customer_id", "", None, None, None, None, None, 0, "visitor")  # no claims
@@ -64,6 +66,7 @@ class Reads:
         blobs: Blobs | None = None,
         triggers: frozenset[str] = frozenset(),
         resolved: ResolvedLeads | None = None,
+        customer_blobs: CustomerBlobs | None = None,
     ) -> None:
         self._enabled = frozenset(reads.routes)
         self._public = frozenset(reads.public_routes)  # answered with no session, cached
@@ -83,14 +86,23 @@ class Reads:
             wait_seconds=upstream.timeout_seconds,
         )
         self._max_age = reads.cache_seconds
-        self._mine: SingleFlight[tuple[int, bytes, list[tuple[bytes, bytes]]]] = SingleFlight()
+        self._kept = Kept(
+            fresh_seconds=reads.customer_cache_seconds,
+            stale_seconds=reads.stale_seconds,
+            max_bytes=reads.max_kept_megabytes * 1024 * 1024,
+            blobs=customer_blobs,
+        )
         self._leads = resolved or ResolvedLeads(store.clock)
         self._leads.lookup = self._lookup  # the drop-in's, for a lead_id it must check
         self._lead_tokens = lead_tokens
 
     async def aclose(self) -> None:
         await self._cache.aclose()
-        await self._mine.aclose()
+        await self._kept.aclose()
+
+    async def forget(self, customer: str) -> None:
+        """After ``customer``'s reward (a session's scope): their next reads are fresh."""
+        await self._kept.forget(customer)
 
     async def read(
         self, request: Request, rest: str, record: AccessRecord, cookie_ok: bool
@@ -135,9 +147,10 @@ class Reads:
         source: str,
         request_id: str,
         record: AccessRecord,
+        shared: bool = False,
     ) -> Answer:
-        """A workspace-wide read from the cache; a miss is paid by ``windows`` (the customer's
-        reads, or a visitor's address)."""
+        """A workspace-wide read from the cache; a miss or a refresh is paid by ``windows`` (the
+        customer's reads, or a visitor's address: ``shared``, a public answer)."""
         target = read.shared_target
         # The answer is Nector's to a call that names the source (x-source), so it is kept per
         # source: nothing says Nector's reads ignore it, and a storefront reads from one source.
@@ -145,28 +158,35 @@ class Reads:
         cache = self._cache
         entry = cache.get(key)
 
-        def fetch(into: AccessRecord | None) -> Callable[[], Awaitable[tuple[int, bytes]]]:
+        def fetch(
+            into: AccessRecord | None, paying: tuple[Window, ...]
+        ) -> Callable[[], Awaitable[tuple[int, bytes]]]:
             async def call() -> tuple[int, bytes]:
-                status, body, _ = await self._call(target, (), source, request_id, into, None)
+                status, body, _ = await self._call(target, paying, source, request_id, into, None)
                 if read.route == "triggers" and status == 200:
                     body = allow_listed_only(body, self._triggers)
                 return status, body
 
             return call
 
+        def cached(entry: Entry, state: tuple[bytes, bytes]) -> Answer:
+            headers = answer_headers(entry, state, cache.clock(), self._max_age, shared)
+            return Answer(entry.status, entry.body, headers)
+
         if entry is not None:
             if cache.fresh(entry):
                 record.decision = "cached"
-                return self._cached(entry)
-            # The refresh outlives this request: it must not write into its access line.
-            cache.refresh(key, fetch(None))
+                return cached(entry, HIT)
+            # The refresh outlives this request: it must not write into its access line. It is
+            # a call to Nector, paid by whoever asked; past their limit, none is made.
+            cache.refresh(key, fetch(None, windows))
             record.decision = "stale"
-            return self._cached(entry)
+            return cached(entry, STALE)
         # A miss: the customer's read windows pay for joining (or starting) the fill.
         decision = await self._store.admit(windows, (), None)
         if decision.outcome is Outcome.RATE_LIMITED:
             raise RateLimited(decision.retry_after, headers=self._quota(windows, decision.windows))
-        return self._cached(await cache.fill(key, fetch(record)))
+        return cached(await cache.fill(key, fetch(record, ())), MISS)
 
     async def _visitor(self, request: Request, rest: str, record: AccessRecord) -> Answer:
         """A read with no session, of a route in ``reads.public_routes``: workspace-wide only,
@@ -179,13 +199,7 @@ class Reads:
         if read.kind is not Kind.WORKSPACE:  # the triggers read with a lead_id, say
             raise MissingSession()
         windows = customer_windows(_READS, "address:" + request.client_ip, self._per_address)
-        return await self._workspace(read, windows, source, request.request_id, record)
-
-    def _cached(self, entry: Entry) -> Answer:
-        """A workspace-wide answer: browsers may keep it for as long as it stays fresh here."""
-        left = math.floor(entry.fresh_until - self._cache.clock())
-        control = b"public, max-age=%d" % min(self._max_age, max(0, left))
-        return Answer(entry.status, entry.body, [(b"cache-control", control), (b"vary", b"Origin")])
+        return await self._workspace(read, windows, source, request.request_id, record, True)
 
     async def _lead(
         self, session: Session, source: str, request_id: str, record: AccessRecord
@@ -228,13 +242,15 @@ class Reads:
         request_id: str,
         record: AccessRecord,
         lead: str | None,
-    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-        """A customer's own read: concurrent ones of the same customer and target (a widget and
-        its page both reading the lead, say) share one call, spent from that customer's reads."""
+    ) -> Own:
+        """A customer's own read, kept for them (``Kept.serve``); a call spends their reads.
+        Nector's answer is to a call naming the source, so the key names it too."""
         windows = customer_windows(_READS, session.scope, self._rates)
-        return await self._mine.run(
-            f"{session.scope}\x00{target}",
+        return await self._kept.serve(
+            session.scope,
+            f"{source}:{target}",
             lambda: self._call(target, windows, source, request_id, record, lead),
+            record,
         )
 
     async def _call(

@@ -23,6 +23,7 @@ from proxy.http.responses import NECTOR_PREFIX
 from proxy.identity.claims import Session
 
 MAX_PARAMETERS = 32
+MAX_PAGE = 100  # past it a widget has nothing to show; a bound on what one customer can vary
 CACHED_READ_LENGTH = 256
 
 
@@ -59,7 +60,7 @@ _NAME = _pattern(r"[A-Za-z0-9_.-]{1,64}")
 _OPTIONAL_NAME = _pattern(r"[A-Za-z0-9_.-]{0,64}")
 _ITEM = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 _PAGING = {
-    "page": _number(100_000),
+    "page": _number(MAX_PAGE),
     "limit": _number(100),
     "sort": _pattern(r"[A-Za-z_.]{1,64}"),
     "sort_op": _sort_op,
@@ -160,12 +161,16 @@ def _parse(rest: str, query: bytes) -> Read:
 
     Raises ``NotFound`` for a path no read has, ``ReadNotAllowed`` for a lookup by another
     customer's key, ``InvalidQuery`` for a parameter the read does not take or a bad value."""
-    name, _, item = rest.partition("/")
+    name, slash, item = rest.partition("/")
     route = ROUTES.get(name)
-    if route is None or "/" in item:
+    if route is None:
         raise NotFound()
-    if name == "coupons" and item:
+    if name == "coupons" and slash:
         route = _COUPON
+    if slash and route.item and not plain_segment(item):
+        raise InvalidQuery("the id must be one plain path segment")
+    if "/" in item:
+        raise NotFound()
     if route.item != bool(item):
         raise NotFound()
     # A lead's path id is never used (the session's is), but it is bounded like the others.
@@ -176,6 +181,13 @@ def _parse(rest: str, query: bytes) -> Read:
     if name == "triggers" and customer:
         kind = Kind.CUSTOMER  # with lead_id the answer holds the customer's activities
     return Read(name, kind, item or None, params)
+
+
+def plain_segment(item: str) -> bool:
+    """An id that names one item and no other path: not empty, ``.`` or ``..`` (which Nector's
+    URL would resolve to the list or the merchant root), and no slash (an encoded one arrives
+    decoded)."""
+    return bool(item) and item not in (".", "..") and "/" not in item
 
 
 _remembered = functools.lru_cache(maxsize=1024)(_parse)

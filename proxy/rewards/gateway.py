@@ -10,6 +10,7 @@ idempotency, the customer's limits, the coin budgets, the workspace budget, the 
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 
 from proxy.config.settings import Rate
 from proxy.errors import (
@@ -58,7 +59,7 @@ from proxy.upstream.client import UpstreamClient
 # An unfinished first call is taken as lost this long after the upstream deadline.
 IN_FLIGHT_MARGIN_SECONDS = 5.0
 _REPEATABLE = (Outcome.RATE_LIMITED, Outcome.REPLAY)
-_SHOWN_FOR = (b"cache-control", b"public, max-age=300")
+_SHOWN_FOR = [(b"cache-control", b"public, max-age=300"), (b"vary", b"Origin")]
 
 
 class Gateway:
@@ -78,8 +79,10 @@ class Gateway:
         log: RequestLog,
         controls: CampaignControls | None = None,
         resolved: ResolvedLeads | None = None,
+        rewarded: Callable[[str], Awaitable[None]] | None = None,  # with the customer's scope
     ) -> None:
         self.auth = auth
+        self._rewarded = rewarded
         self._policy = policy
         self._budgets = (budget_window(budget),)
         self._ttl = idempotency_ttl_seconds
@@ -139,7 +142,7 @@ class Gateway:
         record.trigger = trigger.label
         campaign = trigger.campaign
         if campaign is None or campaign.schedule is None:
-            return Answer(200, trigger.public, [_SHOWN_FOR])
+            return Answer(200, trigger.public, [*_SHOWN_FOR])
         return self.controls.view(campaign, trigger.public)
 
     async def dropin(self, request: Request, record: AccessRecord, cookie_ok: bool) -> Answer:
@@ -177,8 +180,7 @@ class Gateway:
         repeat_key: object = None,
         nector: bool = False,
     ) -> Answer:
-        """The store's decision, then the upstream call. ``nector``: failures are written in
-        Nector's envelope too (its own route)."""
+        """The store's decision, then the upstream call. ``nector``: failures in its envelope."""
         # Built only when needed: for an Idempotency-Key's fingerprint, or once admitted.
         body = None
         raw_key = request.headers.get(b"idempotency-key")
@@ -246,11 +248,12 @@ class Gateway:
                 await self._give_back(windows, claim, decision, coins)
                 raise
             paid = paid_coins(answer.status, answer.body, coins[0].coins) if coins else 0
+            if self._rewarded is not None:  # the balance may have moved: so may their reads
+                await self._rewarded(session.scope)
         if coins:
             await self.controls.settle(coins, decision, paid)
         if claim is not None:
-            # Stored whatever it is, 502 and 504 included: the call began, so it must never
-            # be sent again for this key.
+            # Stored whatever it is, 502 and 504 included: the call began, never to be resent.
             await self._store.finish(claim, StoredAnswer(answer.status, answer.body))
         answer.headers += headers
         return answer
@@ -279,8 +282,7 @@ class Gateway:
         record: AccessRecord,
         nector: bool,
     ) -> Answer:
-        """The upstream's answer, or the answer to its failure (to be stored). Raises
-        ``UpstreamUnreachable`` when nothing was sent."""
+        """The upstream's answer, or its failure's (to be stored); raises UpstreamUnreachable."""
         try:
             upstream = await self._upstream.send(
                 body, source=source, request_id=request_id, lead_token=lead_token

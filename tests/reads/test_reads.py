@@ -299,7 +299,7 @@ async def test_a_thousand_concurrent_page_views_make_one_upstream_call(store_kin
         answers = await asyncio.gather(*views)
         assert {r.status_code for r in answers} == {200}
         assert len({r.content for r in answers}) == 1
-        assert answers[0].headers["cache-control"].startswith("public, max-age=")
+        assert answers[0].headers["cache-control"].startswith("private, max-age=")
         # The same read in another parameter order is the same cached answer.
         again = await get(h, P + "triggers?limit=10&page=1&content_types=earn", token(ALICE))
         assert again.content == answers[0].content
@@ -338,7 +338,7 @@ async def test_a_stale_answer_stands_in_when_the_budget_is_spent() -> None:
         stale = await get(h, P + "aggreegateddetails", token(ALICE))
         assert stale.status_code == 200
         assert stale.content == first.content
-        assert stale.headers["cache-control"] == "public, max-age=0"
+        assert stale.headers["cache-control"] == "private, max-age=0"
         await asyncio.sleep(0.05)  # the background refresh was refused by the budget
         nothing = await get(h, P + "aggreegatedoffers", token(ALICE))
         assert nothing.status_code == 503
@@ -398,10 +398,11 @@ async def test_a_read_relays_nectors_body_with_the_credentials_scrubbed() -> Non
     assert response.json()["data"]["item"]["name"] == "key [redacted] in workspace [redacted]"
 
 
-async def test_customer_scoped_answers_are_never_cached() -> None:
+async def test_customer_scoped_answers_are_not_kept_with_customer_cache_seconds_0() -> None:
     nector = stand_in()
     lead = nector.add_lead(customer_id=ALICE)
-    async with reads_harness(nector=nector) as (h, _):
+    reads = {**ALL_READS, "customer_cache_seconds": 0}
+    async with reads_harness(nector=nector, reads=reads) as (h, _):
         for coins in (0, 7, 12):  # each read sees the balance as it is now
             lead.available = coins
             answer = await get(h, P + "leads/x", token(ALICE))
@@ -411,7 +412,8 @@ async def test_customer_scoped_answers_are_never_cached() -> None:
 
 
 async def test_a_customers_reads_are_limited(store_kind: str) -> None:
-    async with reads_harness(store_kind, reads={**ALL_READS, "per_customer": "2/minute"}) as (h, _):
+    reads = {**ALL_READS, "per_customer": "2/minute", "customer_cache_seconds": 0}
+    async with reads_harness(store_kind, reads=reads) as (h, _):
         answers = [await get(h, P + "leads/x", token(ALICE)) for _ in range(3)]
         assert [r.status_code for r in answers] == [404, 404, 429]  # no lead yet, then limited
         assert error_code(answers[2]) == "rate_limited"
