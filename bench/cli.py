@@ -2,7 +2,8 @@
 
     python -m bench                  # the full run (about 10 minutes)
     python -m bench --quick          # one short round, to see it work
-    python -m bench --only forward   # one group: refuse, forward, storage, keyed, memory, flash
+    python -m bench --only forward   # one group: refuse, forward, storage, keyed, memory,
+                                     # flash, storefront
     python -m bench --controls       # with a schedule and coin budgets on the triggers
 
 Servers run on core 0 (one uvicorn worker each, uvloop and httptools), wrk and the fast upstream
@@ -51,7 +52,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="one round of 2 s per scenario")
     parser.add_argument(
         "--only",
-        help="comma-separated groups: refuse, forward, storage, keyed, memory, flash",
+        help="comma-separated groups: refuse, forward, storage, keyed, memory, flash, storefront",
+    )
+    parser.add_argument(
+        "--customers", type=int, default=1000, help="the storefront's shoppers (default 1000)"
+    )
+    parser.add_argument(
+        "--minute-seconds",
+        type=int,
+        default=20,
+        help="how long the storefront's simulated minute lasts (default 20)",
     )
     parser.add_argument("--redis", action="store_true", help="start a private redis-server")
     parser.add_argument(
@@ -86,9 +96,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     groups = (
         set(args.only.split(","))
         if args.only
-        else {"refuse", "forward", "storage", "keyed", "memory", "flash"}
+        else {"refuse", "forward", "storage", "keyed", "memory", "flash", "storefront"}
     )
-    if groups & {"refuse", "forward", "storage", "keyed"}:
+    if groups & {"refuse", "forward", "storage", "keyed", "storefront"}:
         report.update(run_groups(args))
     extra: dict[str, Any] = {}
     if "memory" in groups:
@@ -99,6 +109,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         from bench.load import flash_crowd
 
         extra["flash crowd"] = asyncio.run(flash_crowd())
+    if "storefront" in groups:
+        from bench.storefront import storefront_run
+
+        extra["storefront"] = asyncio.run(
+            storefront_run(args.customers, minute_seconds=args.minute_seconds)
+        )
     if extra:
         report["extra"] = extra
     args.output.parent.mkdir(parents=True, exist_ok=True)

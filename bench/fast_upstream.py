@@ -1,5 +1,6 @@
-"""A fast stand-in for Nector's answer: a fixed small JSON body over keep-alive HTTP/1.1, with a
-request counter (GET /count, POST /reset) so a benchmark can check what reached "Nector".
+"""A fast stand-in for Nector's answer: a fixed small JSON body (a lead's for a lead read) over
+keep-alive HTTP/1.1, with request counters (GET /count, of them the GETs at GET /count-reads;
+POST /reset) so a benchmark can check what reached "Nector".
 
 Plain asyncio protocol on uvloop: tens of thousands of requests a second on one core, so it is
 never the bottleneck for a proxy that forwards a few thousand.
@@ -27,10 +28,13 @@ def _response(body: bytes) -> bytes:
 
 
 OK = _response(BODY)
+# A lead, for the reads that look one up (a customer_id session's lists need its id).
+LEAD = _response(b'{"meta":{"status":"success"},"data":{"item":{"_id":"lead-1","available":10}}}')
 
 
 class Upstream(asyncio.Protocol):
     count = 0
+    reads = 0  # of count, the GETs: what the proxy's reads cost
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are asyncio.Transport in behaviour, not by inheritance.
@@ -52,14 +56,19 @@ class Upstream(asyncio.Protocol):
             if len(self.buffer) < end:
                 return
             self.buffer = self.buffer[end:]
-            if head.startswith(b"get /count"):
+            if head.startswith(b"get /count-reads"):
+                self.transport.write(_response(str(Upstream.reads).encode()))
+            elif head.startswith(b"get /count"):
                 self.transport.write(_response(str(Upstream.count).encode()))
             elif head.startswith(b"post /reset"):
-                Upstream.count = 0
+                Upstream.count = Upstream.reads = 0
                 self.transport.write(_response(b"0"))
             else:
                 Upstream.count += 1
-                self.transport.write(OK)
+                if head.startswith(b"get "):
+                    Upstream.reads += 1
+                lead = head.startswith(b"get /api/v2/merchant/leads/")
+                self.transport.write(LEAD if lead else OK)
 
 
 async def serve(port: int) -> None:

@@ -97,6 +97,20 @@ class Server:
 # The App Proxy's secret and shop of the "proxy-shopify" server (docs/shopify.md).
 SHOP = "bench-shop.myshopify.com"
 SHOPIFY_ENV = {"TRIGGER_PROXY_SHOPIFY_APP_SECRETS": "shpss_bench" + "a" * 24}
+READS = """
+routes = ["aggreegateddetails", "triggers", "leads", "wallettransactions", "coupons"]
+budget = "500000/minute"         # reads that reach the upstream: fills and customers' first reads
+cache_seconds = 3600
+customer_cache_seconds = 3600    # a kept read stays kept for the whole run
+per_customer = "100000/minute"
+"""
+# Under a small workspace budget (the flash crowd's): the cache's one fill.
+FEW_READS = """
+routes = ["aggreegateddetails", "triggers"]
+budget = "1/minute"
+cache_seconds = 3600
+per_customer = "100000/minute"
+"""
 
 
 def proxy_config(
@@ -104,6 +118,7 @@ def proxy_config(
     storage: str,
     budget: str = "1000000/second",
     extra: str = "",
+    reads: str = READS,
     *,
     controls: bool = False,
 ) -> str:
@@ -127,10 +142,7 @@ upstream = "{budget}"
 per_ip_invalid_session = "10000000/second"
 {extra}
 [reads]
-routes = ["aggreegateddetails", "triggers"]
-budget = "1/minute"              # reads that reach the upstream: the cache's one fill
-cache_seconds = 3600
-per_customer = "100000/minute"
+{reads}
 
 [logging]
 level = "info"
@@ -299,10 +311,11 @@ class Lab:
         *,
         extra: str = "",
         env: dict[str, str] | None = None,
+        reads: str = READS,
     ) -> Server:
         """The proxy as ``serve`` runs it; ``extra`` goes into the config after ``[limits]``'s
-        keys (so it may add more of them, then other sections)."""
-        config = self._config(name, storage, budget, extra)
+        keys (so it may add more of them, then other sections); ``reads``, its ``[reads]``."""
+        config = self._config(name, storage, budget, extra, reads)
         argv = [
             sys.executable,
             "-m",
@@ -321,17 +334,12 @@ class Lab:
         env = {**ENV, "BENCH_PROXY_CONFIG": str(self._config(name, "memory://", "1000000/second"))}
         return self.uvicorn(name, "bench.minimal:httpx_pool_proxy", env, factory=True)
 
-    def _config(self, name: str, storage: str, budget: str, extra: str = "") -> Path:
+    def _config(
+        self, name: str, storage: str, budget: str, extra: str = "", reads: str = READS
+    ) -> Path:
         config = self.workdir / f"{name}.toml"
-        config.write_text(
-            proxy_config(
-                self.upstream.url + "/api/v2/merchant/activities",
-                storage,
-                budget,
-                extra,
-                controls=self.controls,
-            )
-        )
+        url = self.upstream.url + "/api/v2/merchant/activities"
+        config.write_text(proxy_config(url, storage, budget, extra, reads, controls=self.controls))
         return config
 
     def start(self) -> None:

@@ -2,7 +2,8 @@
 wrk cannot do cheaply):
 
 - memory: RSS of one worker after 100,000 distinct customers each with its own idempotency key,
-  then after a flood of 100,000 distinct forged tokens (it must stay flat);
+  then after each of them has read their lead (kept for them), then after a flood of 100,000
+  distinct forged tokens (it must stay flat);
 - flash crowd: 10,000 customers spin once, as fast as the client can send, against a 50/minute
   budget: exactly 50 reach the upstream, every other answer is 503 upstream_busy with
   Retry-After, no error and no timeout.
@@ -21,14 +22,14 @@ from typing import Any
 
 import aiohttp
 
-from bench.lab import ENV, Lab
+from bench.lab import ENV, FEW_READS, Lab
 from proxy.identity.sessions import mint_token
 
 JSON = {"Content-Type": "application/json"}
 
 
 async def _drive(
-    url: str, headers: list[dict[str, str]], concurrency: int
+    url: str, headers: list[dict[str, str]], concurrency: int, method: str = "POST"
 ) -> tuple[Counter[int], list[float], Counter[str]]:
     statuses: Counter[int] = Counter()
     codes: Counter[str] = Counter()
@@ -41,7 +42,8 @@ async def _drive(
         async def worker() -> None:
             for h in queue:
                 started = time.perf_counter()
-                async with session.post(url, data=b"{}", headers=h | JSON) as response:
+                data = b"{}" if method == "POST" else None
+                async with session.request(method, url, data=data, headers=h | JSON) as response:
                     body = await response.json(content_type=None)
                     latencies.append(time.perf_counter() - started)
                     statuses[response.status] += 1
@@ -85,6 +87,9 @@ async def memory_run(customers: int = 100_000, forged: int = 100_000) -> dict[st
             ]
             statuses, _, _ = await _drive(url, headers, 64)
             after_customers = proxy.rss_mb()
+            lead = proxy.url + "/api/v2/merchant/leads/me"
+            read_statuses, _, _ = await _drive(lead, headers, 64, "GET")
+            after_reads = proxy.rss_mb()
             forgeries = (
                 f"{secrets.token_urlsafe(30)}.{secrets.token_urlsafe(4)}.x" for _ in range(forged)
             )
@@ -98,6 +103,10 @@ async def memory_run(customers: int = 100_000, forged: int = 100_000) -> dict[st
         f"RSS after {customers} customers and idempotency keys (MB, target < 120)": round(
             after_customers, 1
         ),
+        f"RSS after {customers} customers' kept lead reads (MB, target < 120)": round(
+            after_reads, 1
+        ),
+        "answers to the lead reads": dict(read_statuses),
         f"RSS after {forged} forged tokens (MB, flat)": round(after_flood, 1),
         "answers to the customers": dict(statuses),
         "answers to the forged tokens": dict(flood_statuses),
@@ -107,7 +116,7 @@ async def memory_run(customers: int = 100_000, forged: int = 100_000) -> dict[st
 async def flash_crowd(customers: int = 10_000, budget: str = "50/minute") -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         lab = Lab(Path(tmp), with_redis=False)
-        proxy = lab.proxy("proxy-flash", "memory://", budget=budget)
+        proxy = lab.proxy("proxy-flash", "memory://", budget=budget, reads=FEW_READS)
         lab.start()
         try:
             headers = [{"Authorization": f"Bearer {t}"} for t in _tokens("crowd", customers)]

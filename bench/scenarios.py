@@ -79,6 +79,21 @@ def refusal_scenarios(store: str) -> list[Scenario]:
     return scenarios
 
 
+def kept_read_scenario() -> Scenario:
+    """A signed-in page view's own read, answered from the customer's kept answer: every
+    customer's first read is made in the warm-up."""
+    return Scenario(
+        "kept read (memory)",
+        "proxy-memory",
+        32,
+        path="/api/v2/merchant/leads/me",
+        method="GET",
+        tokens="quota",
+        expect=200,
+        baseline=FLOOR,
+    )
+
+
 def forward_scenarios(store: str) -> list[Scenario]:
     plain = [
         Scenario(f"forward c{c} ({store})", f"proxy-{store}", c, tokens="customers")
@@ -101,7 +116,8 @@ def median(samples: list[Sample], attr: str) -> float:
 
 
 def run_groups(args: argparse.Namespace) -> dict[str, Any]:
-    groups = set(args.only.split(",")) if args.only else {"refuse", "forward", "storage", "keyed"}
+    everything = {"refuse", "forward", "storage", "keyed", "storefront"}
+    groups = set(args.only.split(",")) if args.only else everything
     want_redis = bool(groups & {"storage"}) or args.redis
     scenarios: list[Scenario] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -118,9 +134,12 @@ def run_groups(args: argparse.Namespace) -> dict[str, Any]:
         upstream_kind = "nginx" if nginx else "bench/fast_upstream.py"
         print(f"upstream: {upstream_kind}", file=sys.stderr)
         tokens = make_tokens(Path(tmp))
-        if "refuse" in groups:
+        if groups & {"refuse", "storefront"}:
             lab.uvicorn("floor", "bench.minimal:floor")
             scenarios.append(Scenario(FLOOR, "floor", 32, expect=429))
+        if "storefront" in groups:
+            scenarios.append(kept_read_scenario())
+        if "refuse" in groups:
             # The proxy's own plumbing (parse, route, error, access line, metrics), no session.
             scenarios.append(
                 Scenario(
@@ -291,6 +310,7 @@ def ratios(
         "429 over quota",
         "idempotent replay",
         "cached read",
+        "kept read",
     ):
         target = 0.7 if kind == "cached read" else 0.8
         ratio(

@@ -18,6 +18,7 @@ from proxy.config.settings import SOURCES, ConfigError, Settings, warnings
 from proxy.identity.claims import ClaimError
 from proxy.identity.sessions import mint_token
 from proxy.limits.stores import describe_storage
+from proxy.reads.capacity import describe as describe_capacity
 from proxy.serve import CONFIG_PATH_VARIABLE, SERVE_ONLY
 
 
@@ -276,10 +277,11 @@ def _reads_line(s: Settings) -> str:
     r = s.reads
     if not r.routes:
         return "reads: off (no [reads] routes)"
-    return (
+    head = (
         f"reads: {', '.join(r.routes)}; workspace answers cached {r.cache_seconds}s, "
         f"budget {_rates((r.budget,))} of the workspace's, per customer {_rates(r.per_customer)}"
     )
+    return "\n".join([head, *describe_capacity(r, s.limits.upstream)])
 
 
 def _shopify_line(s: Settings) -> str:

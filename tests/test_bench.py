@@ -140,3 +140,47 @@ def test_the_added_p50_of_a_coin_budgeted_reward_is_reported() -> None:
     found = ratios(table)
     assert found["coin-budgeted reward: added p50 at c1, memory (µs)"] == 60
     assert found["forward c1 coin-budgeted (memory) / forward c1 (memory) (throughput)"] == 0.95
+
+
+def test_the_storefront_group_runs_and_reports_its_figures(tmp_path: Path) -> None:
+    need(shutil.which("wrk") is not None, "wrk is not installed (apt-get install wrk)")
+    output = tmp_path / "report.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--only",
+            "storefront",
+            "--rounds",
+            "1",
+            "--seconds",
+            "1",
+            "--upstream",
+            "stand-in",
+            "--customers",
+            "40",
+            "--minute-seconds",
+            "6",
+            "--output",
+            str(output),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(output.read_text())
+    assert report["scenarios"]["kept read (memory)"]["rps"] > 0
+    ratio = report["ratios"]["kept read / floor (throughput, target >= 0.8)"]
+    assert math.isfinite(ratio)
+    assert ratio > 0
+    store = report["extra"]["storefront"]
+    assert store["page views"] == 40 * 5 * 2
+    assert store["every read answered 200 (fresh or stale)"], store["read answers"]
+    assert store["within the slice"], store
+    # Kept answers: far fewer calls than a call for each of a page's own reads.
+    assert store["upstream read calls a minute"] < store["without kept answers (calls a minute)"]
+    assert store["spins"] == {"200": 80}
+    tried("bench", f"storefront {store}")

@@ -324,3 +324,35 @@ async def test_with_no_copy_a_spent_slice_is_503_with_retry_after() -> None:
     assert bob.status_code == 503
     assert error_code(bob) == "upstream_busy"
     assert "retry-after" in bob.headers
+
+
+# --- what the reads can serve ---------------------------------------------------------------
+
+
+def test_check_config_prints_what_the_reads_can_serve() -> None:
+    from proxy.cli import summary
+    from proxy.reads.capacity import capacity
+
+    routes = ["leads", "wallettransactions", "coupons", "triggers"]
+    settings = make_settings(
+        limits={"upstream": "60/minute"},
+        reads={
+            "routes": routes,
+            "budget": "20/minute",
+            "per_customer": "10/minute",
+            "cache_seconds": 60,
+            "customer_cache_seconds": 30,
+        },
+    )
+    c = capacity(settings.reads, settings.limits.upstream)
+    # 20 calls a minute, one of them the ways to earn; 3 answers a view, each kept 30 s: one
+    # customer opening 5 pages a minute costs 3 * 2 calls, so the 19 left serve 3 such
+    # customers, 15 views; views from new customers cost 3 calls each, 6 of them.
+    assert (c.calls, c.workspace_calls, c.reads_per_view) == (20, 1, 3)
+    assert (c.page_views(1), c.page_views(5)) == (6, 15)
+    text = summary(settings)
+    assert "reads can serve 20 upstream calls a minute" in text
+    assert "about 6 page views a minute from customers opening one page, 15 from" in text
+    assert "one customer may spend 10 calls a minute (reads.per_customer), 50% of the slice" in text
+    off = make_settings(reads={"routes": routes, "customer_cache_seconds": 0})
+    assert capacity(off.reads, off.limits.upstream).page_views(5) == 6  # 5 views: 15 calls
