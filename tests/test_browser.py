@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.browsers import ARTIFACTS
 from tests.demo_process import DemoProcess
+from tests.helpers import tried
 
 pytestmark = pytest.mark.slow
 
@@ -56,7 +58,7 @@ def test_the_demo_storefront_in_a_real_browser(browser: Browser, tmp_path: Path)
         expect(page.locator("#login-error")).to_have_text("")
         expect(wheel).to_have_attribute("state", "ready")
         expect(page.locator("#earn li")).to_have_text(
-            ["spin: Earn 10 coins", "check-in: Earn 5 coins", "scratch card: Earn 10 coins"]
+            ["spin: Earn 5 to 50 coins and a coupon", "check-in: Earn 5 coins"]
         )
         page.locator("trigger-proxy-wheel >> button").click()
         expect(wheel).to_have_attribute("state", "won")
@@ -80,6 +82,102 @@ def test_the_demo_storefront_in_a_real_browser(browser: Browser, tmp_path: Path)
         page.screenshot(path=str(ARTIFACTS / "demo-storefront.png"), full_page=True)
         assert errors == []
     assert all(url.startswith(demo.url) for url in seen), seen  # the proxy only
+
+
+MINUS = "\u2212"  # the page's sign of a debit
+
+
+def figures(page: Any) -> dict[str, Any]:
+    """Every figure the demo page shows of the customer's account."""
+    from playwright.sync_api import expect
+
+    history = page.locator("#history li").all_inner_texts()
+    coupons = page.locator("#coupons li").all_inner_texts()
+    for text in [*history, *coupons]:
+        assert "as of" not in text, text  # the demo's reads never fail
+        assert "retrying" not in text, text
+    expect(page.locator("#balance")).to_have_text(re.compile(r"^Balance: \d+ coins$"))
+    return {
+        "page": number(page.locator("#balance").inner_text()),
+        "wheel": number(page.locator("trigger-proxy-wheel >> .balance").inner_text()),
+        "history": sum(
+            int(m.group(1)) * (-1 if m.group(0).startswith(MINUS) else 1)
+            for m in (re.match(rf"[+{MINUS}](\d+) coins", line) for line in history)
+            if m
+        ),
+        "coupons": sum(bool(re.match(r"SPIN-[0-9A-F]{6}: ", line)) for line in coupons),
+    }
+
+
+def test_two_customers_trying_everything_twice_see_figures_that_agree(
+    browser: Browser, tmp_path: Path
+) -> None:
+    """The demo as a new visitor tries it: two customers, each signing in, spinning, checking
+    in, signing out, everything twice. After every action the wheel's balance, the page's, the
+    sum of the history and the coupons all agree, and no read's failure is shown as an empty
+    account (the demo's reads are sized for it)."""
+    from playwright.sync_api import expect
+
+    with DemoProcess(tmp_path / "demo.log") as demo:
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(demo.url)
+        wheel = page.locator("trigger-proxy-wheel")
+        balances: dict[str, int] = {}
+
+        def agree(who: str, spins: int) -> None:
+            # The page updates in steps (the reward's balance at once, then the reads): the
+            # figures must come to agree, and stay so.
+            deadline = time.monotonic() + 10
+            while True:
+                seen = figures(page)
+                same = seen["page"] == seen["wheel"] == seen["history"]
+                if same and seen["coupons"] == spins:
+                    break
+                assert time.monotonic() < deadline, seen
+                page.wait_for_timeout(100)
+            balances[who] = seen["page"]
+
+        for visit in range(2):
+            for who in ("shopper-alice", "shopper-bobby"):
+                page.fill("#customer", who)
+                page.click("#login")
+                expect(page.locator("#who")).to_have_text(f"Signed in as {who}")
+                expect(wheel).to_have_attribute("state", re.compile("ready|out-of-spins"))
+                spins = 0 if visit == 0 else 2
+                # "Ways to earn" says what the wheel pays (its segments run 5 to 50).
+                expect(page.locator("#earn li").first).to_have_text(
+                    "spin: Earn 5 to 50 coins and a coupon"
+                )
+                if visit == 0:
+                    expect(page.locator("#balance")).to_have_text("Balance: 0 coins")
+                else:
+                    agree(who, spins)
+                    assert balances[who] == figures(page)["page"]
+                for _ in range(2):
+                    if visit == 0:
+                        before = balances.get(who, 0)
+                        page.locator("trigger-proxy-wheel >> button").click()
+                        expect(wheel).to_have_attribute("state", re.compile("won|out-of-spins"))
+                        won = number(page.locator("trigger-proxy-wheel >> .status").inner_text())
+                        assert 5 <= won <= 50
+                        spins += 1
+                        expect(page.locator("#balance")).to_have_text(
+                            f"Balance: {before + won} coins"
+                        )
+                        agree(who, spins)
+                    page.click("#checkin")
+                    expect(page.locator("#checkin-status")).to_have_text(
+                        re.compile(r"Checked in: \+5 coins!|You have checked in today")
+                    )
+                    agree(who, spins)
+                page.click("#logout")
+                expect(page.locator("#who-row")).to_be_hidden()
+                expect(page.locator("#balance")).to_have_text("")
+        page.screenshot(path=str(ARTIFACTS / "demo-two-customers.png"), full_page=True)
+        assert errors == []
+    tried("demo", f"two customers, everything twice: balances {balances}")
 
 
 # A storefront page written against Nector's API, as Nector's own widget calls it: a

@@ -53,6 +53,7 @@ class StandInTrigger:
     coins: int = 10  # what the trigger pays when no override applies
     allow_override: bool = False
     name: str = "trigger"
+    description: str = ""  # its "ways to earn" line; by default what it pays
 
 
 @dataclass

@@ -72,6 +72,11 @@ def _checked_query(request: Request, allowed: set[str]) -> dict[str, str] | JSON
     return query
 
 
+def _earn(trigger: Any) -> str:
+    """A trigger's ways-to-earn line: its own, or what it pays."""
+    return str(trigger.description or f"Earn {trigger.coins} coins")
+
+
 def read_routes(nector: StandIn) -> list[Route]:
     """The read routes, bound to ``nector``'s state."""
 
@@ -154,7 +159,7 @@ def read_routes(nector: StandIn) -> list[Route]:
         link = {"execute_after": "link_click", "redirect_link": SHOP_LINK, "fa_icon": "fa-gift"}
         items = [
             {"_id": t.id, "content_type": "earn", "created_at": 0}
-            | {"content": {"name": t.name, "description": f"Earn {t.coins} coins", **link}}
+            | {"content": {"name": t.name, "description": _earn(t), **link}}
             for t in nector.triggers.values()
             if "earn" in wanted
         ]

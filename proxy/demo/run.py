@@ -55,6 +55,9 @@ SPIN_OFFER = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
 # A campaign (docs/campaigns.md): coin budgets, and a schedule that opens soon after the start.
 SCRATCH_CARD = "5d2c8a14-3f6e-4b7a-9c1d-2e8f7a6b5c4d"
 OPENS_AFTER_SECONDS = 120
+SPIN_COINS = (5, 50)  # the wheel's range, which its "Ways to earn" line says too
+CHECKIN_COINS = 5
+SCRATCH_COINS = (5, 100)
 DEMO_CUSTOMER = re.compile(r"^[A-Za-z0-9_.@-]{8,64}$")
 CUSTOMER_RULE = "Use 8 to 64 characters: letters, digits, or . _ @ -"
 # Not HttpOnly: the page shows who is signed in; the session itself stays in the HttpOnly one.
@@ -104,8 +107,15 @@ def demo_settings(
         "upstream": {"url": f"http://{HOST}:{upstream_port}/api/v2/merchant/activities"},
         "server": {"host": HOST, "port": port},
         "cors": {"allow_origins": origins, "allow_credentials": True},
-        "limits": {"per_customer": "2/minute;20/day", "upstream": "50/minute"},
-        "reads": {"routes": list(READ_ROUTES), "budget": "20/minute", "cache_seconds": 60},
+        # Sized so that one visitor trying everything, as several customers, never runs out:
+        # every reward drops that customer's kept reads, so the page reads them again.
+        "limits": {"per_customer": "2/minute;20/day", "upstream": "300/minute"},
+        "reads": {
+            "routes": list(READ_ROUTES),
+            "budget": "200/minute",
+            "per_customer": "100/minute",
+            "cache_seconds": 60,
+        },
         "logging": {"format": "plain"},
         "shopify": {"shop": DEMO_SHOP, "app_proxy": shopify_secrets is not None},
         "triggers": [
@@ -118,7 +128,7 @@ def demo_settings(
                     "wallet": {
                         "title": "Spin the wheel",
                         "operation": "cr",
-                        "coin_range": {"min": 5, "max": 50},
+                        "coin_range": {"min": SPIN_COINS[0], "max": SPIN_COINS[1]},
                     },
                     "offer": {"offer_id": SPIN_OFFER},
                 },
@@ -132,7 +142,10 @@ def demo_settings(
                 "customer_coins": "300/day",
                 "starts_at": _instant(time.time() + OPENS_AFTER_SECONDS),
                 "override": {
-                    "wallet": {"title": "Scratch card", "coin_range": {"min": 5, "max": 100}}
+                    "wallet": {
+                        "title": "Scratch card",
+                        "coin_range": {"min": SCRATCH_COINS[0], "max": SCRATCH_COINS[1]},
+                    }
                 },
             },
         ],
@@ -159,9 +172,15 @@ def build_demo(port: int, upstream_port: int) -> Demo:
     shopify = (secrets.token_hex(16), secrets.token_urlsafe(32))  # the app's, the theme's
     settings = demo_settings(port, upstream_port, session_secret, api_key, workspace_id, shopify)
     stand_in = NectorStandIn(api_key=api_key, workspace_id=workspace_id)
-    stand_in.add_trigger(StandInTrigger(SPIN_WHEEL, coins=10, allow_override=True, name="spin"))
-    stand_in.add_trigger(StandInTrigger(DAILY_CHECKIN, coins=5, name="check-in"))
-    stand_in.add_trigger(StandInTrigger(SCRATCH_CARD, allow_override=True, name="scratch card"))
+    spin = f"Earn {SPIN_COINS[0]} to {SPIN_COINS[1]} coins and a coupon"
+    stand_in.add_trigger(
+        StandInTrigger(SPIN_WHEEL, coins=10, allow_override=True, name="spin", description=spin)
+    )
+    stand_in.add_trigger(StandInTrigger(DAILY_CHECKIN, coins=CHECKIN_COINS, name="check-in"))
+    scratch = f"Earn {SCRATCH_COINS[0]} to {SCRATCH_COINS[1]} coins"
+    stand_in.add_trigger(
+        StandInTrigger(SCRATCH_CARD, allow_override=True, name="scratch card", description=scratch)
+    )
     stand_in.offers[SPIN_OFFER] = {"_id": SPIN_OFFER, "name": "10% off your next order"}
     page = resources.files("proxy.demo").joinpath("static/index.html").read_text()
 

@@ -68,6 +68,7 @@ export const COMMON_WORDS = {
 };
 
 const PLAYABLE = ["ready", "won", "offline", "error"];
+const RETRY_MS = 5000; // how soon a balance that could not be read is asked for again
 
 // Where each provider's script is, and its global; explicit rendering into our container.
 // reCAPTCHA's global comes before its API is ready, and its ready() says when; Turnstile's
@@ -148,6 +149,7 @@ export class TriggerProxyWidget extends HTMLElement {
   #timer = null;
   #pendingKey = null;
   #who = "cookie";
+  #hasLead = false; // the customer has a lead, whose id #who is
   #generation = 0; // bumped on refresh(): answers for an earlier customer are dropped
   #challenge = null; // { api, id, token } once the provider's widget is rendered
   #onOnline = () => this.state === "offline" && this.attempt();
@@ -210,6 +212,11 @@ export class TriggerProxyWidget extends HTMLElement {
     if (before !== null && before !== after && this.isConnected) this.refresh();
   }
 
+  /** Show a balance the page learnt elsewhere (another reward's answer), without a read. */
+  setBalance(coins) {
+    this.#balance(coins);
+  }
+
   /** Forget everything shown for the previous customer and look again. */
   async refresh() {
     const generation = ++this.#generation;
@@ -260,11 +267,14 @@ export class TriggerProxyWidget extends HTMLElement {
       if (err.code === "invalid_session" || err.code === "expired_session") {
         return this.#signIn("expired");
       }
-      // No reads on this proxy (read_not_allowed), or no lead yet (a new customer): go on.
+      // No lead yet (a new customer): none. No reads on this proxy (read_not_allowed): go
+      // on without. A failure is not an empty account: say so, and look again.
       if (err.status === 404) this.#balance(0);
+      else if (err.code !== "read_not_allowed") this.#unread(generation);
     }
     if (generation !== this.#generation) return;
-    if (lead) this.#balance(lead.available);
+    this.#hasLead = Boolean(lead);
+    if (lead) this.#balance(lead.available, lead.asOf);
     const token = this.#token;
     const shopper = this.#shopifyDigest()?.customerId;
     const named =
@@ -318,16 +328,19 @@ export class TriggerProxyWidget extends HTMLElement {
     const dryRun = result.data?.dry_run === true;
     const coins = data.wallet_reward?.coins;
     this.#show(this.playingState, "", "");
-    const lead = this.#client.lead().catch(() => null); // as Nector's widget does after a reward
+    // The reward's answer carries the balance: no read needed (Nector's widget reads the lead),
+    // unless the customer's lead is new: its id names the countdown kept across reloads.
+    const paid = data.wallet_reward?.balance;
+    let balance = !dryRun && typeof paid === "number" ? paid : null;
+    const known = this.#hasLead && (balance !== null || dryRun);
+    const lead = known ? null : this.#client.lead().catch(() => null);
     await this.play(coins, data);
     const fresh = await lead;
     if (generation !== this.#generation) return;
-    let balance = null;
     if (fresh) {
       this.#who = fresh._id;
-      balance = fresh.available;
-    } else if (!dryRun && typeof data.wallet_reward?.balance === "number") {
-      balance = data.wallet_reward.balance;
+      this.#hasLead = true;
+      if (balance === null) balance = fresh.available;
     }
     if (balance !== null) this.#balance(balance);
     const coupon = data.offer_reward ? " and a coupon" : "";
@@ -433,8 +446,26 @@ export class TriggerProxyWidget extends HTMLElement {
     button.disabled = !PLAYABLE.includes(state);
   }
 
-  #balance(coins) {
-    this.$(".balance").textContent = typeof coins === "number" ? `Balance: ${coins} coins` : "";
+  #balance(coins, asOf = null) {
+    const when = asOf ? ` (as of ${asOf.toLocaleTimeString()})` : "";
+    this.$(".balance").textContent =
+      typeof coins === "number" ? `Balance: ${coins} coins${when}` : "";
+  }
+
+  /** The balance could not be read: the last one seen, as of when, or say so; and retry. */
+  #unread(generation) {
+    const known = this.#client.balance();
+    if (known) this.#balance(known.coins, known.at);
+    else this.$(".balance").textContent = "Balance: couldn't load, retrying…";
+    setTimeout(async () => {
+      if (generation !== this.#generation) return;
+      try {
+        const lead = await this.#client.lead();
+        if (generation === this.#generation && lead) this.#balance(lead.available, lead.asOf);
+      } catch {
+        if (generation === this.#generation) this.#unread(generation);
+      }
+    }, RETRY_MS);
   }
 
   /** The provider's own widget, in a light-DOM child (its iframes do not work in a shadow root). */

@@ -18,7 +18,10 @@
 //
 // The reads (lead(), walletTransactions(), coupons(), triggers(), ...) are Nector's own GETs,
 // answered by the proxy for the session's customer only (enabled in its [reads] config); each
-// resolves to Nector's `data` object.
+// resolves to Nector's `data` object. An answer the proxy could only give from its last copy
+// (X-Cache: STALE) has an `asOf` Date (not enumerable): show it as "as of", never as news.
+// balance() is the session's balance as last seen, { coins, at }, from a lead read or from a
+// reward's own answer (wallet_reward.balance), so a page can update it without a read.
 
 // A refusal in the shopper's words, as the proxy writes it in data.message on Nector's paths
 // (proxy/http/shopper.py; tests/test_nector_widget.py keeps the two the same).
@@ -251,6 +254,7 @@ export function createClient({
         }
       }
       const data = await answerOf(response);
+      seen(data?.data?.wallet_reward?.balance, new Date());
       return {
         status: response.status,
         data,
@@ -274,6 +278,11 @@ export function createClient({
     return (await answerOf(response)).trigger;
   }
 
+  let known = null; // the balance as last seen
+  function seen(coins, at) {
+    if (typeof coins === "number") known = { coins, at };
+  }
+
   async function read(path, params = {}) {
     const query = new URLSearchParams();
     for (const [key, value] of Object.entries(params)) {
@@ -288,7 +297,20 @@ export function createClient({
       headers,
       credentials: auth ? "omit" : "include",
     });
-    return (await answerOf(response)).data;
+    const data = (await answerOf(response)).data;
+    if (data && typeof data === "object" && response.headers.get("X-Cache") === "STALE") {
+      const age = Number(response.headers.get("Age")) || 0;
+      Object.defineProperty(data, "asOf", { value: new Date(Date.now() - age * 1000) });
+    }
+    return data;
+  }
+
+  async function lead() {
+    const data = await read("leads/me");
+    const item = data.item;
+    if (item && data.asOf) Object.defineProperty(item, "asOf", { value: data.asOf });
+    seen(item?.available, data.asOf || new Date());
+    return item;
   }
 
   const paging = ({ page = 1, limit = 10 } = {}) => ({
@@ -304,7 +326,9 @@ export function createClient({
     /** The session token calls carry (a digest's is traded for first), or null for none. */
     session: bearer,
     /** The session's own lead: { _id, customer_id, name, available (the balance), ... }. */
-    lead: async () => (await read("leads/me")).item,
+    lead,
+    /** The balance as last seen, { coins, at: Date }, or null: a lead read's or a reward's. */
+    balance: () => known,
     walletTransactions: (options) => read("wallettransactions", paging(options)),
     coupons: (options) => read("coupons", paging(options)),
     coupon: async (id) => (await read(`coupons/${encodeURIComponent(id)}`)).item,
