@@ -31,18 +31,20 @@ def answered(answer: Answer) -> Response:
     return response
 
 
+_VARY = (b"vary", b"Origin")
+
+
 def with_headers(send: Send, record: AccessRecord, extra: list[tuple[bytes, bytes]]) -> Send:
     """``send`` that adds X-Request-ID and the CORS headers to the answer's head, and notes
-    its status for the access line."""
+    its status for the access line. An answer that says ``Vary: Origin`` itself (a script)
+    does not say it twice."""
 
     async def sending(message: Message) -> None:
         if message["type"] == "http.response.start":
             record.status = message["status"]
-            headers = [
-                (b"x-request-id", record.request_id.encode()),
-                *(message.get("headers") or []),
-                *extra,
-            ]
+            own = message.get("headers") or []
+            added = [h for h in extra if h != _VARY] if _VARY in own else extra
+            headers = [(b"x-request-id", record.request_id.encode()), *own, *added]
             message = {**message, "headers": headers}
         await send(message)
 

@@ -184,6 +184,17 @@ async def test_finding_19_the_public_trigger_view_varies_on_origin_once() -> Non
         assert answer.headers.get_list("vary") == ["Origin"]
 
 
+async def test_the_client_scripts_vary_on_origin_once() -> None:
+    cors = {"allow_origins": ["https://shop.example"]}
+    async with open_harness(make_settings(cors=cors)) as h:
+        for path in ("/client/trigger-proxy.js", "/client/trigger-proxy-wheel.js"):
+            for headers in ({}, {"origin": "https://shop.example"}):
+                answer = await h.client.get(path, headers=headers)
+                assert answer.status_code == 200
+                assert answer.headers["cache-control"].startswith("public")
+                assert answer.headers.get_list("vary") == ["Origin"], (path, headers)
+
+
 async def test_a_read_from_a_listed_origin_varies_on_origin_once() -> None:
     cors = {"allow_origins": ["https://shop.example"]}
     async with reads_harness(cors=cors) as (h, _):
