@@ -473,3 +473,49 @@ def test_the_countdown_kept_across_reloads_holds_nothing_of_the_token(
     stored = key + kept[key]
     pieces = {signature[i : i + 6] for i in range(len(signature) - 5)}
     assert not [piece for piece in pieces if piece in stored], stored
+
+
+def test_a_balance_that_cannot_be_read_is_never_shown_as_an_empty_account(
+    browser: Browser, demo: Demo
+) -> None:
+    """The proxy answering 503 with no copy to stand in: the wheel and the page say they could
+    not load and look again, or show the last figures as of when they were seen; never 0."""
+    from playwright.sync_api import Route, expect
+
+    shop = Shop(browser, demo, "desktop")
+    page = shop.page
+    who = f"unread-{time.time_ns() % 10**8}"
+    shop.sign_in(who)
+    shop.spin()
+    shop.state("won")
+    coins = won_coins(shop)
+    expect(page.locator("#balance")).to_have_text(f"Balance: {coins} coins")
+
+    def busy(route: Route) -> None:
+        route.fulfill(
+            status=503,
+            headers={"Retry-After": "5", "Content-Type": "application/json"},
+            body='{"error": {"code": "upstream_busy", "message": "busy", "request_id": "x"}}',
+        )
+
+    page.route("**/api/v2/merchant/leads/**", busy)
+    # The page knows the figures it showed: after the check-in's own answer (its balance, no
+    # read needed), a lead read that fails leaves them standing, as of when they were seen.
+    page.click("#checkin")
+    expect(page.locator("#checkin-status")).to_have_text("Checked in: +5 coins!")
+    expect(page.locator("#balance")).to_have_text(
+        re.compile(rf"^Balance: {coins + 5} coins \(as of .+\)$")
+    )
+    expect(page.locator(BALANCE)).to_have_text(f"Balance: {coins + 5} coins")
+    # A reload knows nothing: both say so, and neither shows an empty account.
+    page.reload()
+    expect(page.locator(BALANCE)).to_have_text("Balance: couldn't load, retrying…")
+    expect(page.locator("#balance")).to_have_text("Balance: couldn't load, retrying…")
+    expect(page.locator("#coupons li").first).not_to_have_text("No coupons yet")
+    # Nector back: within a retry both show the balance again.
+    page.unroute("**/api/v2/merchant/leads/**")
+    page.clock.fast_forward(6000)
+    expect(page.locator(BALANCE)).to_have_text(f"Balance: {coins + 5} coins")
+    expect(page.locator("#balance")).to_have_text(f"Balance: {coins + 5} coins")
+    assert shop.errors == []
+    shop.close()

@@ -254,7 +254,7 @@ export function createClient({
         }
       }
       const data = await answerOf(response);
-      seen(data?.data?.wallet_reward?.balance, new Date());
+      if (data?.dry_run !== true) seen(data?.data?.wallet_reward?.balance, new Date());
       return {
         status: response.status,
         data,
