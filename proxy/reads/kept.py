@@ -146,10 +146,6 @@ class Kept:
     async def aclose(self) -> None:
         await self._flights.aclose()
 
-    @property
-    def held(self) -> CustomerMap:
-        return self._map
-
     async def get(self, customer: str, target: str) -> KeptAnswer | None:
         """The customer's last answer for ``target``, fresh or stale; None past both."""
         blobs = self._blobs

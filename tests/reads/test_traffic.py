@@ -50,6 +50,7 @@ def lead_balance(answer: httpx.Response) -> int:
 # --- finding 15: one greedy customer ------------------------------------------------------
 
 
+@pytest.mark.slow  # waits for the cache to go stale
 async def test_finding_15_stale_refreshes_are_charged_to_the_customer_asking() -> None:
     # Ten pages of a workspace-wide read, filled by ten shoppers, go stale; then one customer
     # asks for every one of them. Each refresh is a call to Nector, and it is theirs to pay: past
