@@ -58,7 +58,11 @@ def test_the_demo_storefront_in_a_real_browser(browser: Browser, tmp_path: Path)
         expect(page.locator("#login-error")).to_have_text("")
         expect(wheel).to_have_attribute("state", "ready")
         expect(page.locator("#earn li")).to_have_text(
-            ["spin: Earn 5 to 50 coins and a coupon", "check-in: Earn 5 coins"]
+            [
+                "spin: Earn 5 to 50 coins and a coupon",
+                "check-in: Earn 5 coins",
+                "scratch card: Earn 5 to 100 coins",
+            ]
         )
         page.locator("trigger-proxy-wheel >> button").click()
         expect(wheel).to_have_attribute("state", "won")
@@ -100,6 +104,7 @@ def figures(page: Any) -> dict[str, Any]:
     return {
         "page": number(page.locator("#balance").inner_text()),
         "wheel": number(page.locator("trigger-proxy-wheel >> .balance").inner_text()),
+        "scratch card": number(page.locator("trigger-proxy-scratch >> .balance").inner_text()),
         "history": sum(
             int(m.group(1)) * (-1 if m.group(0).startswith(MINUS) else 1)
             for m in (re.match(rf"[+{MINUS}](\d+) coins", line) for line in history)
@@ -113,9 +118,10 @@ def test_two_customers_trying_everything_twice_see_figures_that_agree(
     browser: Browser, tmp_path: Path
 ) -> None:
     """The demo as a new visitor tries it: two customers, each signing in, spinning, checking
-    in, signing out, everything twice. After every action the wheel's balance, the page's, the
-    sum of the history and the coupons all agree, and no read's failure is shown as an empty
-    account (the demo's reads are sized for it)."""
+    in, signing out, everything twice (the scratch card opens two minutes after the start: it
+    only shows the balance here). After every action the wheel's balance, the scratch card's,
+    the page's, the sum of the history and the coupons all agree, and no read's failure is
+    shown as an empty account (the demo's reads are sized for it)."""
     from playwright.sync_api import expect
 
     with DemoProcess(tmp_path / "demo.log") as demo:
@@ -132,7 +138,7 @@ def test_two_customers_trying_everything_twice_see_figures_that_agree(
             deadline = time.monotonic() + 10
             while True:
                 seen = figures(page)
-                same = seen["page"] == seen["wheel"] == seen["history"]
+                same = seen["page"] == seen["wheel"] == seen["scratch card"] == seen["history"]
                 if same and seen["coupons"] == spins:
                     break
                 assert time.monotonic() < deadline, seen
