@@ -18,7 +18,7 @@ from proxy.config.settings import SOURCES, ConfigError, Settings, warnings
 from proxy.identity.claims import ClaimError
 from proxy.identity.sessions import mint_token
 from proxy.limits.stores import describe_storage
-from proxy.reads.capacity import describe as describe_capacity
+from proxy.reads.capacity import describe_reads
 from proxy.serve import CONFIG_PATH_VARIABLE, SERVE_ONLY
 
 
@@ -258,7 +258,7 @@ def summary(settings: Settings) -> str:
         f"{' with credentials' if s.cors.allow_credentials else ''}",
         f"limits: storage {describe_storage(s.limits)}, per customer "
         f"{_rates(s.limits.per_customer)}, workspace budget {_rates((s.limits.upstream,))}",
-        _reads_line(s),
+        describe_reads(s.reads, s.limits.upstream),
         f"minting over HTTP: {'on' if s.secrets.mint_key else 'off'}",
         _shopify_line(s),
         f"triggers ({len(s.triggers)}):",
@@ -271,17 +271,6 @@ def summary(settings: Settings) -> str:
             + describe_campaign(t)
         )
     return "\n".join(lines)
-
-
-def _reads_line(s: Settings) -> str:
-    r = s.reads
-    if not r.routes:
-        return "reads: off (no [reads] routes)"
-    head = (
-        f"reads: {', '.join(r.routes)}; workspace answers cached {r.cache_seconds}s, "
-        f"budget {_rates((r.budget,))} of the workspace's, per customer {_rates(r.per_customer)}"
-    )
-    return "\n".join([head, *describe_capacity(r, s.limits.upstream)])
 
 
 def _shopify_line(s: Settings) -> str:

@@ -59,8 +59,20 @@ def capacity(reads: ReadSettings, budget: Rate) -> Capacity:
     )
 
 
+def describe_reads(reads: ReadSettings, budget: Rate) -> str:
+    """``check-config``'s lines on the reads: which are on, and what they can serve."""
+    if not reads.routes:
+        return "reads: off (no [reads] routes)"
+    rates = ";".join(str(r) for r in reads.per_customer)
+    head = (
+        f"reads: {', '.join(reads.routes)}; workspace answers cached {reads.cache_seconds}s, "
+        f"budget {reads.budget} of the workspace's, per customer {rates}"
+    )
+    return "\n".join([head, *describe(reads, budget)])
+
+
 def describe(reads: ReadSettings, budget: Rate) -> list[str]:
-    """``check-config``'s account of what the reads can serve."""
+    """What the reads can serve."""
     c = capacity(reads, budget)
     lines = [
         f"  reads can serve {c.calls:g} upstream calls a minute (reads.budget, under "
