@@ -174,6 +174,7 @@ def open_components(
         lead_tokens=lead_tokens,
         resolved=resolved,
         log=log,
+        rewarded=reads.forget,  # spending coins moves the balance too
     )
     return Components(gateway, reads, redemptions, store, upstream)
 

@@ -12,6 +12,7 @@ reaches Nector is built from checked values only.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from proxy.config.redemption import MAX_STEP, RedemptionSettings
@@ -64,7 +65,9 @@ class Redemptions:
         lead_tokens: LeadTokens | None,
         resolved: ResolvedLeads,
         log: RequestLog,
+        rewarded: Callable[[str], Awaitable[None]] | None = None,  # with the customer's scope
     ) -> None:
+        self._rewarded = rewarded
         self._settings = settings
         self._auth = auth
         self._budgets = (budget_window(budget),)
@@ -162,6 +165,8 @@ class Redemptions:
             record.code = record.upstream_fault = exc.code
             rendered = render_error(exc, REDEEM_PATH, request.request_id)
             answer = Answer(exc.status, rendered, list(exc.headers))
+        if self._rewarded is not None:  # the balance may have moved: so may their reads
+            await self._rewarded(scope)
         if claim is not None:
             await self._store.finish(claim, StoredAnswer(answer.status, answer.body))
         answer.headers += quota_headers(windows, decision.windows, self._policy)

@@ -245,6 +245,22 @@ async def test_a_reward_through_the_proxy_drops_that_customers_kept_answers(
     assert bob_after.content == bob_before.content
 
 
+async def test_a_redemption_through_the_proxy_drops_that_customers_kept_answers() -> None:
+    nector = stand_in()
+    nector.offers[OFFER_ID]["rule"] = {"coin_amount": 50}
+    alice = nector.add_lead(customer_id=ALICE)
+    alice.available = 120
+    redemption = {"enabled": True, "offers": [OFFER_ID]}
+    async with reads_harness(nector=nector, redemption=redemption) as (h, _):
+        before = lead_balance(await get(h, P + "leads/me", token(ALICE)))
+        body = {"offer_id": OFFER_ID, "step": 1}
+        spent = await h.post(P + "offerredeems", tok=token(ALICE), body=body)
+        assert spent.status_code == 200, spent.text
+        after = await get(h, P + "leads/me", token(ALICE))
+    assert (before, lead_balance(after)) == (120, 70)
+    assert after.headers["x-cache"] == "MISS"
+
+
 async def test_replicas_on_one_redis_share_kept_answers_and_forget_them() -> None:
     from tests.redis_util import shared_redis_store
 
