@@ -58,12 +58,12 @@ def test_check_config_accepts_the_example_and_prints_no_secret() -> None:
             "redis+sentinel://s1:26379,s2:26379/rewards/0?sentinel_password=***",
         ),
         (
-            "redis+sentinel://u:hunter2-pass@s1:26379/rewards/0?db=0&Sentinel%5FPassword=hunter2-pass",
-            "redis+sentinel://***@s1:26379/rewards/0?db=0&Sentinel_Password=***",
+            "redis+sentinel://u:hunter2-pass@s1:26379/rewards/0?sentinel%5Fpassword=hunter2-pass",
+            "redis+sentinel://***@s1:26379/rewards/0?sentinel_password=***",
         ),
         (
-            "rediss://127.0.0.1:6379/0?ssl_cert_reqs=none&client_secret=hunter2-pass",
-            "rediss://127.0.0.1:6379/0?ssl_cert_reqs=none&client_secret=***",
+            "rediss://127.0.0.1:6379/0?ssl_cert_reqs=none&ssl_password=hunter2-pass",
+            "rediss://127.0.0.1:6379/0?ssl_cert_reqs=none&ssl_password=***",
         ),
     ],
 )

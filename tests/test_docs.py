@@ -111,6 +111,12 @@ RUN_HERE = {
     ("sessions.md", "from proxy import mint_token"),
     ("sessions.md", "trigger-proxy mint"),
     ("sessions.md", "/v1/sessions"),
+    *(
+        CONFIG_FRAGMENTS := {
+            ("api.md", "[redemption]\nenabled = true"),
+            ("nector-widget.md", "public_routes = ["),
+        }
+    ),
 }
 
 
@@ -120,6 +126,26 @@ def test_every_example_is_run_or_excused() -> None:
         excused = (name, first) in NOT_RUN
         run = [needle for file, needle in RUN_HERE if file == name and needle in text]
         assert excused or len(run) == 1, f"{name}: no test runs the example starting {first!r}"
+
+
+@pytest.mark.parametrize(("name", "needle"), sorted(CONFIG_FRAGMENTS))
+def test_a_config_fragment_loads_as_written(name: str, needle: str) -> None:
+    import tomllib
+
+    from proxy.config.schema import parse_rates
+    from proxy.config.settings import Settings
+    from tests.helpers import ENVIRON, config
+
+    fragment = tomllib.loads(block(name, needle))
+    settings = Settings.from_mapping(config(**fragment), ENVIRON)
+    for section, keys in fragment.items():
+        for key, value in keys.items():
+            held = getattr(getattr(settings, section), key)
+            if isinstance(value, list):
+                value = tuple(value)
+            elif key == "per_customer":
+                value = parse_rates(value)
+            assert held == value, (section, key)
 
 
 def test_the_readme_try_it_block_rewards_a_customer() -> None:

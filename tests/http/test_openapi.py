@@ -90,8 +90,9 @@ def test_every_error_code_is_documented() -> None:
         for cls in vars(errors).values()
         if isinstance(cls, type) and issubclass(cls, errors.ProxyError)
     }
-    documented = SPEC["components"]["schemas"]["Error"]["properties"]["error"]["properties"]
-    assert set(documented["code"]["enum"]) == codes
+    for shape in ("Error", "NectorError"):  # the contract's, and Nector's envelope around it
+        documented = SPEC["components"]["schemas"][shape]["properties"]["error"]["properties"]
+        assert set(documented["code"]["enum"]) == codes, shape
 
 
 async def test_the_app_serves_this_document_with_its_own_values(harness: Harness) -> None:
