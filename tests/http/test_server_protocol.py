@@ -3,6 +3,7 @@ connection is late (the same limits on a real `serve`: tests/test_hardening.py).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,10 +19,12 @@ HEAD = b"POST /v1/triggers/spin-wheel HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r
 class Transport:
     def __init__(self) -> None:
         self.written = b""
+        self.writes: list[bytes] = []
         self.closed = False
 
     def write(self, data: bytes) -> None:
         self.written += data
+        self.writes.append(data)
 
     def close(self) -> None:
         self.closed = True
@@ -40,6 +43,21 @@ class Transport:
 async def app(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.start", "status": 204, "headers": []})
     await send({"type": "http.response.body", "body": b""})
+
+
+def serving(application: Any) -> tuple[LimitedHttpToolsProtocol, Transport]:
+    config = Config(application, log_config=None, access_log=False, lifespan="off")
+    config.load()
+    proto = LimitedHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
+    transport = Transport()
+    proto.connection_made(transport)  # type: ignore[arg-type]
+    return proto, transport
+
+
+async def answered(proto: LimitedHttpToolsProtocol, request: bytes) -> None:
+    proto.data_received(request)
+    for task in list(proto.tasks):
+        await task
 
 
 @pytest.fixture
@@ -124,4 +142,72 @@ async def test_a_head_that_ends_past_the_limit_in_one_chunk_is_431(
         await task
     assert transport.written.startswith(b"HTTP/1.1 431 ")
     assert b'"code":"headers_too_large"' in transport.written
+    assert transport.closed
+
+
+# --- one write an answer (_OneWrite) -------------------------------------------------------
+
+
+async def hello(scope: Any, receive: Any, send: Any) -> None:
+    await receive()
+    headers = [(b"content-length", b"5"), (b"content-type", b"text/plain")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"hello"})
+
+
+async def test_a_whole_answer_is_one_write_with_its_head() -> None:
+    proto, transport = serving(hello)
+    for _ in range(2):  # and again on the same connection
+        transport.writes.clear()
+        await answered(proto, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        [answer] = transport.writes
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert answer.endswith(b"\r\n\r\nhello")
+    assert not transport.closed
+
+
+async def test_a_head_with_no_body_to_follow_leaves_when_the_answer_completes() -> None:
+    proto, transport = serving(hello)
+    await answered(proto, b"HEAD / HTTP/1.1\r\nhost: x\r\n\r\n")
+    [answer] = transport.writes
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert answer.endswith(b"\r\n\r\n")
+    assert b"content-length: 5" in answer
+
+
+async def test_100_continue_leaves_at_once_and_the_answer_after_it() -> None:
+    proto, transport = serving(hello)
+    proto.data_received(
+        b"POST / HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: 2\r\n\r\n"
+    )
+    for _ in range(5):  # the app waits for the body, which the client sends only after the 100
+        await asyncio.sleep(0)
+    assert transport.writes == [b"HTTP/1.1 100 Continue\r\n\r\n"]
+    await answered(proto, b"{}")
+    assert transport.written.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n")
+    assert transport.written.endswith(b"\r\n\r\nhello")
+
+
+async def test_a_streamed_answer_sends_its_head_with_the_first_part() -> None:
+    async def streamed(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"one", "more_body": True})
+        await send({"type": "http.response.body", "body": b"two"})
+
+    proto, transport = serving(streamed)
+    await answered(proto, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+    first, rest = transport.writes
+    assert first.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert first.endswith(b"\r\n\r\n3\r\none\r\n")
+    assert rest == b"3\r\ntwo\r\n0\r\n\r\n"
+
+
+async def test_a_head_is_written_before_a_crashed_answer_closes() -> None:
+    async def crashes(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        raise RuntimeError("after the head")
+
+    proto, transport = serving(crashes)
+    await answered(proto, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+    assert transport.written.startswith(b"HTTP/1.1 200 OK\r\n")
     assert transport.closed
