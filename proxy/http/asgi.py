@@ -233,12 +233,15 @@ class AppProxyRequest(Request):
     ) -> None:
         root = outer.scope.get("root_path", "")
         scope = {**outer.scope, "root_path": root + prefix, "query_string": query}
-        scope["headers"] = [h for h in outer.scope["headers"] if h[0] not in _CREDENTIALS]
+        headers = outer.headers
+        if b"authorization" in headers or b"cookie" in headers:  # Shopify forwards neither
+            scope["headers"] = [h for h in scope["headers"] if h[0] not in _CREDENTIALS]
+            headers = {k: v for k, v in headers.items() if k not in _CREDENTIALS}
         self.scope = scope
         self.receive = outer.receive
         self.method = outer.method
         self.path = outer.path[len(prefix) :]
-        self.headers = {k: v for k, v in outer.headers.items() if k not in _CREDENTIALS}
+        self.headers = headers
         self.client_ip = outer.client_ip
         self.request_id = outer.request_id
         self.signed_query = signed

@@ -14,8 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from collections.abc import Callable, Iterable, Sequence
-from urllib.parse import unquote_plus
+from collections.abc import Callable, Sequence
 
 from proxy.errors import (
     ExpiredSession,
@@ -36,6 +35,7 @@ SHOPIFY_PARAMETERS = frozenset(
 # Parsers disagree on which duplicate wins; refusing is the only safe reading.
 _SINGLE = ("signature", "shop", "timestamp", "logged_in_customer_id")
 _MAX_PARAMETERS = 64
+_HEX_DIGITS = "0123456789abcdefABCDEF"
 
 
 def app_proxy_message(pairs: Sequence[tuple[str, str]]) -> bytes:
@@ -57,8 +57,12 @@ def sign_app_proxy(secret: str, pairs: Sequence[tuple[str, str]]) -> str:
 
 def theme_digest(secret: str, shop: str, customer_id: str, ts: int) -> str:
     """What the theme renders: ``"<shop>:<customer id>:<ts>" | hmac_sha256: secret``."""
-    message = f"{shop}:{customer_id}:{ts}".encode()
+    message = _digest_message(shop, customer_id, ts)
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def _digest_message(shop: str, customer_id: str, ts: int) -> bytes:
+    return f"{shop}:{customer_id}:{ts}".encode()
 
 
 def _customer(template: str, shopify_id: str, key_index: int) -> Session:
@@ -70,16 +74,15 @@ def _customer(template: str, shopify_id: str, key_index: int) -> Session:
         raise InvalidSession("the customer id does not make a Nector customer_id") from exc
 
 
-def _mac(keyed: hmac.HMAC, message: bytes) -> bytes:
-    mac = keyed.copy()  # the key's pads are computed once, at start
-    mac.update(message)
-    return mac.hexdigest().encode()
-
-
-def _matching(expected: Iterable[bytes], given: bytes) -> int | None:
-    """The position of the secret whose MAC is ``given`` (compared in constant time)."""
-    for index, value in enumerate(expected):
-        if hmac.compare_digest(value, given):
+def _signed_by(keys: Sequence[hmac.HMAC], message: bytes, given: str) -> int | None:
+    """The position of the key whose hex HMAC-SHA256 of ``message`` is ``given`` (compared in
+    constant time); None if no key's is. ``keys`` are HMACs of no message yet, copied for
+    each one: their pads are computed once, at start (as the session tokens' are)."""
+    expected = given.encode("ascii", "replace")
+    for index, key in enumerate(keys):
+        mac = key.copy()
+        mac.update(message)
+        if hmac.compare_digest(mac.hexdigest().encode(), expected):
             return index
     return None
 
@@ -99,7 +102,7 @@ class AppProxyVerifier:
         customer_template: str,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._macs = [hmac.new(s.encode(), digestmod=hashlib.sha256) for s in secrets]
+        self._keys = [hmac.new(s.encode(), digestmod=hashlib.sha256) for s in secrets]
         self._shop = shop
         self._template = customer_template
         self._clock = clock
@@ -125,9 +128,7 @@ class AppProxyVerifier:
                 given[key] = value
             if key != "signature":
                 signed.append((key, value))
-        signature = given.get("signature", "").encode("ascii", "replace")
-        message = app_proxy_message(signed)
-        index = _matching((_mac(keyed, message) for keyed in self._macs), signature)
+        index = _signed_by(self._keys, app_proxy_message(signed), given.get("signature", ""))
         if index is None:
             raise NotFromAppProxy()
         if given.get("shop") != self._shop:
@@ -157,7 +158,7 @@ class DigestVerifier:
         max_age_seconds: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._secrets = list(secrets)
+        self._keys = [hmac.new(s.encode(), digestmod=hashlib.sha256) for s in secrets]
         self._shop = shop
         self._template = customer_template
         self._max_age = max_age_seconds
@@ -168,10 +169,7 @@ class DigestVerifier:
         older than ``max_age_seconds`` or more than 90 s ahead)."""
         if shop != self._shop:
             raise ShopNotAllowed()
-        given = digest.encode("ascii", "replace")
-        index = _matching(
-            (theme_digest(s, shop, customer_id, ts).encode() for s in self._secrets), given
-        )
+        index = _signed_by(self._keys, _digest_message(shop, customer_id, ts), digest)
         if index is None:
             raise InvalidSession("the digest is not the theme's")
         age = self._clock() - ts
@@ -196,12 +194,29 @@ def parse_app_proxy_query(query: bytes) -> tuple[list[tuple[str, str]], bytes]:
                 continue
             key, _, value = part.partition("=")
             if "%" in key or "+" in key:
-                key = unquote_plus(key, errors="strict")
+                key = _unquote_plus(key)
             if "%" in value or "+" in value:
-                value = unquote_plus(value, errors="strict")
+                value = _unquote_plus(value)
             pairs.append((key, value))
             if key not in SHOPIFY_PARAMETERS:
                 rest.append(part)
     except ValueError:  # UnicodeError included
         return [], b""
     return pairs, "&".join(rest).encode()
+
+
+def _unquote_plus(text: str) -> str:
+    """``urllib.parse.unquote_plus(text, errors="strict")`` for an ASCII ``text``, in a third of
+    its time: "+" a space, each ``%XX`` its byte (a ``%`` without two hex digits kept as it
+    is), the bytes read as UTF-8 (UnicodeDecodeError, a ValueError, if they are not)."""
+    first, *rest = text.replace("+", " ").split("%")
+    if not rest:
+        return first
+    decoded = [first.encode()]
+    for item in rest:
+        byte = _HEX_BYTES.get(item[:2])
+        decoded.append(byte + item[2:].encode() if byte is not None else b"%" + item.encode())
+    return b"".join(decoded).decode()
+
+
+_HEX_BYTES = {a + b: bytes.fromhex(a + b) for a in _HEX_DIGITS for b in _HEX_DIGITS}

@@ -227,10 +227,23 @@ def test_shopifys_parameters_are_left_out_of_the_routes_query() -> None:
 
 @pytest.mark.parametrize(
     "query",
-    ["a=1&b=&c", "path_prefix=%2Fapps%2Fr&x=a+b", "k=%E2%82%AC&&k=2", "=v&a==b", "x=%zz"],
+    [
+        "a=1&b=&c",
+        "path_prefix=%2Fapps%2Fr&x=a+b",
+        "k=%E2%82%AC&&k=2",
+        "=v&a==b",
+        "x=%zz",
+        "x=%&y=a%2&z=%2g%41%4",
+        "x=+%2B+&%41=%4a%4A",
+    ],
 )
 def test_the_query_is_decoded_as_parse_qsl_decodes_it(query: str) -> None:
     assert parse_app_proxy_query(query.encode())[0] == pairs(query)
+
+
+@pytest.mark.parametrize("query", [b"x=%C3", b"x=%FF&shop=a", "x=\u00e9".encode()])
+def test_a_query_that_is_not_utf8_or_ascii_has_no_parameters(query: bytes) -> None:
+    assert parse_app_proxy_query(query) == ([], b"")
 
 
 def test_a_query_with_too_many_parameters_has_none() -> None:
