@@ -230,7 +230,8 @@ class ReadSettings:
     cache_seconds: int = setting(60, low=1, high=3600)  # workspace-wide answers are fresh
     stale_seconds: int = setting(600, low=0, high=86400)  # then may stand in for a failed call
     budget: Rate = setting(Rate(20, 60))  # the slice of limits.upstream reads may spend
-    per_customer: tuple[Rate, ...] = setting((Rate(60, 60),))  # reads that reach Nector
+    # Reads that reach Nector: a page view's, and half the default slice at most (finding 15).
+    per_customer: tuple[Rate, ...] = setting((Rate(10, 60),))
     max_cached: int = setting(1000, low=1)  # workspace-wide answers held per process
     public_routes: tuple[str, ...] = setting((), check=partial(_read_routes, named=WORKSPACE_READS))
     per_address: tuple[Rate, ...] = setting((Rate(30, 60),))  # a visitor's cache misses
