@@ -31,12 +31,14 @@ def redis_available(url: str = SHARED_REDIS) -> bool:
         return False
 
 
-def shared_redis_store() -> RedisStore:
+def shared_redis_store(timeout_seconds: float = 1.0) -> RedisStore:
     """A store on the machine's shared Redis, under a key prefix of its own."""
     from tests.helpers import need
 
     need(redis_available(SHARED_REDIS), f"no Redis at {SHARED_REDIS}")
-    return RedisStore(SHARED_REDIS, prefix=f"test:{uuid.uuid4().hex}:")
+    return RedisStore(
+        SHARED_REDIS, prefix=f"test:{uuid.uuid4().hex}:", timeout_seconds=timeout_seconds
+    )
 
 
 def free_port() -> int:
