@@ -62,6 +62,8 @@ def imports(module: Path, package_root: Path = PACKAGE) -> set[str]:
 
 def room(dotted: str) -> str | None:
     """The product package (``limits``, ``errors``, ``demo``...) a dotted name lies in."""
+    if dotted == "proxy":  # the package itself, whose __init__ imports the app: the top level
+        return "__init__"
     parts = dotted.split(".")
     return parts[1] if parts[0] == "proxy" and len(parts) > 1 else None
 
@@ -100,6 +102,13 @@ def test_the_layer_rule_catches_an_upward_import(tmp_path: Path) -> None:
         "http/paths -> proxy.demo",
         "limits/store -> proxy.rewards",
     ]
+
+
+def test_the_layer_rule_catches_a_bare_import_of_the_package(tmp_path: Path) -> None:
+    (tmp_path / "reads").mkdir()
+    (tmp_path / "reads" / "cache.py").write_text("import proxy\n")
+    (tmp_path / "cli.py").write_text("import proxy\n")
+    assert broken_import_rules(tmp_path) == ["reads/cache -> proxy.__init__"]
 
 
 def test_every_package_is_in_the_map_and_says_what_lives_there() -> None:
