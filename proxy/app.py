@@ -100,6 +100,8 @@ class App(Starlette):
         self.metrics = Metrics([t.name or t.id for t in settings.triggers])
         # Per-trigger volumes and forgery rates are not for everyone (SECURITY.md, finding 7).
         self._metrics_here = settings.server.metrics_on_main_port
+        triggers, per_customer = settings.triggers, settings.limits.per_customer
+        listing = trigger_listing(triggers, per_customer, site_key=settings.challenge.site_key)
         routes = [
             Route("/healthz", self._health, methods=["GET"]),
             Route("/readyz", self._ready, methods=["GET"]),
@@ -110,7 +112,7 @@ class App(Starlette):
                 for path, name in SCRIPTS.items()
             ),
             Route("/v1/sessions", self._mint, methods=["POST"]),
-            Route("/v1/triggers", public_json_endpoint(trigger_listing(settings)), methods=["GET"]),
+            Route("/v1/triggers", public_json_endpoint(listing), methods=["GET"]),
             Route("/v1/sessions/shopify", self._mint_from_digest, methods=["POST"]),
         ]
         # The methods of every route, for the checks before routing; the reward routes' own.

@@ -14,11 +14,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn
 
 from proxy.config.campaign import describe_campaign
-from proxy.config.settings import SOURCES, ConfigError, Settings, warnings
+from proxy.config.settings import SOURCES, ConfigError, Settings, display_url, warnings
 from proxy.identity.claims import ClaimError
 from proxy.identity.sessions import mint_token
 from proxy.limits.stores import describe_storage
-from proxy.reads.capacity import describe_reads
+from proxy.reads.capacity import describe_reads, describe_visitors
 from proxy.serve import CONFIG_PATH_VARIABLE, SERVE_ONLY
 
 
@@ -244,7 +244,7 @@ def summary(settings: Settings) -> str:
     s = settings
     lines = [
         "configuration OK",
-        f"upstream: {s.upstream.url} (timeout {s.upstream.timeout_seconds:g}s, "
+        f"upstream: {display_url(s.upstream.url)} (timeout {s.upstream.timeout_seconds:g}s, "
         f"{s.upstream.key_purpose}-purpose key)",
         f"server: {s.server.host}:{s.server.port}, {s.server.workers} worker(s), "
         f"body cap {s.server.max_body_bytes} bytes",
@@ -259,6 +259,8 @@ def summary(settings: Settings) -> str:
         f"limits: storage {describe_storage(s.limits)}, per customer "
         f"{_rates(s.limits.per_customer)}, workspace budget {_rates((s.limits.upstream,))}",
         describe_reads(s.reads, s.limits.upstream),
+        describe_visitors(s.reads, s.limits.per_ip_invalid_session),
+        s.redemption.describe(),
         f"minting over HTTP: {'on' if s.secrets.mint_key else 'off'}",
         _shopify_line(s),
         f"triggers ({len(s.triggers)}):",

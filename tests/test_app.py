@@ -164,3 +164,16 @@ async def test_mounted_in_an_app_with_logging_the_parent_decides(
     monkeypatch.setattr(logs.LOG, "handlers", [])
     create_app(make_settings(), store=MemoryStore())
     assert logs.LOG.handlers == []  # pytest's own handler is on the root: a configured parent
+
+
+async def test_the_trigger_listing_is_built_from_the_sections_it_uses() -> None:
+    from proxy.rewards.policy import trigger_listing
+
+    settings = make_settings()
+    listing = trigger_listing(settings.triggers, settings.limits.per_customer, site_key="")
+    app = create_app(settings, transport=Upstream().transport(), store=MemoryStore())
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://shop") as client:
+        served = await client.get("/v1/triggers")
+    assert served.content == listing
+    assert [t["id"] for t in json.loads(listing)["triggers"]] == [t.id for t in settings.triggers]

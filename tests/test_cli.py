@@ -290,3 +290,32 @@ def test_check_config_probe_pings_a_live_redis(tmp_path: Path) -> None:
     assert f"limit store {SHARED_REDIS}: PING answered" in result.stdout
     assert "TCP" not in result.stdout
     assert "FAILED (refused)" in result.stdout
+
+
+def test_check_config_names_redemption_and_visitors_and_hides_an_upstream_token() -> None:
+    from proxy.cli import summary
+    from proxy.config.settings import Settings
+    from tests.helpers import OFFER, config
+
+    url = "https://platform.nector.io/api/v2/merchant/activities?token=hunter2-pass"
+    on = Settings.from_mapping(
+        config(
+            upstream={"url": url},
+            reads={"routes": ["triggers", "leads"], "public_routes": ["triggers"],
+                   "per_address": "7/minute"},
+            redemption={"enabled": True, "offers": ["all"], "per_customer": "2/day"},
+            limits={"per_ip_invalid_session": "9/minute"},
+        ),
+        ENVIRON,
+    )  # fmt: skip
+    shown = summary(on)
+    assert "hunter2-pass" not in shown
+    assert "activities?token=*** (timeout" in shown
+    assert "redemption: on for every offer, per customer 2/86400s" in shown
+    assert "visitors: triggers from the cache, misses 7/60s per address" in shown
+    assert "invalid sessions 9/60s per address (limits.per_ip_invalid_session)" in shown
+    off = summary(Settings.from_mapping(config(redemption={"offers": [OFFER]}), ENVIRON))
+    assert "redemption: off" in off
+    assert "visitors: no reads (no reads.public_routes)" in off
+    listed = config(redemption={"enabled": True, "offers": [OFFER]})
+    assert "redemption: on for 1 offer(s)" in summary(Settings.from_mapping(listed, ENVIRON))

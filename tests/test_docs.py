@@ -243,3 +243,24 @@ def test_the_mounted_apps_server_gets_the_proxys_limits(monkeypatch: pytest.Monk
     assert isinstance(http, type)
     assert issubclass(http, LimitedHttpToolsProtocol)
     assert options["limit_concurrency"] == 1000
+
+
+def test_the_refusal_table_gives_both_messages_as_the_code_does() -> None:
+    from proxy import errors
+    from proxy.http.shopper import SHOPPER
+
+    developer: dict[str, str] = {}
+    for cls in vars(errors).values():
+        if isinstance(cls, type) and issubclass(cls, errors.ProxyError):
+            developer.setdefault(cls.code, cls.__dict__.get("message", cls.message))
+    text = (ROOT / "docs" / "api.md").read_text()
+    header = "| code | `error.message` (for the developer) | `data.message` (for the shopper) |"
+    table = text[text.index(header) :].split("\n\n", 1)[0].splitlines()[2:]
+    rows = {}
+    for row in table:
+        code, dev, shopper = (cell.strip() for cell in row.strip("|").split("|"))
+        if re.fullmatch(r"`\w+`", code):
+            rows[code.strip("`")] = (dev, shopper)
+    assert rows.keys() == SHOPPER.keys()
+    for code, (dev, shopper) in rows.items():
+        assert (dev, shopper) == (developer[code], SHOPPER[code]), code

@@ -62,6 +62,8 @@ def imports(module: Path, package_root: Path = PACKAGE) -> set[str]:
 
 def room(dotted: str) -> str | None:
     """The product package (``limits``, ``errors``, ``demo``...) a dotted name lies in."""
+    if dotted == "proxy":  # the package itself, whose __init__ imports the app: the top level
+        return "__init__"
     parts = dotted.split(".")
     return parts[1] if parts[0] == "proxy" and len(parts) > 1 else None
 
@@ -102,6 +104,13 @@ def test_the_layer_rule_catches_an_upward_import(tmp_path: Path) -> None:
     ]
 
 
+def test_the_layer_rule_catches_a_bare_import_of_the_package(tmp_path: Path) -> None:
+    (tmp_path / "reads").mkdir()
+    (tmp_path / "reads" / "cache.py").write_text("import proxy\n")
+    (tmp_path / "cli.py").write_text("import proxy\n")
+    assert broken_import_rules(tmp_path) == ["reads/cache -> proxy.__init__"]
+
+
 def test_every_package_is_in_the_map_and_says_what_lives_there() -> None:
     packages = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
     assert packages == set(LAYERS) - {"errors"} | {"demo"}
@@ -112,6 +121,33 @@ def test_every_package_is_in_the_map_and_says_what_lives_there() -> None:
         assert ". " not in doc, (name, "one sentence")
     top = {p.stem for p in PACKAGE.glob("*.py")}
     assert top == TOP | {"errors"}
+    unnamed = [
+        f"{row}/{module}"
+        for row, module in map_rows()
+        if f"`{module}`" not in design_map().get(row, "")
+    ]
+    assert not unnamed, "modules docs/design.md's map leaves out"
+
+
+def design_map() -> dict[str, str]:
+    """docs/design.md's map: each package's row (``top level`` for the top) by its name."""
+    rows = {}
+    text = (ROOT / "docs" / "design.md").read_text()
+    for line in text.split("## The map", 1)[1].split("\n## ", 1)[0].splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if line.startswith("| ") and len(cells) == 3:
+            rows[cells[0].split(" ")[0].strip("`")] = cells[1]
+    return rows
+
+
+def map_rows() -> list[tuple[str, str]]:
+    """Every module of the product but ``errors`` (a row of its own), as (its row, its name)."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        if parts[-1] != "__init__" and parts != ("errors",):
+            found.append((parts[0] if len(parts) > 1 else "top", parts[-1]))
+    return found
 
 
 def test_the_core_imports_no_framework() -> None:

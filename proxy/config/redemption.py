@@ -44,3 +44,11 @@ class RedemptionSettings:
 
     def allows(self, offer_id: str) -> bool:
         return self.enabled and (self.offers == (ALL_OFFERS,) or offer_id in self.offers)
+
+    def describe(self) -> str:
+        """``check-config``'s line on redemption: whether it is on, for which offers, how often."""
+        if not self.enabled:
+            return "redemption: off (redemption.enabled = false)"
+        offers = "every offer" if self.offers == (ALL_OFFERS,) else f"{len(self.offers)} offer(s)"
+        rates = ";".join(str(r) for r in self.per_customer)
+        return f"redemption: on for {offers}, per customer {rates}"

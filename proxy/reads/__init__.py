@@ -1,2 +1,3 @@
 """The storefront's reads: the routes a read may ask and what each becomes upstream, the read
-path, and the shared cache with its single flight."""
+path, the shared cache with its single flight, a customer's own kept answers, and what the
+reads can serve (their capacity)."""

@@ -71,6 +71,24 @@ def describe_reads(reads: ReadSettings, budget: Rate) -> str:
     return "\n".join([head, *describe(reads, budget)])
 
 
+def describe_visitors(reads: ReadSettings, per_ip_invalid_session: Rate) -> str:
+    """``check-config``'s line on signed-out visitors: what they may read, and at what rate."""
+    served = (
+        f"{', '.join(reads.public_routes)} from the cache, misses {_rates(reads.per_address)} "
+        "per address (reads.per_address)"
+        if reads.public_routes
+        else "no reads (no reads.public_routes)"
+    )
+    return (
+        f"visitors: {served}; invalid sessions {per_ip_invalid_session} per address "
+        "(limits.per_ip_invalid_session)"
+    )
+
+
+def _rates(rates: tuple[Rate, ...]) -> str:
+    return ";".join(str(r) for r in rates)
+
+
 def describe(reads: ReadSettings, budget: Rate) -> list[str]:
     """What the reads can serve."""
     c = capacity(reads, budget)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
-from proxy.config.settings import Rate, Settings, TriggerSettings
+from proxy.config.settings import Rate, TriggerSettings
 from proxy.errors import (
     ForbiddenField,
     IdentityMismatch,
@@ -198,12 +198,12 @@ def upstream_body(trigger: Trigger, session: Session) -> bytes:
     return _compact_json(body).encode()
 
 
-def trigger_listing(settings: Settings) -> bytes:
+def trigger_listing(
+    triggers: Sequence[TriggerSettings], default_rates: tuple[Rate, ...], *, site_key: str = ""
+) -> bytes:
     """``GET /v1/triggers``: every allow-listed trigger as ``GET /v1/triggers/{trigger}`` shows
     it, in the config's order, but for a schedule's state now (that route has it); config only,
-    never a secret."""
-    policy = TriggerPolicy(
-        settings.triggers, settings.limits.per_customer, site_key=settings.challenge.site_key
-    )
-    shown = [json.loads(policy.by_id(t.id).public)["trigger"] for t in settings.triggers]
+    never a secret. Takes what ``TriggerPolicy`` takes."""
+    policy = TriggerPolicy(triggers, default_rates, site_key=site_key)
+    shown = [json.loads(policy.by_id(t.id).public)["trigger"] for t in triggers]
     return _compact_json({"triggers": shown}).encode()
