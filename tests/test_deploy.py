@@ -151,7 +151,9 @@ def test_the_image_without_a_mounted_config_stops_in_one_line(tmp_path: Path) ->
     result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2
     [line] = result.stderr.splitlines()
-    assert line.startswith("trigger-proxy: configuration error: --config: cannot read ")
+    # The path came from the image's TRIGGER_PROXY_CONFIG, not from --config.
+    prefix = "trigger-proxy: configuration error: TRIGGER_PROXY_CONFIG: cannot read "
+    assert line.startswith(prefix)
     assert "No such file or directory" in line
 
 

@@ -107,19 +107,28 @@ def test_the_wheel_trades_a_theme_digest_for_a_session_and_spins(
     assert all(r.headers.get("authorization", "").startswith("Bearer ") for r in spins)
 
 
+@pytest.mark.parametrize("seconds_left", [50, -30])  # near its end, and just past it
 def test_the_wheel_trades_the_digest_again_when_its_session_nears_its_end(
-    browser: Browser, demo: Demo
+    browser: Browser, demo: Demo, seconds_left: int
 ) -> None:
-    customer = "7009876"
+    customer = "7009876" if seconds_left > 0 else "7009877"
     page, requests = visit(browser, demo, "/demo/shopify/digest", customer)
     state(page, "ready")
     trades = [r for r in requests if r.url.endswith("/v1/sessions/shopify")]
     assert len(trades) == 1
-    # The page's clock only (timers keep running): its session is now 50 s from its end.
-    later = time.time() + demo.settings.sessions.max_age_seconds - 50
-    page.clock.set_fixed_time(later)
-    page.locator(f"{WHEEL} >> button").click()
-    state(page, "won")
+    # Both clocks move (timers keep running): the page's, so that its session is near its end,
+    # and the proxy's digest check's, so that it sees the digest as old as it then is.
+    ahead = demo.settings.sessions.max_age_seconds - seconds_left
+    verifier = demo.proxy._digests._verifier
+    assert verifier is not None
+    real = verifier._clock
+    verifier._clock = lambda: real() + ahead
+    try:
+        page.clock.set_fixed_time(time.time() + ahead)
+        page.locator(f"{WHEEL} >> button").click()
+        state(page, "won")
+    finally:
+        verifier._clock = real
     trades = [r for r in requests if r.url.endswith("/v1/sessions/shopify")]
     assert len(trades) == 2
     assert rewarded(demo)[-1] == f"shopify-{customer}"

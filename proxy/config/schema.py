@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import partial
 from typing import Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
-from proxy.config.storage import storage_url_problem
+from proxy.config.storage import display_url, storage_url_problem
 
 SOURCES = ("web", "mobile", "unix")
 MIN_SECRET_LENGTH = 32
@@ -210,6 +210,12 @@ class LimitSettings:
     replica_acks: int = setting(-1, low=-1)  # hold a key's record (WAIT); -1: 1 with Sentinel
     replica_wait_seconds: float = setting(0.5, low=0.01, high=10)
 
+    def __repr__(self) -> str:
+        # The URL may carry Redis's password: shown masked, used as given.
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        shown["storage_url"] = display_url(self.storage_url)
+        return f"LimitSettings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+
 
 # Nector's reads a storefront widget makes (docs/api.md, "Reads"), as ``[reads] routes`` names them.
 _READ_NAMES = "leads wallettransactions coupons activities triggers aggreegateddetails"
@@ -260,7 +266,8 @@ class ShopifySettings:  # docs/shopify.md; off while shop is ""
     shop: str = setting("", check=_shop)  # the shop's permanent domain, <handle>.myshopify.com
     customer_id: str = setting("shopify-{id}", check=_customer_template)  # {id}: Shopify's id
     app_proxy: bool = setting(False)  # accept Shopify App Proxy requests under /shopify/
-    digest_max_age_seconds: int = setting(3600, low=1, high=86400)
+    # Longer than the default sessions.max_age_seconds: a session ending re-trades its digest.
+    digest_max_age_seconds: int = setting(7200, low=1, high=86400)
 
 
 @dataclass(frozen=True, slots=True)

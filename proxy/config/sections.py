@@ -23,8 +23,6 @@ from proxy.config.campaign import CAMPAIGN_KEYS, read_campaign
 from proxy.config.reader import EnvOverrides, Problems, Reader
 from proxy.config.redemption import RedemptionSettings
 from proxy.config.schema import (
-    ENV_PREFIX,
-    MIN_SECRET_LENGTH,
     SECTIONS,
     SOURCES,
     ChallengeSettings,
@@ -33,7 +31,7 @@ from proxy.config.schema import (
     Rate,
     UpstreamSettings,
 )
-from proxy.config.secrets import Secret, Secrets
+from proxy.config.secrets import Secrets, read_secrets
 from proxy.config.triggers import OfferOverride, TriggerSettings, WalletOverride
 from proxy.config.variables import AskedEnviron, overrides
 
@@ -55,7 +53,7 @@ def read_sections(
     # refuse, and must not stop an operator minting a token to test with.
     ignored = Problems() if purpose == "mint" else problems
     ignored.read(lambda: reader.only(*_SECTIONS, "triggers"), None)
-    secrets = problems.read(lambda: _read_secrets(environ, purpose), None)
+    secrets = problems.read(lambda: read_secrets(environ, minting=purpose == "mint"), None)
     sections = {
         name: (problems if name == "sessions" else ignored).read(
             functools.partial(_read_section, cls, reader.table(name), env), cls()
@@ -144,68 +142,6 @@ _SPANNING: dict[type, Callable[[Reader, Any], None]] = {
     CorsSettings: _check_cors,
     ChallengeSettings: _check_challenge,
 }
-
-
-def _read_secrets(environ: Mapping[str, str], purpose: Purpose) -> Secrets:
-    def given(name: str, required: bool) -> str | None:
-        value = environ.get(ENV_PREFIX + name, "")
-        if not value and required:
-            raise ConfigError(ENV_PREFIX + name, "is required and not set")
-        return value or None
-
-    def issued(name: str, required: bool) -> Secret | None:
-        # Nector's own formats (workspace ids like "shopify-<shop>", keys "ak_" + hex) are
-        # taken as issued: only what cannot be a header value is refused.
-        value = given(name, required)
-        if value is None:
-            return None
-        if not all("!" <= c <= "~" for c in value):
-            raise ConfigError(
-                ENV_PREFIX + name, "must be printable ASCII without spaces, as Nector issues it"
-            )
-        return Secret(value)
-
-    def made(name: str, value: str) -> Secret:
-        # The merchant makes these: too short a secret can be guessed offline from one token.
-        if len(value) < MIN_SECRET_LENGTH:
-            raise ConfigError(name, f"is shorter than {MIN_SECRET_LENGTH} characters")
-        return Secret(value)
-
-    def session_secrets() -> tuple[Secret, ...]:
-        raw = given("SESSION_SECRETS", True)
-        assert raw is not None
-        parts = [part.strip() for part in raw.split(",")]
-        return tuple(made(f"{ENV_PREFIX}SESSION_SECRETS[{i}]", p) for i, p in enumerate(parts))
-
-    def listed(name: str, check: Callable[[str, str], Secret]) -> tuple[Secret, ...]:
-        # Oldest first, as the session secrets: every one verifies (rotation).
-        raw = given(name, False)
-        parts = [] if raw is None else [part.strip() for part in raw.split(",")]
-        return tuple(check(f"{ENV_PREFIX}{name}[{i}]", p) for i, p in enumerate(parts))
-
-    def as_issued(name: str, value: str) -> Secret:
-        if not value or not all("!" <= c <= "~" for c in value):
-            raise ConfigError(name, "must be printable ASCII without spaces, as Shopify issues it")
-        return Secret(value)
-
-    def mint_key() -> Secret | None:
-        value = given("MINT_KEY", False)
-        return None if value is None else made(ENV_PREFIX + "MINT_KEY", value)
-
-    serving = purpose == "serve"
-    problems = Problems()
-    secrets = Secrets(
-        api_key=problems.read(lambda: issued("API_KEY", serving), None),
-        workspace_id=problems.read(lambda: issued("WORKSPACE_ID", serving), None),
-        session_secrets=problems.read(session_secrets, ()),
-        mint_key=problems.read(mint_key, None),
-        lead_token_secret=problems.read(lambda: issued("LEAD_TOKEN_SECRET", False), None),
-        shopify_app_secrets=problems.read(lambda: listed("SHOPIFY_APP_SECRETS", as_issued), ()),
-        shopify_digest_secrets=problems.read(lambda: listed("SHOPIFY_DIGEST_SECRETS", made), ()),
-        challenge_secret=problems.read(lambda: issued("CHALLENGE_SECRET", False), None),
-    )
-    problems.raise_any()
-    return secrets
 
 
 def _is_loopback(host: str) -> bool:

@@ -9,13 +9,11 @@ and exit non-zero. The shape of each section is ``schema.py``'s; reading and che
 from __future__ import annotations
 
 import math
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from proxy.config.redemption import RedemptionSettings
 from proxy.config.schema import (
@@ -39,7 +37,9 @@ from proxy.config.schema import (
 )
 from proxy.config.secrets import Secret, Secrets
 from proxy.config.sections import Purpose, read_sections
+from proxy.config.storage import display_url
 from proxy.config.triggers import OfferOverride, Schedule, TriggerSettings, WalletOverride
+from proxy.config.variables import CONFIG_VARIABLE
 
 __all__ = [
     "ENV_PREFIX",
@@ -95,13 +95,16 @@ class Settings:
 
         ``purpose="mint"`` needs only the session secrets; ``"serve"`` needs all of them.
         """
+        # The path came from the environment when --config was not given (as in the image).
+        variable = ENV_PREFIX + CONFIG_VARIABLE
+        named = variable if environ.get(variable) == str(path) else "--config"
         try:
             with open(path, "rb") as fh:
                 data = tomllib.load(fh)
         except OSError as exc:
-            raise ConfigError("--config", f"cannot read {path}: {exc.strerror}") from exc
+            raise ConfigError(named, f"cannot read {path}: {exc.strerror}") from exc
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError("--config", f"{path} is not valid TOML: {exc}") from exc
+            raise ConfigError(named, f"{path} is not valid TOML: {exc}") from exc
         return cls.from_mapping(data, environ, purpose=purpose)
 
     @classmethod
@@ -114,7 +117,7 @@ class Settings:
             _lint(settings)
         else:
             _lint_mint_key(settings)
-            _lint_shopify(settings.shopify, settings.secrets, serving=False)
+            _lint_shopify(settings, serving=False)
         return settings
 
 
@@ -147,7 +150,7 @@ def _lint(settings: Settings) -> None:
             "server.metrics_port", f"is server.port ({server.port}): the admin port must differ"
         )
     _lint_mint_key(settings)
-    _lint_shopify(settings.shopify, secrets, serving)
+    _lint_shopify(settings, serving)
     _lint_challenge(settings, serving)
 
 
@@ -185,11 +188,20 @@ def _lint_mint_key(settings: Settings) -> None:
         raise ConfigError(f"{ENV_PREFIX}MINT_KEY", "must differ from every session secret")
 
 
-def _lint_shopify(shopify: ShopifySettings, secrets: Secrets, serving: bool) -> None:
+def _lint_shopify(settings: Settings, serving: bool) -> None:
+    shopify, secrets = settings.shopify, settings.secrets
     digests = f"{ENV_PREFIX}SHOPIFY_DIGEST_SECRETS"
+    why = "shopify.app_proxy = true" if shopify.app_proxy else digests
     if not shopify.shop and (shopify.app_proxy or secrets.shopify_digest_secrets):
-        why = "shopify.app_proxy = true" if shopify.app_proxy else digests
         raise ConfigError("shopify.shop", f"is required with {why}")
+    # Both ways make customer_id sessions, and a storefront key serves lead sessions only.
+    storefront = settings.upstream.key_purpose == "storefront"
+    if serving and storefront and (shopify.app_proxy or secrets.shopify_digest_secrets):
+        raise ConfigError(
+            "upstream.key_purpose",
+            f'"storefront" cannot serve {why}: its sessions are customer_id ones, refused with '
+            '403 lead_session_required; use a SERVER-purpose Nector key (key_purpose = "server")',
+        )
     if serving and shopify.app_proxy and not secrets.shopify_app_secrets:
         raise ConfigError(
             f"{ENV_PREFIX}SHOPIFY_APP_SECRETS",
@@ -215,26 +227,12 @@ def warnings(settings: Settings) -> list[str]:
             f"limits.upstream ({budget}) admits {per_minute} calls a minute, over Nector's "
             f"{NECTOR_CALLS_PER_MINUTE}: the excess is refused by Nector, not by the proxy"
         )
+    digest_age = settings.shopify.digest_max_age_seconds
+    session_age = settings.sessions.max_age_seconds
+    if settings.secrets.shopify_digest_secrets and digest_age <= session_age:
+        found.append(
+            f"shopify.digest_max_age_seconds ({digest_age}) is not longer than "
+            f"sessions.max_age_seconds ({session_age}): a page open that long trades its digest "
+            "again as its session ends, and the digest, as old as the session, is refused"
+        )
     return found
-
-
-def display_url(url: str) -> str:
-    """``url`` as it may be shown: any userinfo, and the value of every query parameter whose
-    name mentions a password, a secret, a token or auth (``password``, ``sentinel_password``,
-    ...: redis-py takes several), replaced by ``***``."""
-    parts = urlsplit(url)
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    hidden = [_HIDDEN.search(key) is not None for key, _ in pairs]
-    if "@" not in parts.netloc and not any(hidden):
-        return url
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rpartition("@")[2]
-    query = urlencode(
-        [(k, "***" if hide else v) for (k, v), hide in zip(pairs, hidden, strict=True)],
-        safe="*",
-    )
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
-
-
-_HIDDEN = re.compile(r"pass|secret|token|auth", re.IGNORECASE)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 SCHEMES = ("memory", "redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel")
 
 
 def storage_url_problem(url: str) -> str | None:
     """Why the store could not open ``url``, or None if it could."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # urlsplit's message is not shown: it may quote the URL's password
+        return "is not a URL (a '[' or ']' out of place?): memory://, redis://host:port/db, ..."
     if parts.scheme not in SCHEMES:
         return "must be memory://, redis://host:port/db or redis+sentinel://host:port/service"
     if parts.scheme.endswith("+sentinel"):
@@ -39,3 +42,28 @@ def _redis_problem(url: str) -> str | None:
         name = re.search(r"for '(\w+)'", str(exc))
         return f"has a value for {name[1] if name else 'an option'!r} that redis-py refuses"
     return None
+
+
+def display_url(url: str) -> str:
+    """``url`` as it may be shown: any userinfo, and the value of every query parameter whose
+    name mentions a password, a secret, a token or auth (``password``, ``sentinel_password``,
+    ...: redis-py takes several), replaced by ``***``; a URL that cannot be parsed, all of it."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    hidden = [_HIDDEN.search(key) is not None for key, _ in pairs]
+    if "@" not in parts.netloc and not any(hidden):
+        return url
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    query = urlencode(
+        [(k, "***" if hide else v) for (k, v), hide in zip(pairs, hidden, strict=True)],
+        safe="*",
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+_HIDDEN = re.compile(r"pass|secret|token|auth", re.IGNORECASE)

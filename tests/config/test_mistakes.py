@@ -126,3 +126,39 @@ def test_a_storage_option_redis_does_not_take_is_refused_before_serving(
 def test_the_storage_options_redis_takes_pass() -> None:
     for url in ("redis://127.0.0.1:6379/0?socket_timeout=1", "unix:///run/redis.sock?db=2"):
         Settings.from_mapping(config(limits={"storage_url": url}), ENVIRON)
+
+
+def test_a_storage_url_that_cannot_be_parsed_is_one_line_without_its_password() -> None:
+    # urlsplit raises on it; the CLI printed the traceback.
+    environ = {**ENVIRON, "TRIGGER_PROXY_STORAGE_URL": "redis://:hunter2@[::1/0"}
+    [found] = problems(config(), environ)
+    assert found.startswith("TRIGGER_PROXY_STORAGE_URL: is not a URL")
+    assert "hunter2" not in found
+
+
+MINT_ENV = {"TRIGGER_PROXY_SESSION_SECRETS": ENVIRON["TRIGGER_PROXY_SESSION_SECRETS"]}
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("TRIGGER_PROXY_SHOPIFY_DIGEST_SECRETS", "short-Q7"),
+        ("TRIGGER_PROXY_SHOPIFY_APP_SECRETS", "x"),
+        ("TRIGGER_PROXY_API_KEY", "bad key"),
+        ("TRIGGER_PROXY_MINT_KEY", "tiny-mint-Q7"),
+        ("TRIGGER_PROXY_CHALLENGE_SECRET", "not\tprintable"),
+        ("TRIGGER_PROXY_LEAD_TOKEN_SECRET", "with space"),
+    ],
+)
+def test_mint_is_not_stopped_by_a_secret_minting_does_not_use(name: str, value: str) -> None:
+    settings = Settings.from_mapping(config(), {**MINT_ENV, name: value}, purpose="mint")
+    assert settings.secrets.session_secrets
+    with pytest.raises(ConfigError):  # serve still refuses it
+        Settings.from_mapping(config(), {**ENVIRON, name: value})
+
+
+def test_a_malformed_challenge_secret_is_the_providers_not_nectors() -> None:
+    [found] = problems(config(), {**ENVIRON, "TRIGGER_PROXY_CHALLENGE_SECRET": "a b"})
+    assert found.startswith("TRIGGER_PROXY_CHALLENGE_SECRET: must be printable ASCII")
+    assert "Nector" not in found
+    assert "provider" in found

@@ -196,3 +196,23 @@ def test_secrets_never_show_in_repr() -> None:
 def test_nothing_is_read_from_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRIGGER_PROXY_UPSTREAM_URL", "http://127.0.0.1:1/elsewhere")
     assert load(config()).upstream.url == config()["upstream"]["url"]
+
+
+def test_the_storage_urls_password_never_shows_in_repr() -> None:
+    url = "redis+sentinel://:hunter2@127.0.0.1:26379/main?sentinel_password=hunter3"
+    settings = load(config(), {**ENVIRON, "TRIGGER_PROXY_STORAGE_URL": url})
+    assert settings.limits.storage_url == url  # used as given
+    text = repr(settings) + str(settings.limits)
+    assert "hunter2" not in text
+    assert "hunter3" not in text
+    assert "storage_url='redis+sentinel://***@127.0.0.1:26379/main?sentinel_password=***'" in text
+
+
+def test_an_unreadable_config_names_where_its_path_came_from(tmp_path: Path) -> None:
+    missing = str(tmp_path / "p.toml")
+    with pytest.raises(ConfigError) as info:
+        Settings.load(missing, {**ENVIRON, "TRIGGER_PROXY_CONFIG": missing})
+    assert str(info.value).startswith(f"TRIGGER_PROXY_CONFIG: cannot read {missing}: ")
+    with pytest.raises(ConfigError) as info:
+        Settings.load(missing, ENVIRON)
+    assert info.value.key == "--config"

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from proxy.cli import summary
-from proxy.config.settings import ConfigError, Settings
+from proxy.config.settings import ConfigError, Settings, warnings
 from tests.helpers import ENVIRON, SESSION_SECRET, config
 
 SHOP = "tinyshop.myshopify.com"
@@ -104,3 +104,62 @@ def test_mistakes_name_the_key(shopify: dict[str, Any], key: str) -> None:
     with pytest.raises(ConfigError) as info:
         load(shopify)
     assert info.value.key == key
+
+
+@pytest.mark.parametrize(
+    ("shopify", "environ"),
+    [
+        ({"shop": SHOP, "app_proxy": True}, SHOPIFY_ENV),
+        ({"shop": SHOP}, SHOPIFY_ENV),  # theme digests only
+    ],
+)
+def test_a_storefront_key_is_refused_with_either_way(
+    shopify: dict[str, Any], environ: dict[str, str]
+) -> None:
+    # Both ways make customer_id sessions, which a storefront key refuses at every call.
+    storefront = {**environ, "TRIGGER_PROXY_LEAD_TOKEN_SECRET": "lead-token-secret-of-nector"}
+    data = config(shopify=shopify, upstream={"key_purpose": "storefront"})
+    with pytest.raises(ConfigError) as info:
+        Settings.from_mapping(data, storefront)
+    assert info.value.key == "upstream.key_purpose"
+    line = str(info.value)
+    assert "\n" not in line
+    assert "app_proxy" in line or "SHOPIFY_DIGEST_SECRETS" in line
+    assert "SERVER" in line
+
+
+def test_a_storefront_key_without_shopify_still_loads() -> None:
+    environ = {**ENVIRON, "TRIGGER_PROXY_LEAD_TOKEN_SECRET": "lead-token-secret-of-nector"}
+    data = config(upstream={"key_purpose": "storefront"})
+    assert Settings.from_mapping(data, environ).upstream.key_purpose == "storefront"
+
+
+def test_digests_outlive_the_sessions_they_are_traded_for_by_default() -> None:
+    settings = load({"shop": SHOP})
+    assert settings.shopify.digest_max_age_seconds > settings.sessions.max_age_seconds
+    assert shopify_warnings(settings) == []
+
+
+@pytest.mark.parametrize("digest_age", [3600, 600])
+def test_a_digest_no_older_than_a_session_may_live_is_a_warning(digest_age: int) -> None:
+    # The wheel trades the same digest again as its session ends: the digest is then as old.
+    settings = load({"shop": SHOP, "digest_max_age_seconds": digest_age})
+    [warning] = shopify_warnings(settings)
+    assert warning.startswith(f"shopify.digest_max_age_seconds ({digest_age}) is not longer ")
+    assert "sessions.max_age_seconds (3600)" in warning
+    environ = {k: v for k, v in SHOPIFY_ENV.items() if "DIGEST" not in k}  # digests off
+    assert shopify_warnings(load({"shop": SHOP, "digest_max_age_seconds": 600}, environ)) == []
+
+
+def shopify_warnings(settings: Settings) -> list[str]:
+    return [w for w in warnings(settings) if w.startswith("shopify.")]
+
+
+def test_a_short_app_secret_stops_the_start_without_showing_it() -> None:
+    short = "shpss_short-Q7"
+    environ = {**SHOPIFY_ENV, "TRIGGER_PROXY_SHOPIFY_APP_SECRETS": APP_SECRETS + "," + short}
+    with pytest.raises(ConfigError) as info:
+        load({"shop": SHOP, "app_proxy": True}, environ)
+    assert info.value.key == "TRIGGER_PROXY_SHOPIFY_APP_SECRETS[2]"
+    assert "shorter than 32 characters" in str(info.value)
+    assert short not in str(info.value)
