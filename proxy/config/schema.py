@@ -242,7 +242,8 @@ class ReadSettings:
     public_routes: tuple[str, ...] = setting((), check=partial(_read_routes, named=WORKSPACE_READS))
     per_address: tuple[Rate, ...] = setting((Rate(30, 60),))  # a visitor's cache misses
     customer_cache_seconds: int = setting(30, low=0, high=3600)  # a customer's own; 0: off
-    max_kept_megabytes: int = setting(32, low=1, high=4096)  # customers' answers per process
+    # Customers' answers one process keeps on memory://, inside the memory benchmark's bound.
+    max_kept_megabytes: int = setting(4, low=1, high=4096)
 
 
 def _shop(key: str, shop: str) -> str:
