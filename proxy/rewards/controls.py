@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from proxy.errors import ChallengeUnavailable, StorageUnavailable
+from proxy.errors import ChallengeUnavailable, StorageUnavailable, TriggerNotActive
 from proxy.http.asgi import Request
 from proxy.http.responses import Answer
 from proxy.limits.coins import CoinWindow, coin_windows
@@ -39,8 +39,15 @@ class CampaignControls:
         self, request: Request, campaign: Campaign, claim: IdempotencyClaim | None
     ) -> Decision | None:
         """Refuse outside the schedule, then check the human: unless the request's
-        Idempotency-Key was used before, whose decision (a replay, ...) is returned."""
-        campaign.check_open(self.clock())
+        Idempotency-Key was used before, whose decision (a replay, ...) is returned, even once
+        the campaign has closed (a retry gets its first answer)."""
+        try:
+            campaign.check_open(self.clock())
+        except TriggerNotActive:
+            known = None if claim is None else await self._store.recall(claim)
+            if known is None:
+                raise
+            return known
         if campaign.challenge is None:
             return None
         if claim is not None:

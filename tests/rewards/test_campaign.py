@@ -141,6 +141,24 @@ async def test_the_hours_open_and_close_on_the_injected_clock() -> None:
         assert len(h.upstream.requests) == 1
 
 
+async def test_a_retry_after_the_campaign_closed_gets_its_first_answer(store_kind: str) -> None:
+    clock = Clock(NOW)
+    async with campaign(store_kind, clock, ends_at="2026-12-02T12:00:30Z") as (h, _):
+        h.app._started().controls.clock = clock  # the schedule's clock, beside the store's
+        first = await scratch_card(h, **{"idempotency-key": "spin-7"})
+        assert first.status_code == 200
+        clock.now += 60  # closed
+        again = await scratch_card(h, **{"idempotency-key": "spin-7"})
+        assert again.status_code == 200
+        assert again.headers["idempotent-replayed"] == "true"
+        assert again.json() == first.json()
+        assert error_code(await scratch_card(h, **{"idempotency-key": "spin-8"})) == (
+            "trigger_not_active"
+        )
+        assert error_code(await scratch_card(h)) == "trigger_not_active"
+        assert len(h.upstream.requests) == 1
+
+
 async def test_the_public_view_shows_the_schedule_and_its_state_now() -> None:
     clock = Clock(NOW)
     keys = {"days": ["wed"], "hours": "09:00-17:00", "coin_budget": "5000/day"}
