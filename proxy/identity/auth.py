@@ -20,6 +20,7 @@ from proxy.errors import (
     InvalidSession,
     LeadSessionRequired,
     MissingSession,
+    NotFromAppProxy,
     OriginNotAllowed,
     RateLimited,
     ShopNotAllowed,
@@ -122,9 +123,9 @@ class Authenticator:
         except (MissingSession, InvalidSession, ShopNotAllowed) as exc:
             record.session_refusal = exc.code
             # Only a forgery counts: every shopper arrives from Shopify's own addresses, and a
-            # signed-out one (missing), a skewed clock (expired) or another shop of the same
-            # app must not lock them all out.
-            if isinstance(exc, InvalidSession) and not isinstance(exc, ExpiredSession):
+            # signed-out one (missing), a skewed clock (expired), another shop of the same app
+            # or a query Shopify signed with a repeated parameter must not lock them all out.
+            if isinstance(exc, NotFromAppProxy):
                 left_out = self._forgery_audits.admit(request.client_ip)
                 if left_out is not None:
                     self._log.audit("invalid_session", record, request.client_ip, left_out)
