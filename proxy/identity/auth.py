@@ -5,7 +5,8 @@ A session comes only from a token the merchant's backend signed (``sessions``). 
 along on any site's request, so it counts only from an allowed Origin. Requests that fail their
 session check are limited per client address (``FailureLimit``, in this process: a flood of
 forged tokens never reaches a shared store), and a bad signature is audited at most once a
-second per address (``AuditThrottle``).
+second per address (``AuditThrottle``). A request with no credential at all (a visitor) has no
+check to fail, so it is not counted.
 """
 
 from __future__ import annotations
@@ -78,6 +79,12 @@ class Authenticator:
         if signed is not None:
             return self._app_proxy_session(request, record, signed)
         auth = request.headers.get(b"authorization")
+        cookie = None if auth is not None else request.cookie(self._cookie)
+        if auth is None and cookie is None:
+            # No credential at all (a visitor's public read, say): nothing failed a check, and
+            # counting it would lock signed-in customers behind the same address out.
+            record.session_refusal = MissingSession.code
+            raise MissingSession()
         try:
             if auth is not None:
                 if auth.startswith(b"Bearer "):  # as clients write it: no other parsing
@@ -89,9 +96,7 @@ class Authenticator:
                         raise MissingSession(_WANTS_BEARER)
                     token = token.strip()
             else:
-                cookie = request.cookie(self._cookie)
-                if cookie is None:
-                    raise MissingSession()
+                assert cookie is not None
                 if not cookie_ok:
                     raise OriginNotAllowed("a cookie session needs an Origin listed by name")
                 token = cookie
