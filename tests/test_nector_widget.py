@@ -342,6 +342,24 @@ async def test_visitors_past_the_failure_limit_lock_no_one_out_of_their_address(
     assert len([c for c in nector.calls if c.method == "GET"]) == 1
 
 
+@pytest.mark.parametrize("path", ["activities", "offerredeems"])
+async def test_the_failure_limit_on_a_claim_path_never_says_claimed(path: str) -> None:
+    limits = {"per_customer": "100/minute", "upstream": "1000/minute"}
+    async with widget(
+        redemption=REDEEMING, limits={**limits, "per_ip_invalid_session": "1/minute"}
+    ) as (
+        h,
+        _nector,
+    ):
+        body = {"trigger_id": CHECKIN} if path == "activities" else {"offer_id": OFFER_ID}
+        forged = await h.post(P + path, tok="forged", body=body)
+        limited = await h.post(P + path, tok=token(ALICE), body=body)
+    assert error_code(forged) == "invalid_session"
+    assert (limited.status_code, error_code(limited)) == (429, "rate_limited")
+    assert limited.json()["error"]["message"] == "too many failed session checks"
+    assert limited.json()["data"]["message"] == "Too many tries. Try again in 1 minute."
+
+
 def test_check_config_refuses_a_customer_scoped_public_route() -> None:
     from proxy.config.schema import ConfigError
 

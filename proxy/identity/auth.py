@@ -35,6 +35,14 @@ from proxy.observe.logs import AccessRecord, RequestLog, customer_hasher
 _WANTS_BEARER = "no session: send 'Authorization: Bearer <session token>' or the session cookie"
 
 
+class FailedChecks(RateLimited):
+    """The failure limit's 429: an address's, not a customer's, so a shopper is never told
+    they claimed anything (``per_address``, read by http/shopper.py)."""
+
+    message = "too many failed session checks"
+    per_address = True
+
+
 class Authenticator:
     """Turns a request's credentials into a verified ``Session``, or a refusal.
 
@@ -74,7 +82,7 @@ class Authenticator:
         wait = self._failures.wait(request.client_ip)
         if wait > 0:
             record.session_refusal = "rate_limited"
-            raise RateLimited(wait, "too many failed session checks")
+            raise FailedChecks(wait)
         signed = request.signed_query
         if signed is not None:
             return self._app_proxy_session(request, record, signed)
@@ -112,7 +120,7 @@ class Authenticator:
                     self._log.audit("invalid_session", record, request.client_ip, left_out)
             wait = self._failures.hit(request.client_ip)
             if wait > 0:
-                raise RateLimited(wait, "too many failed session checks") from exc
+                raise FailedChecks(wait) from exc
             raise
         return self._admit(session, record), token
 
@@ -136,7 +144,7 @@ class Authenticator:
                     self._log.audit("invalid_session", record, request.client_ip, left_out)
                 wait = self._failures.hit(request.client_ip)
                 if wait > 0:
-                    raise RateLimited(wait, "too many failed session checks") from exc
+                    raise FailedChecks(wait) from exc
             raise
         return self._admit(session, record), "app-proxy:" + session.scope
 
