@@ -258,6 +258,26 @@ async def test_forged_signatures_count_toward_the_address_limit_but_no_one_signe
         assert codes == ["invalid_session", "invalid_session", "rate_limited"]
 
 
+async def test_a_signed_query_with_a_repeated_customer_is_refused_but_locks_no_one_out() -> None:
+    # A storefront link that adds its own logged_in_customer_id reaches the proxy signed by
+    # Shopify, from Shopify's address: refused each time, never counted as a forgery.
+    repeated = signed("/v1/triggers/spin-wheel", query=[("logged_in_customer_id", "999")])
+    async with shop() as (h, stand_in):
+        answers = [await h.client.post(repeated) for _ in range(61)]
+        assert {(a.status_code, error_code(a)) for a in answers} == {(401, "invalid_session")}
+        good = await h.client.post(signed("/v1/triggers/spin-wheel"))
+        assert good.status_code == 200, good.text
+        assert [b["customer_id"] for b in rewards(stand_in)] == [NECTOR_CUSTOMER]
+
+
+async def test_a_repeated_parameter_shopify_did_not_sign_still_counts_as_a_forgery() -> None:
+    limits = {"per_customer": "100/minute", "upstream": "1000/minute"}
+    async with shop(limits={**limits, "per_ip_invalid_session": "2/minute"}) as (h, _):
+        forged = signed("/v1/triggers/spin-wheel") + "&logged_in_customer_id=999"
+        codes = [error_code(await h.client.post(forged)) for _ in range(3)]
+        assert codes == ["invalid_session", "invalid_session", "rate_limited"]
+
+
 # --- theme digests -----------------------------------------------------------------------
 
 

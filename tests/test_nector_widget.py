@@ -325,6 +325,41 @@ async def test_a_visitor_still_needs_a_session_for_the_rest() -> None:
     assert nector.calls == []
 
 
+async def test_visitors_past_the_failure_limit_lock_no_one_out_of_their_address() -> None:
+    limits = {"per_customer": "100/minute", "upstream": "1000/minute"}
+    failures = {**limits, "per_ip_invalid_session": "2/minute"}
+    async with widget(reads=VISITORS, limits=failures) as (h, nector):
+        # An office or a carrier NAT: many signed-out visitors behind one address.
+        visits = [await h.client.get(P + "aggreegateddetails") for _ in range(10)]
+        reward = await h.post(P + "activities", tok=token(ALICE), body={"trigger_id": CHECKIN})
+        # A forged token still counts, and past the limit every request gets the same 429.
+        forged = [await h.client.get(P + "leads/x", headers=bearer("forged")) for _ in range(3)]
+        visitor = await h.client.get(P + "aggreegateddetails")
+    assert [v.status_code for v in visits] == [200] * 10
+    assert reward.status_code == 200, reward.text
+    assert [error_code(f) for f in forged] == ["invalid_session"] * 2 + ["rate_limited"]
+    assert visitor.status_code == 429
+    assert len([c for c in nector.calls if c.method == "GET"]) == 1
+
+
+@pytest.mark.parametrize("path", ["activities", "offerredeems"])
+async def test_the_failure_limit_on_a_claim_path_never_says_claimed(path: str) -> None:
+    limits = {"per_customer": "100/minute", "upstream": "1000/minute"}
+    async with widget(
+        redemption=REDEEMING, limits={**limits, "per_ip_invalid_session": "1/minute"}
+    ) as (
+        h,
+        _nector,
+    ):
+        body = {"trigger_id": CHECKIN} if path == "activities" else {"offer_id": OFFER_ID}
+        forged = await h.post(P + path, tok="forged", body=body)
+        limited = await h.post(P + path, tok=token(ALICE), body=body)
+    assert error_code(forged) == "invalid_session"
+    assert (limited.status_code, error_code(limited)) == (429, "rate_limited")
+    assert limited.json()["error"]["message"] == "too many failed session checks"
+    assert limited.json()["data"]["message"] == "Too many tries. Try again in 1 minute."
+
+
 def test_check_config_refuses_a_customer_scoped_public_route() -> None:
     from proxy.config.schema import ConfigError
 

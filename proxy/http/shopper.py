@@ -64,7 +64,9 @@ def shopper_message(error: ProxyError, *, claim: bool = False) -> str:
     """The sentence for ``error``; ``claim``: it answers a reward or a redemption."""
     retry = getattr(error, "retry_after", None)
     text = SHOPPER.get(error.code, GENERAL)
-    if claim and error.code == "rate_limited":
+    # Only the customer's own window is a claim already taken; an address's limit (failed
+    # session checks, say) falls on people who never claimed, so it keeps the neutral words.
+    if claim and error.code == "rate_limited" and not getattr(error, "per_address", False):
         text = CLAIMED_TODAY if retry is not None and retry >= 3600 else CLAIMED
     if "{wait}" in text:
         text = text.format(wait=wait_words(retry if isinstance(retry, int) else 60))

@@ -5,7 +5,8 @@ A session comes only from a token the merchant's backend signed (``sessions``). 
 along on any site's request, so it counts only from an allowed Origin. Requests that fail their
 session check are limited per client address (``FailureLimit``, in this process: a flood of
 forged tokens never reaches a shared store), and a bad signature is audited at most once a
-second per address (``AuditThrottle``).
+second per address (``AuditThrottle``). A request with no credential at all (a visitor) has no
+check to fail, so it is not counted.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from proxy.errors import (
     InvalidSession,
     LeadSessionRequired,
     MissingSession,
+    NotFromAppProxy,
     OriginNotAllowed,
     RateLimited,
     ShopNotAllowed,
@@ -31,6 +33,14 @@ from proxy.identity.shopify import AppProxyVerifier
 from proxy.observe.logs import AccessRecord, RequestLog, customer_hasher
 
 _WANTS_BEARER = "no session: send 'Authorization: Bearer <session token>' or the session cookie"
+
+
+class FailedChecks(RateLimited):
+    """The failure limit's 429: an address's, not a customer's, so a shopper is never told
+    they claimed anything (``per_address``, read by http/shopper.py)."""
+
+    message = "too many failed session checks"
+    per_address = True
 
 
 class Authenticator:
@@ -72,11 +82,17 @@ class Authenticator:
         wait = self._failures.wait(request.client_ip)
         if wait > 0:
             record.session_refusal = "rate_limited"
-            raise RateLimited(wait, "too many failed session checks")
+            raise FailedChecks(wait)
         signed = request.signed_query
         if signed is not None:
             return self._app_proxy_session(request, record, signed)
         auth = request.headers.get(b"authorization")
+        cookie = None if auth is not None else request.cookie(self._cookie)
+        if auth is None and cookie is None:
+            # No credential at all (a visitor's public read, say): nothing failed a check, and
+            # counting it would lock signed-in customers behind the same address out.
+            record.session_refusal = MissingSession.code
+            raise MissingSession()
         try:
             if auth is not None:
                 if auth.startswith(b"Bearer "):  # as clients write it: no other parsing
@@ -88,9 +104,7 @@ class Authenticator:
                         raise MissingSession(_WANTS_BEARER)
                     token = token.strip()
             else:
-                cookie = request.cookie(self._cookie)
-                if cookie is None:
-                    raise MissingSession()
+                assert cookie is not None
                 if not cookie_ok:
                     raise OriginNotAllowed("a cookie session needs an Origin listed by name")
                 token = cookie
@@ -106,7 +120,7 @@ class Authenticator:
                     self._log.audit("invalid_session", record, request.client_ip, left_out)
             wait = self._failures.hit(request.client_ip)
             if wait > 0:
-                raise RateLimited(wait, "too many failed session checks") from exc
+                raise FailedChecks(wait) from exc
             raise
         return self._admit(session, record), token
 
@@ -122,15 +136,15 @@ class Authenticator:
         except (MissingSession, InvalidSession, ShopNotAllowed) as exc:
             record.session_refusal = exc.code
             # Only a forgery counts: every shopper arrives from Shopify's own addresses, and a
-            # signed-out one (missing), a skewed clock (expired) or another shop of the same
-            # app must not lock them all out.
-            if isinstance(exc, InvalidSession) and not isinstance(exc, ExpiredSession):
+            # signed-out one (missing), a skewed clock (expired), another shop of the same app
+            # or a query Shopify signed with a repeated parameter must not lock them all out.
+            if isinstance(exc, NotFromAppProxy):
                 left_out = self._forgery_audits.admit(request.client_ip)
                 if left_out is not None:
                     self._log.audit("invalid_session", record, request.client_ip, left_out)
                 wait = self._failures.hit(request.client_ip)
                 if wait > 0:
-                    raise RateLimited(wait, "too many failed session checks") from exc
+                    raise FailedChecks(wait) from exc
             raise
         return self._admit(session, record), "app-proxy:" + session.scope
 

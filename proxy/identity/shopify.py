@@ -87,6 +87,11 @@ def _signed_by(keys: Sequence[hmac.HMAC], message: bytes, given: str) -> int | N
     return None
 
 
+class RepeatedParameter(InvalidSession):
+    """A signed query with a parameter that must be single given twice: refused, but Shopify
+    signed it, so it is no forgery (a storefront link may add its own)."""
+
+
 def _is_id(value: str) -> bool:
     return 0 < len(value) <= 20 and value.isascii() and value.isdigit()
 
@@ -115,22 +120,36 @@ class AppProxyVerifier:
     def verify_pairs(self, pairs: Sequence[tuple[str, str]]) -> Session:
         """The session the signed query's decoded ``pairs`` name.
 
-        Raises InvalidSession (a bad or missing signature, a parameter that must be single
-        given twice), ShopNotAllowed (another shop, signed with the same app's secret),
-        ExpiredSession (a timestamp more than 90 s from the clock) or MissingSession (no one
-        is signed in: ``logged_in_customer_id`` empty)."""
+        Raises NotFromAppProxy (a bad or missing signature, checked first), RepeatedParameter
+        (a parameter that must be single given twice, in a signed query), ShopNotAllowed
+        (another shop, signed with the same app's secret), ExpiredSession (a timestamp more
+        than 90 s from the clock), InvalidSession (a signed value that is not Shopify's) or
+        MissingSession (no one is signed in: ``logged_in_customer_id`` empty)."""
         given: dict[str, str] = {}
         signed = []
+        signatures = []
+        repeated = None
         for key, value in pairs:
+            if key == "signature":
+                signatures.append(value)
+            else:
+                signed.append((key, value))
             if key in _SINGLE:
                 if key in given:
-                    raise InvalidSession(f"{key} is given twice")
+                    repeated = key
                 given[key] = value
-            if key != "signature":
-                signed.append((key, value))
-        index = _signed_by(self._keys, app_proxy_message(signed), given.get("signature", ""))
+        # The signature comes first: only a forgery may count against the address, and an
+        # unsigned duplicate is one, while a signed one is a shopper's own query on Shopify's.
+        message = app_proxy_message(signed)
+        index = None
+        for signature in signatures or [""]:
+            index = _signed_by(self._keys, message, signature)
+            if index is not None:
+                break
         if index is None:
             raise NotFromAppProxy()
+        if repeated is not None:
+            raise RepeatedParameter(f"{repeated} is given twice")
         if given.get("shop") != self._shop:
             raise ShopNotAllowed()
         stamp = given.get("timestamp", "")

@@ -7,7 +7,13 @@ from urllib.parse import parse_qsl, urlencode
 
 import pytest
 
-from proxy.errors import ExpiredSession, InvalidSession, MissingSession, ShopNotAllowed
+from proxy.errors import (
+    ExpiredSession,
+    InvalidSession,
+    MissingSession,
+    NotFromAppProxy,
+    ShopNotAllowed,
+)
 from proxy.identity.shopify import (
     AppProxyVerifier,
     DigestVerifier,
@@ -170,6 +176,12 @@ def test_a_single_parameter_given_twice_is_invalid(name: str) -> None:
         verify(query)
     assert info.value.code == "invalid_session"
     assert "twice" in str(info.value)
+    assert not isinstance(info.value, NotFromAppProxy)  # Shopify signed it: not a forgery
+
+
+def test_a_repeated_parameter_shopify_did_not_sign_is_a_bad_signature() -> None:
+    with pytest.raises(NotFromAppProxy):
+        verify([*signed(), ("logged_in_customer_id", "7009999")])
 
 
 def test_other_repeated_parameters_are_joined_and_verify() -> None:
