@@ -165,7 +165,10 @@ async def test_refusals_stay_within_their_budgets_against_the_floor() -> None:
 @pytest.mark.usefixtures("production_logging")
 async def test_an_app_proxy_forgery_stays_within_its_budget_against_the_floor() -> None:
     # docs/shopify.md: a forged Shopify signature under /shopify/, the App Proxy's flood path.
-    environ = {**ENVIRON, "TRIGGER_PROXY_SHOPIFY_APP_SECRETS": "shpss_0123456789abcdef0123456789abcdef"}
+    environ = {
+        **ENVIRON,
+        "TRIGGER_PROXY_SHOPIFY_APP_SECRETS": "shpss_0123456789abcdef0123456789abcdef",
+    }
     settings = make_settings(
         environ,
         limits={"per_ip_invalid_session": "1000000/minute"},
