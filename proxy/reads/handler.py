@@ -17,7 +17,6 @@ drop-in reward asks too).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,6 +24,7 @@ from proxy.config.settings import SOURCES, Rate, ReadSettings
 from proxy.errors import (
     MissingSession,
     NotFound,
+    ProxyError,
     RateLimited,
     ReadNotAllowed,
     UpstreamBusy,
@@ -44,10 +44,11 @@ from proxy.observe.logs import AccessRecord
 from proxy.reads.cache import Entry, ReadCache, answer_headers
 from proxy.reads.kept import HIT, MISS, STALE, Kept, Own
 from proxy.reads.listed import allow_listed_only
-from proxy.reads.routes import Kind, Read, parse
+from proxy.reads.routes import Kind, Read, item_of, lead_id_of, parse
 from proxy.upstream.client import UpstreamClient
 
 PRIVATE = [(b"cache-control", b"private, no-store"), (b"vary", b"Origin")]
+_REFUSED = [MISS, (b"vary", b"Origin")]
 _READS = "reads"  # the "trigger" the customer's read windows are keyed by
 ALL_SOURCES = frozenset(SOURCES)  # reads are no trigger's: every source may read
 VISITOR = Session("customer_id", "", None, None, None, None, None, 0, "visitor")  # no claims
@@ -107,7 +108,18 @@ class Reads:
     async def read(
         self, request: Request, rest: str, record: AccessRecord, cookie_ok: bool
     ) -> Answer:
-        """``GET /api/v2/merchant/{rest}``: the session's own data, or the workspace's."""
+        """``GET /api/v2/merchant/{rest}``: the session's own data, or the workspace's; a
+        refusal too says it is nobody's copy (X-Cache: MISS) and varies by Origin."""
+        try:
+            return await self._read(request, rest, record, cookie_ok)
+        except ProxyError as exc:
+            if _REFUSED[0] not in exc.headers:
+                exc.headers = [*exc.headers, *_REFUSED]
+            raise
+
+    async def _read(
+        self, request: Request, rest: str, record: AccessRecord, cookie_ok: bool
+    ) -> Answer:
         try:
             session, _ = self._auth.session(request, record, cookie_ok)
         except MissingSession:
@@ -133,8 +145,8 @@ class Reads:
             session, target, source, request.request_id, record, lead
         )
         if read.kind is Kind.LEAD and status == 200 and session.subject_field == "customer_id":
-            self._remember_lead(session, _lead_id(body))  # the lists' lookup, made for free
-        if read.kind is Kind.COUPON and status == 200 and _item(body).get("lead_id") != lead:
+            self._remember_lead(session, lead_id_of(body))  # the lists' lookup, made for free
+        if read.kind is Kind.COUPON and status == 200 and item_of(body).get("lead_id") != lead:
             raise NotFound("no such coupon")  # another customer's: not even its existence
         if read.route == "triggers" and status == 200:
             body = allow_listed_only(body, self._triggers)
@@ -213,7 +225,7 @@ class Reads:
         status, body, headers = await self._own(session, target, source, request_id, record, None)
         if status != 200:
             return Answer(status, body, [*PRIVATE, *headers])
-        lead = _lead_id(body)
+        lead = lead_id_of(body)
         if lead is None:
             raise UpstreamError(cause="no_lead_id")
         self._remember_lead(session, lead)
@@ -293,17 +305,3 @@ def _slice(rate: Any) -> Window:
     """The reads' own slice of the workspace budget: a window beside the whole one."""
     whole = budget_window(rate)
     return whole._replace(key="r" + whole.key)
-
-
-def _item(body: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(body).get("data") or {}
-        item = data.get("item") or {}
-    except (ValueError, AttributeError):
-        return {}
-    return item if isinstance(item, dict) else {}
-
-
-def _lead_id(body: bytes) -> str | None:
-    lead = _item(body).get("_id")
-    return lead if isinstance(lead, str) and lead else None

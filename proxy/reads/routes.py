@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import enum
 import functools
+import json
 import re
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, quote, urlencode
 
 from proxy.errors import InvalidQuery, NotFound, ReadNotAllowed
@@ -232,3 +233,19 @@ def _params(query: bytes, route: Route) -> tuple[tuple[tuple[str, str], ...], bo
 def _shown(key: str) -> str:
     """A parameter's name as an error message may repeat it: short and plain, or not at all."""
     return repr(key) if len(key) <= 32 and key.isidentifier() else "that parameter"
+
+
+def item_of(body: bytes) -> dict[str, Any]:
+    """The ``data.item`` of a Nector answer, or nothing."""
+    try:
+        data = json.loads(body).get("data") or {}
+        item = data.get("item") or {}
+    except (ValueError, AttributeError):
+        return {}
+    return item if isinstance(item, dict) else {}
+
+
+def lead_id_of(body: bytes) -> str | None:
+    """The lead id a Nector answer about one lead names."""
+    lead = item_of(body).get("_id")
+    return lead if isinstance(lead, str) and lead else None

@@ -337,7 +337,20 @@ async def test_a_kept_answer_stands_in_stale_when_nector_fails() -> None:
     assert stale.headers["x-cache"] == "STALE"
     assert int(stale.headers["age"]) >= 0
     assert other.status_code >= 500
-    assert "x-cache" not in other.headers or other.headers["x-cache"] != "HIT"
+    # A refusal is a read's answer too: nobody's copy, and it varies by Origin.
+    assert other.headers["x-cache"] == "MISS"
+    assert other.headers["vary"] == "Origin"
+
+
+async def test_a_refused_read_says_miss_and_varies_by_origin() -> None:
+    async with open_harness(make_settings(reads=ALL_READS)) as h:
+        for answer in (
+            await get(h, P + "leads/me", None),  # no session
+            await get(h, P + "triggers?page=0", token(ALICE)),  # a bad query
+        ):
+            assert answer.status_code in (400, 401), answer.text
+            assert answer.headers["x-cache"] == "MISS"
+            assert answer.headers["vary"] == "Origin"
 
 
 async def test_with_no_copy_a_spent_slice_is_503_with_retry_after() -> None:
