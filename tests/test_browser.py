@@ -145,6 +145,13 @@ def test_two_customers_trying_everything_twice_see_figures_that_agree(
                 page.wait_for_timeout(100)
             balances[who] = seen["page"]
 
+        def accessible(state: str) -> None:
+            from axe_playwright_python.sync_playwright import Axe  # type: ignore[import-untyped]
+
+            found = [v["id"] for v in Axe().run(page).response["violations"]]
+            tried("demo: axe", f"{state} {len(found)} found")
+            assert found == [], (state, found)
+
         for visit in range(2):
             for who in ("shopper-alice", "shopper-bobby"):
                 page.fill("#customer", who)
@@ -161,6 +168,8 @@ def test_two_customers_trying_everything_twice_see_figures_that_agree(
                 else:
                     agree(who, spins)
                     assert balances[who] == figures(page)["page"]
+                    if who == "shopper-alice":
+                        accessible("signed in")
                 for _ in range(2):
                     if visit == 0:
                         before = balances.get(who, 0)
@@ -181,6 +190,7 @@ def test_two_customers_trying_everything_twice_see_figures_that_agree(
                 page.click("#logout")
                 expect(page.locator("#who-row")).to_be_hidden()
                 expect(page.locator("#balance")).to_have_text("")
+        accessible("signed out")
         page.screenshot(path=str(ARTIFACTS / "demo-two-customers.png"), full_page=True)
         assert errors == []
     tried("demo", f"two customers, everything twice: balances {balances}")
