@@ -102,7 +102,11 @@ def test_nectors_widget_calls_answer_for_both_sessions_and_signed_out(
         config = proxy_config(
             nector.url,
             cors={"allow_origins": [shop.origin]},
-            reads={"routes": list(READ_ROUTES), "public_routes": PUBLIC},
+            reads={
+                "routes": list(READ_ROUTES),
+                "public_routes": PUBLIC,
+                "per_customer": "60/minute",
+            },
             redemption={"enabled": True, "offers": [OFFER_ID]},
         )
         with ProxyProcess(tmp_path, config) as proxy:
