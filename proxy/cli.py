@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn
 
 from proxy.config.campaign import describe_campaign
+from proxy.config.schema import rates_text
 from proxy.config.settings import SOURCES, ConfigError, Settings, display_url, warnings
 from proxy.identity.claims import ClaimError
 from proxy.identity.sessions import mint_token
@@ -257,7 +258,7 @@ def summary(settings: Settings) -> str:
         f"cors: {', '.join(s.cors.allow_origins) or '(no browser origins)'}"
         f"{' with credentials' if s.cors.allow_credentials else ''}",
         f"limits: storage {describe_storage(s.limits)}, per customer "
-        f"{_rates(s.limits.per_customer)}, workspace budget {_rates((s.limits.upstream,))}",
+        f"{rates_text(s.limits.per_customer)}, workspace budget {rates_text((s.limits.upstream,))}",
         describe_reads(s.reads, s.limits.upstream),
         describe_visitors(s.reads, s.limits.per_ip_invalid_session),
         s.redemption.describe(),
@@ -269,7 +270,7 @@ def summary(settings: Settings) -> str:
         override = "wallet override" if t.wallet else "offer override" if t.offer else "no override"
         lines.append(
             f"  {t.name or '-'} {t.id} sources={','.join(sorted(t.sources))} "
-            f"per_customer={_rates(t.per_customer or s.limits.per_customer)} {override}"
+            f"per_customer={rates_text(t.per_customer or s.limits.per_customer)} {override}"
             + describe_campaign(t)
         )
     return "\n".join(lines)
@@ -287,10 +288,6 @@ def _shopify_line(s: Settings) -> str:
         f"shopify: {shopify.shop} as customer_id {shopify.customer_id!r}; App Proxy under "
         f"/shopify/ {proxy}; theme digests {digests if digest else 'off'}"
     )
-
-
-def _rates(rates: Sequence[object]) -> str:
-    return ";".join(str(r) for r in rates)
 
 
 def _demo(args: argparse.Namespace, env: Mapping[str, str]) -> int:

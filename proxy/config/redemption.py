@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.config.schema import ConfigError, Rate, setting
+from proxy.config.schema import ConfigError, Rate, rates_text, setting
 
 ALL_OFFERS = "all"
 MAX_STEP = 10  # Nector's widget offers at most ten steps of an offer at once
@@ -50,5 +50,4 @@ class RedemptionSettings:
         if not self.enabled:
             return "redemption: off (redemption.enabled = false)"
         offers = "every offer" if self.offers == (ALL_OFFERS,) else f"{len(self.offers)} offer(s)"
-        rates = ";".join(str(r) for r in self.per_customer)
-        return f"redemption: on for {offers}, per customer {rates}"
+        return f"redemption: on for {offers}, per customer {rates_text(self.per_customer)}"

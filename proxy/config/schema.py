@@ -81,6 +81,11 @@ class Rate(NamedTuple):
         return f"{self.limit}/{self.seconds}s"
 
 
+def rates_text(rates: Sequence[Rate]) -> str:
+    """Rates as check-config shows them: ``60/60s;10/86400s``."""
+    return ";".join(str(r) for r in rates)
+
+
 _UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 _RATE = re.compile(r"^\s*(\d+)\s*(?:/|per)\s*(\d+)?\s*(second|minute|hour|day)s?\s*$")
 

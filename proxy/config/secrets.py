@@ -101,9 +101,9 @@ def read_secrets(environ: Mapping[str, str], *, minting: bool) -> Secrets:
         value = given("MINT_KEY", False)
         return None if value is None else made(ENV_PREFIX + "MINT_KEY", value)
 
-    problems = Problems()
     if minting:
         return Secrets(None, None, session_secrets(), None)
+    problems = Problems()
     secrets = Secrets(
         api_key=problems.read(lambda: issued("API_KEY", True), None),
         workspace_id=problems.read(lambda: issued("WORKSPACE_ID", True), None),

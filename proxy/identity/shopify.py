@@ -36,6 +36,7 @@ SHOPIFY_PARAMETERS = frozenset(
 _SINGLE = ("signature", "shop", "timestamp", "logged_in_customer_id")
 _MAX_PARAMETERS = 64
 _HEX_DIGITS = "0123456789abcdefABCDEF"
+_HEX_BYTES = {a + b: bytes.fromhex(a + b) for a in _HEX_DIGITS for b in _HEX_DIGITS}  # "%XX"
 
 
 def app_proxy_message(pairs: Sequence[tuple[str, str]]) -> bytes:
@@ -236,6 +237,3 @@ def _unquote_plus(text: str) -> str:
         byte = _HEX_BYTES.get(item[:2])
         decoded.append(byte + item[2:].encode() if byte is not None else b"%" + item.encode())
     return b"".join(decoded).decode()
-
-
-_HEX_BYTES = {a + b: bytes.fromhex(a + b) for a in _HEX_DIGITS for b in _HEX_DIGITS}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+from proxy.config.schema import rates_text
 from proxy.config.settings import Rate, ReadSettings
 
 CUSTOMER_ROUTES = ("leads", "wallettransactions", "coupons", "activities")
@@ -63,7 +64,7 @@ def describe_reads(reads: ReadSettings, budget: Rate) -> str:
     """``check-config``'s lines on the reads: which are on, and what they can serve."""
     if not reads.routes:
         return "reads: off (no [reads] routes)"
-    rates = ";".join(str(r) for r in reads.per_customer)
+    rates = rates_text(reads.per_customer)
     head = (
         f"reads: {', '.join(reads.routes)}; workspace answers cached {reads.cache_seconds}s, "
         f"budget {reads.budget} of the workspace's, per customer {rates}"
@@ -74,7 +75,7 @@ def describe_reads(reads: ReadSettings, budget: Rate) -> str:
 def describe_visitors(reads: ReadSettings, per_ip_invalid_session: Rate) -> str:
     """``check-config``'s line on signed-out visitors: what they may read, and at what rate."""
     served = (
-        f"{', '.join(reads.public_routes)} from the cache, misses {_rates(reads.per_address)} "
+        f"{', '.join(reads.public_routes)} from the cache, misses {rates_text(reads.per_address)} "
         "per address (reads.per_address)"
         if reads.public_routes
         else "no reads (no reads.public_routes)"
@@ -83,10 +84,6 @@ def describe_visitors(reads: ReadSettings, per_ip_invalid_session: Rate) -> str:
         f"visitors: {served}; invalid sessions {per_ip_invalid_session} per address "
         "(limits.per_ip_invalid_session)"
     )
-
-
-def _rates(rates: tuple[Rate, ...]) -> str:
-    return ";".join(str(r) for r in rates)
 
 
 def describe(reads: ReadSettings, budget: Rate) -> list[str]:
