@@ -226,9 +226,9 @@ def parse_app_proxy_query(query: bytes) -> tuple[list[tuple[str, str]], bytes]:
 
 
 def _unquote_plus(text: str) -> str:
-    """``urllib.parse.unquote_plus(text, errors="strict")`` for an ASCII ``text``, in a third of
-    its time: "+" a space, each ``%XX`` its byte (a ``%`` without two hex digits kept as it
-    is), the bytes read as UTF-8 (UnicodeDecodeError, a ValueError, if they are not)."""
+    """``urllib.parse.unquote_plus(text, errors="strict")`` for an ASCII ``text``, in about half
+    its time: "+" a space, each ``%XX`` its byte (a ``%`` without two hex digits kept as it is),
+    the bytes read as UTF-8 (UnicodeDecodeError, a ValueError, if they are not)."""
     first, *rest = text.replace("+", " ").split("%")
     if not rest:
         return first
