@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -120,22 +120,27 @@ async def test_a_bearer_token_or_cookie_for_another_customer_is_ignored() -> Non
         assert len(rewards(stand_in)) == 1
 
 
+# Each query is signed when its test runs: at collection its timestamp would be minutes old
+# by then in a long run, and every case would be refused as expired.
 @pytest.mark.parametrize(
     ("request_path", "status", "code"),
     [
-        (signed("/v1/triggers/spin-wheel", secret="shpss_another-apps-secret-0000000"), 401,
-         "invalid_session"),
-        (signed("/v1/triggers/spin-wheel") + "&shop=" + SHOP, 401, "invalid_session"),
-        (signed("/v1/triggers/spin-wheel", timestamp=time.time() - 3600), 401, "expired_session"),
-        (signed("/v1/triggers/spin-wheel", customer=""), 401, "missing_session"),
-        (signed("/v1/triggers/spin-wheel", shop="othershop.myshopify.com"), 403,
+        (lambda: signed("/v1/triggers/spin-wheel", secret="shpss_another-apps-secret-0000000"),
+         401, "invalid_session"),
+        (lambda: signed("/v1/triggers/spin-wheel") + "&shop=" + SHOP, 401, "invalid_session"),
+        (lambda: signed("/v1/triggers/spin-wheel", timestamp=time.time() - 3600), 401,
+         "expired_session"),
+        (lambda: signed("/v1/triggers/spin-wheel", customer=""), 401, "missing_session"),
+        (lambda: signed("/v1/triggers/spin-wheel", shop="othershop.myshopify.com"), 403,
          "shop_not_allowed"),
     ],
     ids=["signature", "twice", "expired", "signed-out", "shop"],
 )  # fmt: skip
-async def test_each_refusal_reaches_no_one(request_path: str, status: int, code: str) -> None:
+async def test_each_refusal_reaches_no_one(
+    request_path: Callable[[], str], status: int, code: str
+) -> None:
     async with shop() as (h, stand_in):
-        response = await h.client.post(request_path)
+        response = await h.client.post(request_path())
         assert (response.status_code, error_code(response)) == (status, code)
         assert stand_in.calls == []
 
@@ -314,21 +319,27 @@ async def test_a_theme_digest_is_traded_for_a_session_of_its_customer() -> None:
 @pytest.mark.parametrize(
     ("body", "status", "code"),
     [
-        ({**digest_body(), "customer_id": "7009999"}, 401, "invalid_session"),
-        (digest_body(secret="not-the-theme-digest-secret-at-all-00"), 401, "invalid_session"),
-        (digest_body(ts=int(time.time()) - 3700), 401, "expired_session"),
-        (digest_body(ts=int(time.time()) + 200), 401, "expired_session"),
-        (digest_body(shop="othershop.myshopify.com"), 403, "shop_not_allowed"),
-        ({**digest_body(), "customer_id": "shopify-7001234"}, 400, "invalid_body"),
-        ({**digest_body(), "extra": 1}, 400, "invalid_body"),
-        ({k: v for k, v in digest_body().items() if k != "ts"}, 400, "invalid_body"),
-        ({**digest_body(), "ts": "soon"}, 400, "invalid_body"),
+        (lambda: {**digest_body(), "customer_id": "7009999"}, 401, "invalid_session"),
+        (
+            lambda: digest_body(secret="not-the-theme-digest-secret-at-all-00"),
+            401,
+            "invalid_session",
+        ),
+        (lambda: digest_body(ts=int(time.time()) - 3700), 401, "expired_session"),
+        (lambda: digest_body(ts=int(time.time()) + 200), 401, "expired_session"),
+        (lambda: digest_body(shop="othershop.myshopify.com"), 403, "shop_not_allowed"),
+        (lambda: {**digest_body(), "customer_id": "shopify-7001234"}, 400, "invalid_body"),
+        (lambda: {**digest_body(), "extra": 1}, 400, "invalid_body"),
+        (lambda: {k: v for k, v in digest_body().items() if k != "ts"}, 400, "invalid_body"),
+        (lambda: {**digest_body(), "ts": "soon"}, 400, "invalid_body"),
     ],
     ids=["customer", "secret", "old", "ahead", "shop", "not-numeric", "extra", "no-ts", "ts"],
 )
-async def test_each_bad_digest_is_refused(body: dict[str, Any], status: int, code: str) -> None:
-    async with shop() as (h, _):
-        response = await h.client.post("/v1/sessions/shopify", json=body)
+async def test_each_bad_digest_is_refused(
+    body: Callable[[], dict[str, Any]], status: int, code: str
+) -> None:
+    async with shop() as (h, _):  # each body is made as its test runs: see above
+        response = await h.client.post("/v1/sessions/shopify", json=body())
         assert (response.status_code, error_code(response)) == (status, code)
 
 
