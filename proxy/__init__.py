@@ -6,9 +6,23 @@ configuration, ``mint_token`` signs a customer session the way the proxy verifie
 
 from __future__ import annotations
 
-from proxy.app import create_app
+import typing
+
 from proxy.config.settings import ConfigError, Settings
 from proxy.identity.sessions import mint_token
 
+if typing.TYPE_CHECKING:
+    from proxy.app import create_app
+
 __all__ = ["ConfigError", "Settings", "create_app", "mint_token"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> typing.Any:
+    # The app (and with it httpx and Starlette) is imported when first asked for, so that the
+    # command line's mint and check-config start without it and ``serve`` decides what it loads.
+    if name == "create_app":
+        from proxy.app import create_app
+
+        return create_app
+    raise AttributeError(f"module 'proxy' has no attribute {name!r}")

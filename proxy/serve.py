@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 from collections.abc import Iterator
 from typing import Any
@@ -55,6 +56,7 @@ def serve(
     Returns the exit code: 0 once stopped, 3 if the server did not start."""
     import uvicorn
 
+    skip_httpx_cli()
     from proxy.app import create_app
 
     server = settings.server
@@ -235,8 +237,17 @@ def _serve_admin_metrics(settings: Settings, metrics: Metrics | None) -> None:
         raise ConfigError("server.metrics_port", f"cannot listen: {reason}") from exc
 
 
+def skip_httpx_cli() -> None:
+    """Keep httpx's command line out of a serving process. httpx imports it (with rich,
+    pygments and click) whenever those are installed, as in a development environment; a
+    worker never runs it, and would carry megabytes for it (docs/performance.md, "Memory").
+    Called before the app is first imported; without effect once httpx is."""
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+
 def app_from_environment() -> object:
     """The app factory uvicorn calls in each worker process."""
+    skip_httpx_cli()
     from proxy.app import create_app
     from proxy.http.server_protocol import limited_protocol
     from proxy.observe.logs import configure

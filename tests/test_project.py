@@ -216,7 +216,9 @@ def test_all_is_honest() -> None:
         for name, value in vars(proxy).items()
         if not name.startswith("_") and not isinstance(value, types.ModuleType)
     }
-    assert public - {"annotations"} == set(proxy.__all__)
+    # create_app is imported when first asked for (proxy/__init__.py says why).
+    assert public - {"annotations"} <= set(proxy.__all__)
+    assert all(getattr(proxy, name) is not None for name in proxy.__all__)
 
 
 def test_the_example_config_lists_every_key_of_the_schema() -> None:
@@ -262,3 +264,38 @@ def test_uvicorn_is_bounded_and_ci_tests_the_protocol_on_the_lowest() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     assert '"uvicorn[standard]==$lowest"' in ci
     assert ".venv-lowest/bin/pytest -q -p no:cacheprovider tests/http/test_server_protocol.py" in ci
+
+
+# Started as `serve` starts it, on memory://: what the process loaded beside the app.
+_SERVING_PROCESS = """
+import asyncio, json, sys
+from proxy.serve import skip_httpx_cli
+skip_httpx_cli()
+from proxy import Settings
+from proxy.app import create_app
+
+async def main():
+    app = create_app(Settings.load("config/proxy.example.toml", ENVIRON))
+    async with app.router.lifespan_context(app):
+        pass
+
+asyncio.run(main())
+print(json.dumps(sorted({m.split(".")[0] for m in sys.modules})))
+"""
+
+
+def test_a_memory_store_worker_loads_no_redis_client_and_no_httpx_command_line() -> None:
+    """redis-py (with what it pulls in) and httpx's command line (rich, pygments, click, when
+    installed) would be carried by every memory:// worker for nothing (docs/performance.md)."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.helpers import ENVIRON
+
+    script = f"ENVIRON = {ENVIRON!r}\n{_SERVING_PROCESS}"
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    loaded = set(json.loads(out.stdout.splitlines()[-1]))
+    assert {"proxy", "httpx", "aiohttp"} <= loaded  # the app did start
+    assert not loaded & {"redis", "hiredis", "rich", "pygments", "click"}, loaded

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Protocol
+import sys
+from typing import TYPE_CHECKING, Protocol
 
 from proxy.config.settings import LimitSettings, display_url
 from proxy.limits.decisions import LimitStore
 from proxy.limits.memory_store import MemoryStore
+
+if TYPE_CHECKING:
+    from proxy.limits.redis_store import RedisStore
 
 
 class Blobs(Protocol):
@@ -57,19 +61,28 @@ def replica_acks(settings: LimitSettings) -> int:
     return 1 if "+sentinel://" in settings.storage_url else 0
 
 
+def _on_redis(store: LimitStore) -> RedisStore | None:
+    """The store if it is a Redis store. A store cannot be one unless its module was imported:
+    asking this never imports redis-py, which a memory:// worker would carry for nothing
+    (docs/performance.md, "Memory")."""
+    module = sys.modules.get("proxy.limits.redis_store")
+    return store if module is not None and isinstance(store, module.RedisStore) else None
+
+
 def shared_blobs(store: LimitStore) -> Blobs | None:
     """Where the replicas share cached reads: the Redis store's, or nowhere (one process)."""
-    from proxy.limits.redis_store import RedisStore
-
-    return store.blobs() if isinstance(store, RedisStore) else None
+    redis = _on_redis(store)
+    return None if redis is None else redis.blobs()
 
 
 def shared_customer_blobs(store: LimitStore) -> CustomerBlobs | None:
     """Where the replicas share each customer's kept reads: the Redis store's, or nowhere."""
+    redis = _on_redis(store)
+    if redis is None:
+        return None
     from proxy.limits.redis_blobs import RedisCustomerBlobs
-    from proxy.limits.redis_store import RedisStore
 
-    return RedisCustomerBlobs(store) if isinstance(store, RedisStore) else None
+    return RedisCustomerBlobs(redis)
 
 
 def describe_storage(settings: LimitSettings) -> str:
@@ -90,6 +103,5 @@ def describe_storage(settings: LimitSettings) -> str:
 async def persistence_gap(store: LimitStore) -> str | None:
     """Why the store would lose its records in its own restart, or None (``durability``).
     The memory store is the process's: it says nothing there that a restart would not."""
-    from proxy.limits.redis_store import RedisStore
-
-    return await store.persistence_gap() if isinstance(store, RedisStore) else None
+    redis = _on_redis(store)
+    return None if redis is None else await redis.persistence_gap()
