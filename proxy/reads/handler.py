@@ -144,7 +144,12 @@ class Reads:
         status, body, headers = await self._own(
             session, target, source, request.request_id, record, lead
         )
-        if read.kind is Kind.LEAD and status == 200 and session.subject_field == "customer_id":
+        if (
+            read.kind is Kind.LEAD
+            and status == 200
+            and session.subject_field == "customer_id"
+            and self._leads.get(session) is None  # a kept lead's id was taken when it came
+        ):
             self._remember_lead(session, lead_id_of(body))  # the lists' lookup, made for free
         if read.kind is Kind.COUPON and status == 200 and item_of(body).get("lead_id") != lead:
             raise NotFound("no such coupon")  # another customer's: not even its existence

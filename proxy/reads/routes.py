@@ -114,11 +114,11 @@ class Read(NamedTuple):
         if kind is Kind.WORKSPACE:
             return self.shared_target
         if kind is Kind.LEAD and session.subject_field == "customer_id":
-            customer = quote(session.subject, safe="")
+            customer = _segment(session.subject)
             return f"leads/{customer}?customer_id={customer}"
         assert lead is not None
         if kind is Kind.LEAD:
-            return f"leads/{quote(lead, safe='')}"
+            return f"leads/{_segment(lead)}"
         if kind is Kind.COUPON:
             assert self.item is not None
             return f"coupons/{quote(self.item)}"
@@ -147,6 +147,12 @@ def read_of(path: str) -> str | None:
         return None
     rest = path[len(NECTOR_PREFIX) :]
     return rest if route_name(rest) is not None else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _segment(value: str) -> str:
+    """``value`` as one path segment; remembered, since a customer's page views repeat it."""
+    return quote(value, safe="")
 
 
 def parse(rest: str, query: bytes) -> Read:
