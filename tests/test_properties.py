@@ -296,3 +296,31 @@ def test_the_upstream_body_is_the_compact_json_of_the_trigger_and_the_session(
     if trigger.trace is not None:
         expected["trace"] = trigger.trace
     assert upstream_body(trigger, session) == json.dumps(expected, separators=(",", ":")).encode()
+
+
+@given(
+    retry_after=st.floats(0.001, 200),
+    reset=st.floats(0.001, 200),
+    steps=st.lists(st.floats(0, 3), min_size=1, max_size=60),
+)
+def test_a_remembered_refusal_shows_the_seconds_it_would_be_given_now(
+    retry_after: float, reset: float, steps: list[float]
+) -> None:
+    """OverQuota rebuilds its headers only when a second turns: at every moment they must be
+    what the store's decision would give then (never early)."""
+    import math
+
+    from proxy.limits.decisions import Decision, Outcome, WindowState
+    from proxy.limits.keys import Window
+    from proxy.rewards.memo import OverQuota
+
+    start = 1_800_000_000.0
+    window = Window("c:60:x", 3, 60)
+    decision = Decision(Outcome.RATE_LIMITED, retry_after, (WindowState(0, reset),))
+    over = OverQuota(start, decision, [window], b'"1m";q=3;w=60')
+    now = start
+    for step in steps:
+        now += step
+        shown = dict(over.headers(now))
+        assert shown[b"retry-after"] == b"%d" % max(1, math.ceil(start + retry_after - now))
+        assert shown[b"ratelimit-reset"] == b"%d" % max(0, math.ceil(start + reset - now))

@@ -144,13 +144,10 @@ class Reads:
         status, body, headers = await self._own(
             session, target, source, request.request_id, record, lead
         )
-        if (
-            read.kind is Kind.LEAD
-            and status == 200
-            and session.subject_field == "customer_id"
-            and self._leads.get(session) is None  # a kept lead's id was taken when it came
-        ):
-            self._remember_lead(session, lead_id_of(body))  # the lists' lookup, made for free
+        # The lists' lookup, made for free; a kept lead's id was taken when it came.
+        by_customer = read.kind is Kind.LEAD and session.subject_field == "customer_id"
+        if by_customer and status == 200 and self._leads.get(session) is None:
+            self._leads.remember(session, lead_id_of(body))
         if read.kind is Kind.COUPON and status == 200 and item_of(body).get("lead_id") != lead:
             raise NotFound("no such coupon")  # another customer's: not even its existence
         if read.route == "triggers" and status == 200:
@@ -233,11 +230,8 @@ class Reads:
         lead = lead_id_of(body)
         if lead is None:
             raise UpstreamError(cause="no_lead_id")
-        self._remember_lead(session, lead)
-        return lead
-
-    def _remember_lead(self, session: Session, lead: str | None) -> None:
         self._leads.remember(session, lead)
+        return lead
 
     async def _lookup(
         self, session: Session, source: str, request_id: str, record: AccessRecord

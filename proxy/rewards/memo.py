@@ -31,7 +31,7 @@ class OverQuota:
         "_remaining",
         "_reset_at",
         "_retry_at",
-        "_seconds",
+        "_until",
         "_window",
     )
 
@@ -44,22 +44,27 @@ class OverQuota:
         self._reset_at = now + decision.windows[i].reset
         self._retry_at = now + decision.retry_after
         self._policy = policy
-        self._seconds = (0, 0)
+        self._until = -math.inf  # the headers below hold until then
         self._headers: Headers = []
 
     def headers(self, now: float) -> Headers:
         """The headers as the store's decision would give them at ``now`` (never early). The
         list is shared by the requests of one second: it is copied, never changed."""
-        seconds = (
-            max(1, math.ceil(self._retry_at - now)),
-            max(0, math.ceil(self._reset_at - now)),
+        if now < self._until:
+            return self._headers
+        # ceil(at - now) stays n while now < at - n + 1; Retry-After stays 1 once it is
+        # 1, the reset 0 once it is 0.
+        retry = math.ceil(self._retry_at - now)
+        reset = math.ceil(self._reset_at - now)
+        self._until = min(
+            self._retry_at - retry + 1 if retry > 1 else math.inf,
+            self._reset_at - reset + 1 if reset > 0 else math.inf,
         )
-        if seconds != self._seconds:
-            retry, reset = self._seconds = seconds
-            self._headers = [
-                *window_headers(self._window, self._remaining, reset, self._policy),
-                (b"retry-after", b"%d" % retry),
-            ]
+        retry, reset = max(1, retry), max(0, reset)
+        self._headers = [
+            *window_headers(self._window, self._remaining, reset, self._policy),
+            (b"retry-after", b"%d" % retry),
+        ]
         return self._headers
 
 
