@@ -286,7 +286,7 @@ print(json.dumps(sorted({m.split(".")[0] for m in sys.modules})))
 
 def test_a_memory_store_worker_loads_no_redis_client_and_no_httpx_command_line() -> None:
     """redis-py (with what it pulls in) and httpx's command line (rich, pygments, click, when
-    installed) would be carried by every memory:// worker for nothing (docs/performance.md)."""
+    installed) would be carried by every memory:// worker for nothing (docs/design.md)."""
     import json
     import subprocess
     import sys

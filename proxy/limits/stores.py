@@ -64,7 +64,7 @@ def replica_acks(settings: LimitSettings) -> int:
 def _on_redis(store: LimitStore) -> RedisStore | None:
     """The store if it is a Redis store. A store cannot be one unless its module was imported:
     asking this never imports redis-py, which a memory:// worker would carry for nothing
-    (docs/performance.md, "Memory")."""
+    (docs/design.md, "What a worker loads")."""
     module = sys.modules.get("proxy.limits.redis_store")
     return store if module is not None and isinstance(store, module.RedisStore) else None
 
