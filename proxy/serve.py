@@ -238,8 +238,8 @@ def _serve_admin_metrics(settings: Settings, metrics: Metrics | None) -> None:
 
 
 def skip_httpx_cli() -> None:
-    """Keep httpx's command line out of a serving process. httpx imports it (with rich,
-    pygments and click) whenever those are installed, as in a development environment; a
+    """Keep httpx's command line out of a serving process. httpx imports it (with rich
+    and pygments) whenever those are installed, as in a development environment; a
     worker never runs it (docs/design.md, "What a worker loads"). Called before the app is
     first imported; without effect once httpx is."""
     sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]

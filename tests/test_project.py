@@ -285,7 +285,7 @@ print(json.dumps(sorted({m.split(".")[0] for m in sys.modules})))
 
 
 def test_a_memory_store_worker_loads_no_redis_client_and_no_httpx_command_line() -> None:
-    """redis-py (with what it pulls in) and httpx's command line (rich, pygments, click, when
+    """redis-py (with what it pulls in) and httpx's command line (rich and pygments, when
     installed) would be carried by every memory:// worker for nothing (docs/design.md)."""
     import json
     import subprocess
@@ -298,4 +298,4 @@ def test_a_memory_store_worker_loads_no_redis_client_and_no_httpx_command_line()
     assert out.returncode == 0, out.stderr
     loaded = set(json.loads(out.stdout.splitlines()[-1]))
     assert {"proxy", "httpx", "aiohttp"} <= loaded  # the app did start
-    assert not loaded & {"redis", "hiredis", "rich", "pygments", "click"}, loaded
+    assert not loaded & {"redis", "hiredis", "rich", "pygments"}, loaded
