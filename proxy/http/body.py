@@ -1,10 +1,12 @@
 """Request bodies as JSON: one rule for every object the proxy parses (no key twice, no NaN),
-and a request body read as one object."""
+and a request body read as one object; and Nector's answers read for a field."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
+
+import orjson
 
 from proxy.errors import InvalidBody, InvalidJSON
 
@@ -35,3 +37,12 @@ def parse_object(raw: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidBody()
     return value
+
+
+def read_answer(raw: bytes) -> Any:
+    """A Nector answer's JSON, to read a field of it: by orjson, which is several times faster,
+    and by json.loads what orjson refuses (NaN; a body not in UTF-8). Raises ``ValueError``."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import enum
 import functools
-import json
 import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, quote, urlencode
 
 from proxy.errors import InvalidQuery, NotFound, ReadNotAllowed
+from proxy.http.body import read_answer
 from proxy.http.responses import NECTOR_PREFIX
 from proxy.identity.claims import Session
 
@@ -244,9 +244,9 @@ def _shown(key: str) -> str:
 def item_of(body: bytes) -> dict[str, Any]:
     """The ``data.item`` of a Nector answer, or nothing."""
     try:
-        data = json.loads(body).get("data") or {}
+        data = read_answer(body).get("data") or {}
         item = data.get("item") or {}
-    except (ValueError, AttributeError):
+    except (ValueError, RecursionError, AttributeError):
         return {}
     return item if isinstance(item, dict) else {}
 

@@ -24,6 +24,7 @@ from proxy.config.campaign import hours_text
 from proxy.config.settings import Rate, Schedule, TriggerSettings
 from proxy.config.triggers import DAYS
 from proxy.errors import TriggerNotActive
+from proxy.http.body import read_answer
 from proxy.rewards.schedule import Opening, opening
 
 # How long a widget may keep a trigger's public view, at most.
@@ -135,8 +136,8 @@ def paid_coins(status: int, body: bytes, reserved: int) -> int:
     """What Nector's answer says it paid: a success's ``wallet_reward.coins``; none for an
     error it answered itself (it rewarded nothing); else the reservation stands."""
     try:
-        answer = json.loads(body)
-    except ValueError:
+        answer = read_answer(body)
+    except (ValueError, RecursionError):
         return reserved
     if not isinstance(answer, dict) or not isinstance(answer.get("data"), dict):
         return reserved

@@ -15,6 +15,7 @@ import pytest
 
 from proxy.identity.sessions import mint_token
 from proxy.limits.memory_store import MemoryStore
+from proxy.rewards.campaign import paid_coins
 from tests.helpers import (
     ENVIRON,
     SHOP,
@@ -523,3 +524,21 @@ async def test_a_provider_slower_than_the_timeout_fails_closed_in_time() -> None
             writer.close()
     assert error_code(refused) == "challenge_unavailable"
     assert 0.25 < waited < 2
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "paid"),
+    [
+        (200, b'{"data":{"wallet_reward":{"coins":7}}}', 7),
+        (200, b'{"data":{"wallet_reward":{"coins":7}},"x":NaN}', 7),  # orjson refuses NaN
+        (200, b'{"data":{"wallet_reward":{"coins":true}}}', 50),  # not a count: as reserved
+        (200, b'{"data":{}}', 50),
+        (200, b"not json", 50),
+        (400, b'{"meta":{"status":"error"},"data":{}}', 0),  # Nector rewarded nothing
+        (502, b'{"meta":{"status":"error"},"data":{}}', 50),  # nobody knows: the most stands
+    ],
+)
+def test_the_coins_settled_are_those_nectors_answer_says_it_paid(
+    status: int, body: bytes, paid: int
+) -> None:
+    assert paid_coins(status, body, 50) == paid
