@@ -41,7 +41,8 @@ def parse_object(raw: bytes) -> dict[str, Any]:
 
 def read_answer(raw: bytes) -> Any:
     """A Nector answer's JSON, to read a field of it: by orjson, which is several times faster,
-    and by json.loads what orjson refuses (NaN; a body not in UTF-8). Raises ``ValueError``."""
+    and by json.loads what orjson refuses (NaN; a body not in UTF-8). Raises ``ValueError``,
+    or ``RecursionError`` for one nested past the stdlib's depth."""
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
