@@ -4,10 +4,14 @@
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 import types
 from pathlib import Path
 
 import proxy
+from tests.helpers import ENVIRON
 
 ROOT = Path(__file__).parent.parent
 PACKAGE = ROOT / "proxy"
@@ -269,6 +273,8 @@ def test_uvicorn_is_bounded_and_ci_tests_the_protocol_on_the_lowest() -> None:
 # Started as `serve` starts it, on memory://: what the process loaded beside the app.
 _SERVING_PROCESS = """
 import asyncio, json, sys
+import proxy.cli  # the entry point: it must leave the app (and httpx) for serve to load
+assert "httpx" not in sys.modules, "the command line imported httpx before serve could decide"
 from proxy.serve import skip_httpx_cli
 skip_httpx_cli()
 from proxy import Settings
@@ -287,12 +293,6 @@ print(json.dumps(sorted({m.split(".")[0] for m in sys.modules})))
 def test_a_memory_store_worker_loads_no_redis_client_and_no_httpx_command_line() -> None:
     """redis-py (with what it pulls in) and httpx's command line (rich and pygments, when
     installed) would be carried by every memory:// worker for nothing (docs/design.md)."""
-    import json
-    import subprocess
-    import sys
-
-    from tests.helpers import ENVIRON
-
     script = f"ENVIRON = {ENVIRON!r}\n{_SERVING_PROCESS}"
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +22,9 @@ from itsdangerous import URLSafeTimedSerializer
 from proxy import errors
 from proxy.identity.claims import Session
 from proxy.identity.sessions import SALT
+from proxy.limits.decisions import Decision, Outcome, WindowState
+from proxy.limits.keys import Window
+from proxy.rewards.memo import OverQuota
 from proxy.rewards.policy import TriggerPolicy, upstream_body
 from tests.helpers import (
     CUSTOMER,
@@ -308,12 +312,6 @@ def test_a_remembered_refusal_shows_the_seconds_it_would_be_given_now(
 ) -> None:
     """OverQuota rebuilds its headers only when a second turns: at every moment they must be
     what the store's decision would give then (never early)."""
-    import math
-
-    from proxy.limits.decisions import Decision, Outcome, WindowState
-    from proxy.limits.keys import Window
-    from proxy.rewards.memo import OverQuota
-
     start = 1_800_000_000.0
     window = Window("c:60:x", 3, 60)
     decision = Decision(Outcome.RATE_LIMITED, retry_after, (WindowState(0, reset),))
