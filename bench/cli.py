@@ -102,9 +102,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         report.update(run_groups(args))
     extra: dict[str, Any] = {}
     if "memory" in groups:
-        from bench.load import memory_run
+        from bench.load import memory_run, store_bytes
 
-        extra["memory"] = asyncio.run(memory_run())
+        extra["memory"] = asyncio.run(memory_run()) | asyncio.run(store_bytes())
     if "flash" in groups:
         from bench.load import flash_crowd
 

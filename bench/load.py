@@ -3,7 +3,8 @@ wrk cannot do cheaply):
 
 - memory: RSS of one worker after 100,000 distinct customers each with its own idempotency key,
   then after each of them has read their lead (kept for them), then after a flood of 100,000
-  distinct forged tokens (it must stay flat);
+  distinct forged tokens (it must stay flat); and, in this process by tracemalloc, what the
+  memory store holds for each of those customers (``store_bytes``);
 - flash crowd: 10,000 customers spin once, as fast as the client can send, against a 50/minute
   budget: exactly 50 reach the upstream, every other answer is 503 upstream_busy with
   Retry-After, no error and no timeout.
@@ -12,18 +13,25 @@ wrk cannot do cheaply):
 from __future__ import annotations
 
 import asyncio
+import gc
 import secrets
 import statistics
 import tempfile
 import time
+import tracemalloc
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from bench.lab import ENV, FEW_READS, Lab
+from bench.fast_upstream import BODY
+from bench.lab import ENV, FEW_READS, SPIN, Lab
+from proxy.config.settings import Rate
 from proxy.identity.sessions import mint_token
+from proxy.limits.decisions import StoredAnswer
+from proxy.limits.keys import budget_window, customer_windows, idempotency_claim
+from proxy.limits.memory_store import MemoryStore
 
 JSON = {"Content-Type": "application/json"}
 
@@ -110,6 +118,46 @@ async def memory_run(customers: int = 100_000, forged: int = 100_000) -> dict[st
         f"RSS after {forged} forged tokens (MB, flat)": round(after_flood, 1),
         "answers to the customers": dict(statuses),
         "answers to the forged tokens": dict(flood_statuses),
+    }
+
+
+async def store_bytes(customers: int = 100_000) -> dict[str, int]:
+    """What the memory store holds for each customer of ``memory_run``: a reward's window and
+    its stored answer under an Idempotency-Key, then a read's window. By tracemalloc, in this
+    process, with the window caches emptied so that only the store is counted."""
+    store = MemoryStore()
+    rate = (Rate(100_000, 60),)
+    budget = [budget_window(Rate(1_000_000, 1))]
+    answer = StoredAnswer(200, BODY)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        for i in range(customers):
+            scope = f"customer_id:rss-{i:06}"
+            claim = idempotency_claim(
+                scope,
+                f"key-{i}",
+                trigger_id=SPIN,
+                source="web",
+                body=b"{}",
+                in_flight_seconds=15,
+                ttl_seconds=86_400,
+            )
+            await store.admit(customer_windows(SPIN, scope, rate), budget, claim)
+            await store.finish(claim, answer)
+        customer_windows.cache_clear()
+        rewarded = tracemalloc.get_traced_memory()[0]
+        for i in range(customers):
+            await store.admit(
+                customer_windows("reads", f"customer_id:rss-{i:06}", rate), budget, None
+            )
+        customer_windows.cache_clear()
+        read = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    return {
+        "memory store: bytes a customer, one window and one stored answer": rewarded // customers,
+        "memory store: bytes a customer's read window": (read - rewarded) // customers,
     }
 
 

@@ -160,3 +160,13 @@ def test_the_storefront_group_runs_and_reports_its_figures(tmp_path: Path) -> No
     assert store["upstream read calls a minute"] < store["without kept answers (calls a minute)"]
     assert store["spins"] == {"200": 80}
     tried("bench", f"storefront {store}")
+
+
+async def test_the_memory_groups_store_figures_count_what_the_store_holds() -> None:
+    from bench.fast_upstream import BODY
+    from bench.load import store_bytes
+
+    rewarded, read = (await store_bytes(customers=2_000)).values()
+    # A stored answer holds Nector's body, and a read window holds no answer.
+    assert rewarded > len(BODY)
+    assert 0 < read < rewarded - len(BODY)

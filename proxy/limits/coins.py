@@ -100,11 +100,11 @@ class CoinLog:
         return self.entries[-1][0] if self.entries else 0.0
 
 
-def coin_wait(logs: dict[str, CoinLog], windows: Sequence[CoinWindow], now: float) -> float:
-    """The longest wait of ``windows`` (0: every one has room), trimming each."""
+def coin_wait(logs: Sequence[CoinLog | None], windows: Sequence[CoinWindow], now: float) -> float:
+    """The longest wait of ``windows``, whose logs are ``logs`` (0: every one has room),
+    trimming each."""
     wait = 0.0
-    for w in windows:
-        log = logs.get(w.key)
+    for log, w in zip(logs, windows, strict=True):
         if log is not None:
             log.trim(now, w.seconds)
             wait = max(wait, log.wait(now, w))

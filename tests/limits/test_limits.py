@@ -17,8 +17,15 @@ import pytest
 
 from proxy.config.settings import Rate
 from proxy.identity.auth import FailureLimit
-from proxy.limits.decisions import Outcome
-from proxy.limits.keys import Window
+from proxy.limits.decisions import Outcome, StoredAnswer
+from proxy.limits.keys import (
+    IdempotencyClaim,
+    Window,
+    compact,
+    customer_windows,
+    idempotency_claim,
+    window_seconds,
+)
 from proxy.limits.memory_store import MemoryStore
 from proxy.limits.redis_store import RedisStore
 from tests.helpers import (
@@ -225,6 +232,57 @@ async def test_memory_store_windows_kept_as_one_time_or_a_list_decide_alike() ->
     assert admitted.outcome == Outcome.ADMITTED
     assert admitted.windows[0].remaining == 0
     clock.now += 61
+    await store.admit([Window("c:60:other", 1, 60)], (), None)  # a sweep
+    assert len(store) == 1
+
+
+def test_memory_store_keys_hold_their_digest_raw_and_stay_apart() -> None:
+    windows = customer_windows(SPIN, "customer_id:c1", (Rate(3, 60), Rate(10, 86400)))
+    claim = idempotency_claim(
+        "customer_id:c1",
+        "k",
+        trigger_id=SPIN,
+        source="web",
+        body=b"{}",
+        in_flight_seconds=15,
+        ttl_seconds=60,
+    )
+    keys = [w.key for w in windows] + [claim.key, "b:60", f"k:60:{SPIN}"]
+    held = [compact(key) for key in keys]
+    assert len(set(held)) == len(keys)
+    assert [len(k) for k in held[:3]] == [len("c:60:") + 12, len("c:86400:") + 12, 2 + 12]
+    assert held[3:] == [b"b:60", f"k:60:{SPIN}".encode()]
+    assert [window_seconds(k) for k in held[:2] + held[3:]] == [60, 86400, 60, 60]
+
+
+async def test_memory_store_records_replay_refuse_reuse_and_expire() -> None:
+    clock = Clock()
+    store = MemoryStore(clock=clock)
+
+    def claim(body: bytes) -> IdempotencyClaim:
+        return idempotency_claim(
+            "customer_id:c1",
+            "key-1",
+            trigger_id=SPIN,
+            source="web",
+            body=body,
+            in_flight_seconds=15,
+            ttl_seconds=60,
+        )
+
+    first = claim(b"{}")
+    assert (await store.admit((), (), first)).outcome == Outcome.ADMITTED
+    assert (await store.admit((), (), first)).outcome == Outcome.IN_FLIGHT
+    await store.finish(first, StoredAnswer(200, b'{"a":1}'))
+    replay = await store.admit((), (), first)
+    assert (replay.outcome, replay.answer) == (Outcome.REPLAY, StoredAnswer(200, b'{"a":1}'))
+    assert await store.recall(first) == replay
+    assert (await store.admit((), (), claim(b"{ }"))).outcome == Outcome.KEY_REUSED
+    await store.release((), (), first, clock.now)  # an answered record is never released
+    clock.now += 59
+    assert (await store.admit((), (), first)).outcome == Outcome.REPLAY
+    clock.now += 2
+    assert await store.recall(first) is None
     await store.admit([Window("c:60:other", 1, 60)], (), None)  # a sweep
     assert len(store) == 1
 
