@@ -5,9 +5,9 @@ it is atomic. The store holds at most ``max_keys`` live entries; at the bound a 
 would add one is refused with ``StorageUnavailable`` rather than evicting anything: dropping a
 window would hand a customer fresh quota, dropping an idempotency record could pay a retry twice.
 
-It is built to stay small with a million customers: keys are held as bytes, with ``keys.py``'s
-hex digest as its raw bytes; a window is a bare time or list of times (its length is in its
-key); an answered idempotency record is one bytes object (expiry, fingerprint, answer); and
+It is built to stay small with a million customers: keys are held as bytes, a digest in them
+raw (``keys.compact``); a window is a bare time or list of times (its length is in its key);
+an answered idempotency record is one bytes object (expiry, fingerprint, answer); and
 expiry is tracked in per-second buckets of keys (one pointer per key) swept at most once a
 second; a key still alive when its bucket comes due is moved to the bucket of its new expiry.
 """
@@ -41,7 +41,7 @@ class _InFlight:
 
 
 # An answered record: its expiry, the request's fingerprint and the answer, in one bytes object
-# (a third of what the three as objects would take).
+# rather than an object holding three.
 _EXPIRY = struct.Struct("<d")
 _ANSWER_AT = _EXPIRY.size + DIGEST_BYTES
 Record = _InFlight | bytes
@@ -185,6 +185,7 @@ class MemoryStore:
         if record is None or _fingerprint(record) != claim.fingerprint:
             return
         # The reservation's bucket comes due first; the sweep then moves the key along.
+        assert len(claim.fingerprint) == DIGEST_BYTES, "a record is read back at fixed offsets"
         expires_at = _EXPIRY.pack(self.clock() + claim.ttl_seconds)
         self._records[key] = expires_at + claim.fingerprint + answer.encode()
 
