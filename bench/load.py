@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import secrets
 import statistics
 import tempfile
@@ -30,7 +31,7 @@ from bench.lab import ENV, FEW_READS, SPIN, Lab
 from proxy.config.settings import Rate
 from proxy.identity.sessions import mint_token
 from proxy.limits.decisions import StoredAnswer
-from proxy.limits.keys import budget_window, customer_windows, idempotency_claim
+from proxy.limits.keys import customer_windows, idempotency_claim
 from proxy.limits.memory_store import MemoryStore
 
 JSON = {"Content-Type": "application/json"}
@@ -121,14 +122,17 @@ async def memory_run(customers: int = 100_000, forged: int = 100_000) -> dict[st
     }
 
 
-async def store_bytes(customers: int = 100_000) -> dict[str, int]:
+async def store_bytes(customers: int = 100_000, body: bytes = BODY) -> dict[str, int]:
     """What the memory store holds for each customer of ``memory_run``: a reward's window and
-    its stored answer under an Idempotency-Key, then a read's window. By tracemalloc, in this
-    process, with the window caches emptied so that only the store is counted."""
-    store = MemoryStore()
+    its stored answer (Nector's ``body``) under an Idempotency-Key, then a read's window. By
+    tracemalloc, in this process, with the window caches emptied so that only the store is
+    counted, and no workspace budget: its one window is no customer's. The store's clock moves
+    a microsecond a call, so that every run fills the same expiry buckets (one a second) while
+    each time is a float of its own, as the real clock's are."""
+    ticks = itertools.count(1_800_000_000.0, 1e-6)
+    store = MemoryStore(clock=lambda: next(ticks))
     rate = (Rate(100_000, 60),)
-    budget = [budget_window(Rate(1_000_000, 1))]
-    answer = StoredAnswer(200, BODY)
+    answer = StoredAnswer(200, body)
     gc.collect()
     tracemalloc.start()
     try:
@@ -143,21 +147,21 @@ async def store_bytes(customers: int = 100_000) -> dict[str, int]:
                 in_flight_seconds=15,
                 ttl_seconds=86_400,
             )
-            await store.admit(customer_windows(SPIN, scope, rate), budget, claim)
+            await store.admit(customer_windows(SPIN, scope, rate), (), claim)
             await store.finish(claim, answer)
         customer_windows.cache_clear()
         rewarded = tracemalloc.get_traced_memory()[0]
         for i in range(customers):
-            await store.admit(
-                customer_windows("reads", f"customer_id:rss-{i:06}", rate), budget, None
-            )
+            await store.admit(customer_windows("reads", f"customer_id:rss-{i:06}", rate), (), None)
         customer_windows.cache_clear()
         read = tracemalloc.get_traced_memory()[0]
     finally:
         tracemalloc.stop()
     return {
-        "memory store: bytes a customer, one window and one stored answer": rewarded // customers,
-        "memory store: bytes a customer's read window": (read - rewarded) // customers,
+        "memory store: bytes a customer, one window and one stored answer": round(
+            rewarded / customers
+        ),
+        "memory store: bytes a customer's read window": round((read - rewarded) / customers),
     }
 
 

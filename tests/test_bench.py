@@ -167,6 +167,9 @@ async def test_the_memory_groups_store_figures_count_what_the_store_holds() -> N
     from bench.load import store_bytes
 
     rewarded, read = (await store_bytes(customers=2_000)).values()
-    # A stored answer holds Nector's body, and a read window holds no answer.
-    assert rewarded > len(BODY)
+    longer, read_again = (await store_bytes(customers=2_000, body=BODY + b" " * 1000)).values()
+    # Each customer's stored answer is counted, once: a body 1,000 bytes longer costs them
+    # 1,000 bytes more; a read window holds no answer and costs the same.
+    assert abs(longer - rewarded - 1000) <= 1
+    assert abs(read - read_again) <= 1
     assert 0 < read < rewarded - len(BODY)
