@@ -44,17 +44,17 @@ class _InFlight:
 # rather than an object holding three.
 _EXPIRY = struct.Struct("<d")
 _ANSWER_AT = _EXPIRY.size + DIGEST_BYTES
-Record = _InFlight | bytes
+_Record = _InFlight | bytes
 
 
-def _expires_at(record: Record) -> float:
+def _expires_at(record: _Record) -> float:
     if isinstance(record, bytes):
         expires_at: float = _EXPIRY.unpack_from(record)[0]
         return expires_at
     return record.expires_at
 
 
-def _fingerprint(record: Record) -> bytes:
+def _fingerprint(record: _Record) -> bytes:
     return record[_EXPIRY.size : _ANSWER_AT] if isinstance(record, bytes) else record.fingerprint
 
 
@@ -88,7 +88,7 @@ class MemoryStore:
         self._max_keys = max_keys
         self.clock = clock
         self._logs: dict[bytes, Stamps] = {}  # accepted times, oldest first, <= limit
-        self._records: dict[bytes, Record] = {}
+        self._records: dict[bytes, _Record] = {}
         self._coins: dict[bytes, CoinLog] = {}  # coin budgets (coins.py)
         self._due: dict[int, list[bytes]] = {}  # whole second -> keys that may expire by then
         self._due_seconds: list[int] = []  # a heap of the keys of _due
@@ -297,7 +297,7 @@ class MemoryStore:
                 self._schedule(key, expires_at)
 
 
-def _replay(record: Record, claim: IdempotencyClaim, now: float) -> Decision:
+def _replay(record: _Record, claim: IdempotencyClaim, now: float) -> Decision:
     if _fingerprint(record) != claim.fingerprint:
         return Decision(Outcome.KEY_REUSED)
     if isinstance(record, bytes):

@@ -173,7 +173,8 @@ async def test_rewards_survive_a_failover_and_nothing_is_paid_twice(
         keys = [f"before-{i}" for i in range(20)]
         before = await asyncio.gather(*(spin(key) for key in keys))
         assert [r.status_code for r in before] == [200] * 20
-        link = redis.Redis(port=replica.port).info("replication")
+        with redis.Redis(port=replica.port) as on_replica:
+            link = on_replica.info("replication")
         assert link["master_port"] != primary.port, "a Sentinel undid the lagging relay"
         primary.stop()  # the primary dies at once, its last second not yet replicated
         statuses: list[int] = []
