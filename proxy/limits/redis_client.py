@@ -48,7 +48,7 @@ def connect(url: str, *, timeout_seconds: float, max_connections: int) -> redis.
         )
         return redis.Redis(connection_pool=pool)
     target = parse_sentinel_url(url)
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]  # typed from redis 8.2
         target.sentinels,
         sentinel_kwargs={**common, "password": target.sentinel_password},
         **common,
