@@ -44,7 +44,7 @@ CORE = (
     "limits/decisions.py",
     "reads/routes.py",
 )
-FRAMEWORKS = ("starlette", "httpx", "redis", "uvicorn", "aiohttp")
+FRAMEWORKS = ("starlette", "httpx", "redis", "uvicorn", "aiohttp", "yarl")
 
 
 def imports(module: Path, package_root: Path = PACKAGE) -> set[str]:

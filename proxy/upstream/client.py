@@ -1,11 +1,12 @@
-"""Forwarding to Nector over httpx's transport API, faults mapped to the contract.
+"""Forwarding to Nector, faults mapped to the contract.
 
-The transport is aiohttp's (``transport.AiohttpTransport``), because httpx's own connection
-pool rescans every connection on each request (encode/httpx#3215; docs/design.md, and the
-benchmark compares the two side by side). Tests pass ``httpx.MockTransport``.
+The transport is aiohttp's pool, driven directly (``transport.AiohttpTransport``), because
+httpx's own connection pool rescans every connection on each request (encode/httpx#3215;
+docs/design.md, and the benchmark compares the two side by side). Tests pass an httpx
+transport (``httpx.MockTransport``), which errors and all behaves as the default does.
 
 The total deadline is enforced here (``deadlines.Deadlines``: asyncio.timeout's rule, one timer
-for all calls), and the transport is given no timeouts of its own (no ``timeout`` extension),
+for all calls), and the transport is given no timeouts of its own,
 so "timed out" has one meaning: our deadline passed (504). A failed connection (refused, name
 not resolved, TLS handshake) sent nothing, so it is ``UpstreamUnreachable`` (502, and the
 gateway gives back the quota it spent); any other transport failure may have reached Nector
@@ -23,12 +24,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import httpx
 import orjson
+from yarl import URL
 
 from proxy.config.settings import Secret, UpstreamSettings
 from proxy.errors import (
@@ -40,6 +42,7 @@ from proxy.errors import (
     failure_cause,
 )
 from proxy.upstream.deadlines import Deadlines
+from proxy.upstream.transport import AiohttpTransport, HttpxTransport, RawHeaders, Transport
 
 REDACTED = "[redacted]"
 DEFAULT_RETRY_AFTER = 60
@@ -54,11 +57,8 @@ class UpstreamAnswer:
     elapsed: float
 
 
-def default_transport(settings: UpstreamSettings) -> httpx.AsyncBaseTransport:
-    """aiohttp's connection pool behind httpx's transport API (``transport.AiohttpTransport``)."""
-    import aiohttp
-
-    from proxy.upstream.transport import AiohttpTransport
+def default_transport(settings: UpstreamSettings) -> Transport:
+    """aiohttp's connection pool, driven directly (``transport.AiohttpTransport``)."""
 
     def session() -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
@@ -78,13 +78,14 @@ def default_transport(settings: UpstreamSettings) -> httpx.AsyncBaseTransport:
 class UpstreamClient:
     """Sends reward calls and reads to Nector with the server's credentials.
 
-    It speaks httpx's transport API directly (``httpx.Request`` in, ``httpx.Response`` out,
-    ``handle_async_request`` on the transport the lifespan owns) rather than through
-    ``httpx.AsyncClient``. The client's layers (request building through Python-level header
-    mappings, auth and redirect wrappers, a cookie jar updated from every answer) cost about as
-    much CPU as the whole aiohttp transport, and the cookie jar would send a cookie Nector set
-    for one customer's call on every later call, for everyone. Nothing of it is needed here:
-    two methods, URLs the proxy builds, fixed headers, no redirects, no cookies.
+    It builds each call itself (URLs the proxy made, fixed headers) and hands it to the
+    ``transport.Transport``, never through ``httpx.AsyncClient``: the client's layers (request
+    building through Python-level header mappings, auth and redirect wrappers, a cookie jar
+    updated from every answer) cost about as much CPU as the whole aiohttp transport, and the
+    cookie jar would send a cookie Nector set for one customer's call on every later call, for
+    everyone. Nothing of it is needed here: two methods, no redirects, no cookies.
+    ``transport``, an httpx transport, replaces aiohttp's pool (tests pass
+    ``httpx.MockTransport``).
     """
 
     def __init__(
@@ -95,22 +96,23 @@ class UpstreamClient:
         workspace_id: Secret,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._url = httpx.URL(settings.url)
+        self._url = URL(settings.url)
         # Reads live beside the reward call: upstream.url with its last segment replaced.
-        self._reads_base = settings.url.rsplit("/", 1)[0] + "/"
+        self._reads_base = str(self._url).rsplit("/", 1)[0] + "/"
         self.timeout_seconds = settings.timeout_seconds
         self._deadlines = Deadlines(settings.timeout_seconds)
         self._max_bytes = settings.max_response_bytes
         self._secrets = [api_key.reveal(), workspace_id.reveal()]
         self._raw_secrets = [secret.encode() for secret in self._secrets]
-        self._transport = transport or default_transport(settings)
-        self._headers: list[tuple[bytes, bytes]] = [
-            (b"host", self._url.netloc),
-            (b"x-apikey", api_key.reveal().encode()),
-            (b"x-workspaceid", workspace_id.reveal().encode()),
-            (b"accept", b"application/json"),
-            (b"accept-encoding", b"identity"),
-            (b"user-agent", b"trigger-proxy"),
+        self._transport: Transport = (
+            default_transport(settings) if transport is None else HttpxTransport(transport)
+        )
+        self._headers = [  # and Host, which either kind of transport adds from the URL
+            ("x-apikey", api_key.reveal()),
+            ("x-workspaceid", workspace_id.reveal()),
+            ("accept", "application/json"),
+            ("accept-encoding", "identity"),
+            ("user-agent", "trigger-proxy"),
         ]
 
     async def aclose(self) -> None:
@@ -129,7 +131,7 @@ class UpstreamClient:
     ) -> UpstreamAnswer:
         """POST ``body`` to another of Nector's paths under ``/api/v2/merchant/`` (a redemption's
         ``offerredeems``): ``target`` is the proxy's own, never a client's."""
-        url = httpx.URL(self._reads_base + target)
+        url = URL(self._reads_base + target, encoded=True)  # built encoded (reads.routes)
         return await self._call(url, body, source, request_id, lead_token)
 
     async def get(
@@ -137,35 +139,24 @@ class UpstreamClient:
     ) -> UpstreamAnswer:
         """GET one of Nector's reads: ``target`` is its path and query under
         ``/api/v2/merchant/``, built by the proxy (``reads.routes``), never taken from a client."""
-        url = httpx.URL(self._reads_base + target)
+        url = URL(self._reads_base + target, encoded=True)  # built encoded (reads.routes)
         return await self._call(url, None, source, request_id, lead_token)
 
     async def _call(
-        self,
-        url: httpx.URL,
-        body: bytes | None,
-        source: str,
-        request_id: str,
-        lead_token: bytes | None,
+        self, url: URL, body: bytes | None, source: str, request_id: str, lead_token: bytes | None
     ) -> UpstreamAnswer:
         """One call, a POST of ``body`` or a GET when it is None, with the faults mapped."""
-        headers = [*self._headers, (b"x-source", source.encode())]
-        headers.append((b"x-request-id", request_id.encode()))
+        headers = [*self._headers, ("x-source", source), ("x-request-id", request_id)]
         if body is not None:
-            headers.append((b"content-type", b"application/json"))
-            headers.append((b"content-length", b"%d" % len(body)))
+            headers.append(("content-type", "application/json"))
+            headers.append(("content-length", str(len(body))))
         if lead_token is not None:
-            headers.append((b"x-leadtoken", lead_token))
-        request = httpx.Request(
-            "GET" if body is None else "POST",
-            url,
-            headers=headers,
-            stream=httpx.ByteStream(body or b""),
-        )
-        request.read()  # the body is in memory already: make it readable as .content
+            headers.append(("x-leadtoken", lead_token.decode("latin-1")))
         started = time.perf_counter()
         try:
-            status, raw, retry_after = await self._deadlines.run(self._exchange(request))
+            status, raw, retry_after = await self._deadlines.run(
+                self._exchange("GET" if body is None else "POST", url, headers, body)
+            )
         except TimeoutError as exc:
             raise UpstreamTimeout(cause="timeout") from exc
         except httpx.ConnectError as exc:
@@ -181,39 +172,29 @@ class UpstreamClient:
             raise UpstreamError(cause=f"nector_{status}")
         return UpstreamAnswer(status, self._relayable(raw, lead_token), elapsed)
 
-    async def _exchange(self, request: httpx.Request) -> tuple[int, bytes, float]:
-        """Send ``request``; its status, raw body and Retry-After."""
-        response = await self._transport.handle_async_request(request)
+    async def _exchange(
+        self, method: str, url: URL, headers: list[tuple[str, str]], body: bytes | None
+    ) -> tuple[int, bytes, float]:
+        """Send one request; its status, raw body and Retry-After."""
+        reply = await self._transport.send(method, url, headers, body)
         try:
-            status = response.status_code
+            status = reply.status
             if status in (401, 403, 429) or status >= 500 or 300 <= status < 400:
-                retry_after = _retry_after(response.headers.get("retry-after"))
-                return status, b"", retry_after
+                return status, b"", _retry_after(_header(reply.headers, b"retry-after"))
             # Nector is asked for an uncompressed answer (accept-encoding: identity); one that
             # comes compressed anyway is refused unread, since a few kilobytes can inflate to
-            # gigabytes before any cap on the inflated size is reached. The raw header list is
-            # read directly, cheaper than lookups through httpx's Headers.
+            # gigabytes before any cap on the inflated size is reached.
             if any(
                 name.lower() == b"content-encoding" and value.strip().lower() != b"identity"
-                for name, value in response.headers.raw
+                for name, value in reply.headers
             ):
                 raise UpstreamError(cause="compressed_answer")
-            stream = response.stream
-            assert isinstance(stream, AsyncIterable)
-            chunks = []
-            size = 0
-            async for chunk in stream:
-                size += len(chunk)
-                if size > self._max_bytes:
-                    raise UpstreamError(cause="answer_too_large")
-                chunks.append(chunk)
-            return status, b"".join(chunks), 0.0
+            raw = await reply.read(self._max_bytes)
+            if raw is None:
+                raise UpstreamError(cause="answer_too_large")
+            return status, raw, 0.0
         finally:
-            # The stream itself, not Response.aclose(), which wraps the same call in a
-            # generator-based context manager.
-            closing = response.stream
-            assert isinstance(closing, httpx.AsyncByteStream)  # an async transport's answer
-            await closing.aclose()
+            await reply.close()
 
     def _relayable(self, raw: bytes, lead_token: bytes | None) -> bytes:
         """The body as relayed: a JSON object, with the credentials scrubbed: the key, the
@@ -258,7 +239,15 @@ def _scrub(value: Any, secrets: list[str]) -> Any:
     return value
 
 
-def _retry_after(value: str | None) -> float:
+def _header(headers: RawHeaders, name: bytes) -> bytes | None:
+    """The first value of the header ``name`` (lowercase) in a raw header list."""
+    for key, value in headers:
+        if key.lower() == name:
+            return value
+    return None
+
+
+def _retry_after(value: bytes | None) -> float:
     if value is None or not value.strip().isdigit():
         return DEFAULT_RETRY_AFTER
     return float(min(max(int(value), 1), MAX_RETRY_AFTER))

@@ -9,10 +9,20 @@ import gc
 import json
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 
 from proxy.limits.memory_store import MemoryStore
-from tests.helpers import Harness, error_code, make_settings, open_harness, token, tried
+from tests.helpers import (
+    API_KEY,
+    WORKSPACE_ID,
+    Harness,
+    error_code,
+    make_settings,
+    open_harness,
+    token,
+    tried,
+)
 from tests.redis_util import free_port
 
 pytestmark = pytest.mark.slow
@@ -36,6 +46,7 @@ class FaultyUpstream:
         self.hung_up = 0  # connections the proxy closed while we stalled
         self.open: set[asyncio.StreamWriter] = set()
         self.heads: list[bytes] = []  # the request heads received
+        self.bodies: list[bytes] = []  # and their bodies
         self.port = free_port()
 
     @property
@@ -51,7 +62,7 @@ class FaultyUpstream:
                 length = next(
                     (int(line.split(b":")[1]) for line in head.lower().split(b"\r\n")
                      if line.startswith(b"content-length:")), 0)  # fmt: skip
-                await reader.readexactly(length)
+                self.bodies.append(await reader.readexactly(length))
                 if not await self.answer(reader, writer):
                     return
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -224,3 +235,66 @@ async def test_a_cookie_nector_sets_is_never_sent_back() -> None:
             writer.close()
     assert len(upstream.heads) == 2
     assert all(b"cookie" not in head.lower() for head in upstream.heads)
+
+
+def head_fields(head: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """A request head's request line and its fields, names lowercased, in order."""
+    line, *fields = head.rstrip(b"\r\n").split(b"\r\n")
+    pairs = [field.split(b":", 1) for field in fields]
+    return line, [(name.lower(), value.strip()) for name, value in pairs]
+
+
+@pytest.mark.parametrize("pool", ["aiohttp", "httpx"])
+async def test_a_real_transport_sends_nector_exactly_the_proxys_head(pool: str) -> None:
+    """What reaches Nector over the default transport (aiohttp's) and over httpx's own pool,
+    field by field: the server's credentials, the source and request id, a JSON body's type
+    and length on a POST and no body fields on a GET, one Host, and nothing either would add
+    of its own accord."""
+    upstream = FaultyUpstream()
+    server = await asyncio.start_server(upstream.handle, "127.0.0.1", upstream.port)
+    settings = make_settings(
+        upstream={"url": upstream.url},
+        limits={"per_customer": "1000/minute", "upstream": "1000/minute"},
+        reads={"routes": ["aggreegateddetails"], "budget": "10/minute"},
+    )
+    transport = httpx.AsyncHTTPTransport() if pool == "httpx" else None
+    async with (
+        server,
+        open_harness(
+            settings, store=MemoryStore(), transport=transport, real_transport=transport is None
+        ) as h,
+    ):
+        answer = await h.spin(
+            token("customer-h1"), headers={"x-request-id": "req-h1", "x-source": "web"}
+        )
+        assert answer.status_code == 200
+        read = await h.client.get(
+            "/api/v2/merchant/aggreegateddetails",
+            headers={"authorization": f"Bearer {token('customer-h1')}", "x-source": "web"},
+        )
+        assert read.status_code == 200, read.text
+        server.close()
+        for writer in list(upstream.open):
+            writer.close()
+    (post_line, post), (get_line, get) = (head_fields(head) for head in upstream.heads)
+    assert post_line == b"POST /api/v2/merchant/activities HTTP/1.1"
+    assert get_line == b"GET /api/v2/merchant/aggreegateddetails HTTP/1.1"
+    common = {
+        b"host": f"127.0.0.1:{upstream.port}".encode(),
+        b"x-apikey": API_KEY.encode(),
+        b"x-workspaceid": WORKSPACE_ID.encode(),
+        b"accept": b"application/json",
+        b"accept-encoding": b"identity",
+        b"user-agent": b"trigger-proxy",
+        b"x-source": b"web",
+    }
+    assert dict(post) == {
+        **common,
+        b"x-request-id": answer.headers["x-request-id"].encode(),
+        b"content-type": b"application/json",
+        b"content-length": str(len(upstream.bodies[0])).encode(),
+    }
+    assert len(post) == len(dict(post))  # no field twice
+    assert dict(get).keys() == {*common, b"x-request-id"}
+    assert len(get) == len(dict(get))
+    assert {k: v for k, v in get if k in common} == common
