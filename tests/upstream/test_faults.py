@@ -13,16 +13,8 @@ import httpx
 import pytest
 
 from proxy.limits.memory_store import MemoryStore
-from tests.helpers import (
-    API_KEY,
-    WORKSPACE_ID,
-    Harness,
-    error_code,
-    make_settings,
-    open_harness,
-    token,
-    tried,
-)
+from tests import helpers
+from tests.helpers import Harness, error_code, make_settings, open_harness, token, tried
 from tests.redis_util import free_port
 
 pytestmark = pytest.mark.slow
@@ -281,8 +273,8 @@ async def test_a_real_transport_sends_nector_exactly_the_proxys_head(pool: str) 
     assert get_line == b"GET /api/v2/merchant/aggreegateddetails HTTP/1.1"
     common = {
         b"host": f"127.0.0.1:{upstream.port}".encode(),
-        b"x-apikey": API_KEY.encode(),
-        b"x-workspaceid": WORKSPACE_ID.encode(),
+        b"x-apikey": helpers.API_KEY.encode(),
+        b"x-workspaceid": helpers.WORKSPACE_ID.encode(),
         b"accept": b"application/json",
         b"accept-encoding": b"identity",
         b"user-agent": b"trigger-proxy",
