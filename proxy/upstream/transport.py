@@ -1,12 +1,12 @@
 """How a call reaches Nector: aiohttp's connection pool driven directly, or any httpx transport.
 
 ``UpstreamClient`` speaks to a ``Transport``: one method that sends a request and gives back a
-``Reply`` (its status, its raw headers, its body chunk by chunk), and ``aclose``. Two kinds:
+``Reply`` (its status, its raw headers, its body read up to a limit), and ``aclose``. Two kinds:
 
 - ``AiohttpTransport``, the default: one aiohttp ClientSession, called with the URL parsed once
   and the headers as aiohttp takes them, and no object of httpx's per call. httpx's own pool
   rescans every connection on each request (encode/httpx#3215), and httpx's request and
-  response objects around aiohttp cost a tenth of a forwarded call (docs/performance.md).
+  response objects around aiohttp cost a tenth of a forwarded call (docs/design.md).
 - ``HttpxTransport``: any ``httpx.AsyncBaseTransport`` behind the same interface: the tests'
   ``httpx.MockTransport``, or httpx's own pool (the benchmark compares the two).
 
