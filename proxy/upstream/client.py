@@ -3,14 +3,14 @@
 The transport is aiohttp's pool, driven directly (``transport.AiohttpTransport``), because
 httpx's own connection pool rescans every connection on each request (encode/httpx#3215;
 docs/design.md, and the benchmark compares the two side by side). Tests pass an httpx
-transport (``httpx.MockTransport``), which errors and all behaves as the default does.
+transport (``httpx.MockTransport``), whose answers and errors take the same path here.
 
 The total deadline is enforced here (``deadlines.Deadlines``: asyncio.timeout's rule, one timer
-for all calls), and the transport is given no timeouts of its own,
-so "timed out" has one meaning: our deadline passed (504). A failed connection (refused, name
-not resolved, TLS handshake) sent nothing, so it is ``UpstreamUnreachable`` (502, and the
-gateway gives back the quota it spent); any other transport failure may have reached Nector
-(502, stored for the Idempotency-Key).
+for all calls), and the transport is given no timeouts of its own, so "timed out" has one
+meaning: our deadline passed (504). A failed connection (refused, name not resolved, TLS
+handshake) sent nothing, so it is ``UpstreamUnreachable`` (502, and the gateway gives back the
+quota it spent); any other transport failure may have reached Nector (502, stored for the
+Idempotency-Key).
 
 The deadline covers every phase (pool, connect, write, read); per-phase timeouts in the
 transport would only add timers (aiohttp re-arms its read timer on every chunk) that could

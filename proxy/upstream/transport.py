@@ -71,7 +71,7 @@ async def _read(chunks: AsyncIterable[bytes], limit: int) -> bytes | None:
     return b"".join(parts)
 
 
-# No timeouts of aiohttp's own: not even its timer objects are made.
+# No timeouts of aiohttp's own: it arms no timer for the call or its reads.
 _NO_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=None, sock_connect=None, sock_read=None)
 
 
