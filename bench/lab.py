@@ -36,10 +36,19 @@ ENV = {
 }
 
 
+_TAKEN: set[int] = set()  # ports given out in this run, whose servers may not listen yet
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port no server listens on, and none given out before in this run: the kernel may
+    offer the same free port twice before the first server binds it."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _TAKEN:
+            _TAKEN.add(port)
+            return port
 
 
 def pinned(core: int, argv: Sequence[str]) -> list[str]:
@@ -67,11 +76,15 @@ class Server:
         while True:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
+                    pass
             except OSError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"{self.name} did not start") from None
                 time.sleep(0.05)
+                continue
+            if self.process.poll() is not None:  # another process answered on its port
+                raise RuntimeError(f"{self.name} did not start")
+            return self
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
