@@ -53,6 +53,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._sweep: _Sweep | None = None
         self._due: float | None = None
         self._address: str | None = None
+        self._idle = False  # between an answer and the next head: the keep-alive deadline
         # uvicorn's connection cap, checked here so that its 503 is the contract's JSON.
         self._cap = self.limit_concurrency
         self.limit_concurrency = None
@@ -93,6 +94,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if not self._in_head:
             HttpToolsProtocol.data_received(self, data)
             return
+        if self._idle:  # a new head: its own deadline, not what was left of the keep-alive
+            self._idle = False
+            self._due = self._sweep.now + self.head_timeout  # type: ignore[union-attr]
         self._turned = False
         HttpToolsProtocol.data_received(self, data)
         if self._in_head and not self._turned:
@@ -139,6 +143,18 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._turned = True
         self._head_bytes = 0
         self._due = self._sweep.now + self.head_timeout  # type: ignore[union-attr]
+
+    def on_response_complete(self) -> None:
+        """uvicorn's, but for the keep-alive timeout: uvicorn arms a timer for it after each
+        answer, and the sweep keeps it as a deadline instead, as it keeps the head's (within
+        ``SWEEP_SECONDS`` of it). A pipelined request, or a closing connection, is uvicorn's."""
+        if self.pipeline or self.transport.is_closing():
+            HttpToolsProtocol.on_response_complete(self)
+            return
+        self.server_state.total_requests += 1
+        self.flow.resume_reading()
+        self._idle = True
+        self._due = self._sweep.now + self.timeout_keep_alive  # type: ignore[union-attr]
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to what httptools cannot parse, in the contract's JSON."""

@@ -145,6 +145,55 @@ async def test_a_head_that_ends_past_the_limit_in_one_chunk_is_431(
     assert transport.closed
 
 
+# --- the keep-alive timeout, kept by the sweep -----------------------------------------------
+
+
+async def test_an_idle_connection_closes_at_the_sweep_after_the_keep_alive_timeout(
+    protocol: tuple[LimitedHttpToolsProtocol, Transport],
+) -> None:
+    proto, transport = protocol
+    await answered(proto, HEAD + b"{}")
+    assert proto.timeout_keep_alive_task is None  # no timer of uvicorn's per answer
+    due = proto._due
+    assert due is not None
+    assert due == proto._sweep.now + proto.timeout_keep_alive  # type: ignore[union-attr]
+    proto._past_due(due - 0.1)
+    assert not transport.closed
+    proto._past_due(due + 0.1)
+    assert transport.closed
+
+
+async def test_a_head_after_an_idle_wait_has_the_whole_head_timeout(
+    protocol: tuple[LimitedHttpToolsProtocol, Transport],
+) -> None:
+    proto, transport = protocol
+    sweep = proto._sweep
+    assert sweep is not None
+    await answered(proto, HEAD + b"{}")
+    sweep.now += proto.timeout_keep_alive - 1  # the sweep's clock, a second before the timeout
+    proto.data_received(HEAD[:20])
+    assert proto._due == sweep.now + proto.head_timeout
+    proto._past_due(sweep.now + 2)  # past the keep-alive's deadline: a head is under way
+    assert not transport.closed
+    proto.data_received(HEAD[20:] + b"{}")
+    for task in list(proto.tasks):
+        await task
+    assert transport.written.count(b"HTTP/1.1 204 ") == 2
+
+
+async def test_pipelined_requests_are_answered_in_turn_and_then_kept_alive(
+    protocol: tuple[LimitedHttpToolsProtocol, Transport],
+) -> None:
+    proto, transport = protocol
+    proto.data_received((HEAD + b"{}") * 2)  # the second waits for the first's answer
+    for _ in range(2):
+        for task in list(proto.tasks):
+            await task
+    assert transport.written.count(b"HTTP/1.1 204 ") == 2
+    assert proto.timeout_keep_alive_task is None
+    assert proto._due == proto._sweep.now + proto.timeout_keep_alive  # type: ignore[union-attr]
+
+
 # --- one write an answer (_OneWrite) -------------------------------------------------------
 
 
