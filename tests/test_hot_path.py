@@ -44,7 +44,7 @@ BODY = [JSON, LENGTH]
 # answered from the decision memo; a body with a Content-Length is read after the session.
 # A forged Shopify App Proxy signature under /shopify/ (docs/shopify.md) also has its query
 # parsed and its HMAC computed, besides the checks every reward request passes.
-APP_PROXY_BUDGET = 2.7
+APP_PROXY_BUDGET = 2.2
 BUDGETS = {
     "404": 0.8,
     "401": 1.75,

@@ -11,6 +11,7 @@ the theme's ``"<shop>:<customer id>:<ts>" | hmac_sha256: secret``. Both give the
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import time
@@ -42,13 +43,17 @@ _HEX_BYTES = {a + b: bytes.fromhex(a + b) for a in _HEX_DIGITS for b in _HEX_DIG
 def app_proxy_message(pairs: Sequence[tuple[str, str]]) -> bytes:
     """What Shopify signs for an App Proxy request: ``pairs`` (decoded, ``signature`` left
     out, empty values kept) as ``key=value`` strings, repeats joined by ",", sorted and
-    concatenated. Sorting the whole strings is the Ruby reference's order."""
-    if len({key for key, _ in pairs}) == len(pairs):  # nearly always: no key repeated
-        return "".join(sorted([f"{k}={v}" for k, v in pairs])).encode()
+    concatenated."""
     joined: dict[str, list[str]] = {}
     for key, value in pairs:
         joined.setdefault(key, []).append(value)
-    return "".join(sorted(f"{k}={','.join(v)}" for k, v in joined.items())).encode()
+    return _message({k: ",".join(v) for k, v in joined.items()})
+
+
+def _message(single: dict[str, str]) -> bytes:
+    """``app_proxy_message`` of parameters each given once. Sorting the whole strings is the
+    Ruby reference's order."""
+    return "".join(sorted([f"{k}={v}" for k, v in single.items()])).encode()
 
 
 def sign_app_proxy(secret: str, pairs: Sequence[tuple[str, str]]) -> str:
@@ -118,14 +123,12 @@ class AppProxyVerifier:
         (``verify_pairs``)."""
         return self.verify_pairs(parse_app_proxy_query(query)[0])
 
-    def verify_pairs(self, pairs: Sequence[tuple[str, str]]) -> Session:
-        """The session the signed query's decoded ``pairs`` name.
-
-        Raises NotFromAppProxy (a bad or missing signature, checked first), RepeatedParameter
-        (a parameter that must be single given twice, in a signed query), ShopNotAllowed
-        (another shop, signed with the same app's secret), ExpiredSession (a timestamp more
-        than 90 s from the clock), InvalidSession (a signed value that is not Shopify's) or
-        MissingSession (no one is signed in: ``logged_in_customer_id`` empty)."""
+    def _signed_with_repeats(
+        self, pairs: Sequence[tuple[str, str]]
+    ) -> tuple[int | None, dict[str, str], str | None]:
+        """``verify_pairs``'s reading of a query with a repeated parameter: the signing key's
+        position (any of several signatures may be the one), the single parameters, and one
+        of those that was given twice (None if none was)."""
         given: dict[str, str] = {}
         signed = []
         signatures = []
@@ -139,14 +142,30 @@ class AppProxyVerifier:
                 if key in given:
                     repeated = key
                 given[key] = value
-        # The signature comes first: only a forgery may count against the address, and an
-        # unsigned duplicate is one, while a signed one is a shopper's own query on Shopify's.
         message = app_proxy_message(signed)
-        index = None
         for signature in signatures or [""]:
             index = _signed_by(self._keys, message, signature)
             if index is not None:
-                break
+                return index, given, repeated
+        return None, given, repeated
+
+    def verify_pairs(self, pairs: Sequence[tuple[str, str]]) -> Session:
+        """The session the signed query's decoded ``pairs`` name.
+
+        Raises NotFromAppProxy (a bad or missing signature, checked first), RepeatedParameter
+        (a parameter that must be single given twice, in a signed query), ShopNotAllowed
+        (another shop, signed with the same app's secret), ExpiredSession (a timestamp more
+        than 90 s from the clock), InvalidSession (a signed value that is not Shopify's) or
+        MissingSession (no one is signed in: ``logged_in_customer_id`` empty)."""
+        given = dict(pairs)
+        if len(given) == len(pairs):  # nearly always: no parameter given twice
+            signature = given.pop("signature", "")
+            index = _signed_by(self._keys, _message(given), signature)
+            repeated = None
+        else:
+            index, given, repeated = self._signed_with_repeats(pairs)
+        # The signature comes first: only a forgery may count against the address, and an
+        # unsigned duplicate is one, while a signed one is a shopper's own query on Shopify's.
         if index is None:
             raise NotFromAppProxy()
         if repeated is not None:
@@ -216,13 +235,25 @@ def parse_app_proxy_query(query: bytes) -> tuple[list[tuple[str, str]], bytes]:
             if "%" in key or "+" in key:
                 key = _unquote_plus(key)
             if "%" in value or "+" in value:
-                value = _unquote_plus(value)
+                value = (
+                    _unquote_short(value) if len(value) <= _CACHED_LENGTH else _unquote_plus(value)
+                )
             pairs.append((key, value))
             if key not in SHOPIFY_PARAMETERS:
                 rest.append(part)
     except ValueError:  # UnicodeError included
         return [], b""
     return pairs, "&".join(rest).encode()
+
+
+# Shopify's path_prefix, escaped, is the same on every request of a shop: short values are
+# decoded once. Bounded: at most this many, of at most this length.
+_CACHED_LENGTH = 128
+
+
+@functools.lru_cache(maxsize=512)
+def _unquote_short(text: str) -> str:
+    return _unquote_plus(text)
 
 
 def _unquote_plus(text: str) -> str:
