@@ -56,6 +56,7 @@ from proxy.http.endpoints import (
 )
 from proxy.http.paths import DROPIN_PATH, SCRIPTS, TRIGGER_PREFIX, permits, route_label
 from proxy.http.responses import NECTOR_PREFIX, Answer, render_error
+from proxy.identity.auth import FailureLimit
 from proxy.limits.decisions import LimitStore
 from proxy.observe.logs import LOG, AccessRecord, RequestLog, configure_if_unset
 from proxy.observe.logs import flush as flush_logs
@@ -80,7 +81,7 @@ class App(Starlette):
     ) -> None:
         self.settings = settings
         self._transport = transport
-        self._given_store = store
+        self._store = store
         self._cors = CorsPolicy(settings.cors)
         trusted = TrustedPeers(settings.server.forwarded_allow_ips)
         self._trusted = trusted if trusted else None
@@ -95,7 +96,8 @@ class App(Starlette):
         configure_if_unset(settings.logging.level, settings.logging.format)
         self._log = RequestLog()
         self._minter = minter(settings)
-        self._digests = digest_minter(settings)
+        self._failures = FailureLimit(settings.limits.per_ip_invalid_session)
+        self._digests = digest_minter(settings, self._failures)
         self._app_proxy = AppProxyRoutes(settings.shopify)
         self.metrics = Metrics([t.name or t.id for t in settings.triggers])
         # Per-trigger volumes and forgery rates are not for everyone (SECURITY.md, finding 7).
@@ -136,7 +138,7 @@ class App(Starlette):
         ``Starlette(..., lifespan=app.router.lifespan_context)``.
         """
         parts = open_components(
-            self.settings, log=self._log, transport=self._transport, store=self._given_store
+            self.settings, self._log, self._failures, transport=self._transport, store=self._store
         )
         self._gateway, self._reads = parts.gateway, parts.reads
         self._redemptions = parts.redemptions
@@ -300,8 +302,7 @@ def create_app(
     transport: httpx.AsyncBaseTransport | None = None,
     store: LimitStore | None = None,
 ) -> App:
-    """Build the proxy for ``settings``: a ``starlette.applications.Starlette``.
-
-    ``transport`` replaces the upstream transport (tests pass ``httpx.MockTransport``);
-    ``store`` replaces the limit store named in the settings."""
+    """Build the proxy for ``settings``: a ``starlette.applications.Starlette``. ``transport``
+    replaces the upstream transport (tests pass ``httpx.MockTransport``), ``store`` the limit
+    store named in the settings."""
     return App(settings, transport=transport, store=store)

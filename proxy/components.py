@@ -10,7 +10,7 @@ import httpx
 
 from proxy.config.settings import Settings, display_url
 from proxy.errors import StorageUnavailable
-from proxy.identity.auth import Authenticator
+from proxy.identity.auth import Authenticator, FailureLimit
 from proxy.identity.leadtokens import LeadTokens
 from proxy.identity.mint import DigestMinter, Minter
 from proxy.identity.resolved import ResolvedLeads
@@ -56,8 +56,9 @@ def minter(settings: Settings) -> Minter:
     )
 
 
-def digest_minter(settings: Settings) -> DigestMinter:
-    """``POST /v1/sessions/shopify``: on with TRIGGER_PROXY_SHOPIFY_DIGEST_SECRETS."""
+def digest_minter(settings: Settings, failures: FailureLimit) -> DigestMinter:
+    """``POST /v1/sessions/shopify``: on with TRIGGER_PROXY_SHOPIFY_DIGEST_SECRETS; its failed
+    trades count in ``failures``, the session checks' limit."""
     shopify, secrets = settings.shopify, settings.secrets
     verifier = None
     if shopify.shop and secrets.shopify_digest_secrets:
@@ -72,7 +73,7 @@ def digest_minter(settings: Settings) -> DigestMinter:
         secrets.session_secrets,
         max_age_seconds=settings.sessions.max_age_seconds,
         max_body_bytes=settings.server.max_body_bytes,
-        failures=settings.limits.per_ip_invalid_session,
+        failures=failures,
     )
 
 
@@ -103,12 +104,15 @@ def campaign_controls(
 
 def open_components(
     settings: Settings,
-    *,
     log: RequestLog,
+    failures: FailureLimit,
+    *,
     transport: httpx.AsyncBaseTransport | None = None,
     store: LimitStore | None = None,
 ) -> Components:
-    """Build the serving parts; ``transport`` and ``store`` replace the configured ones."""
+    """Build the serving parts; ``failures`` is the per-address limit on failed session
+    checks, which the theme digest's trades share; ``transport`` and ``store`` replace the
+    configured ones."""
     secrets = settings.secrets
     if secrets.api_key is None or secrets.workspace_id is None:
         raise RuntimeError("serving needs the API key and the workspace id")
@@ -125,7 +129,7 @@ def open_components(
     auth = Authenticator(
         SessionVerifier(session_secrets, settings.sessions.max_age_seconds),
         cookie_name=settings.sessions.cookie_name,
-        failures=settings.limits.per_ip_invalid_session,
+        failures=failures,
         log_secret=session_secrets[-1],
         leads_only=storefront,
         log=log,

@@ -369,6 +369,20 @@ async def test_failed_digests_count_toward_the_address_limit() -> None:
         assert (right.status_code, error_code(right)) == (429, "rate_limited")
 
 
+async def test_forged_tokens_and_wrong_digests_count_against_one_address_limit() -> None:
+    limits = {"per_customer": "100/minute", "upstream": "1000/minute"}
+    forged = {"authorization": "Bearer forged.token.signature"}
+    wrong = {**digest_body(), "digest": "0" * 64}
+    async with shop(limits={**limits, "per_ip_invalid_session": "2/minute"}) as (h, _):
+        first = await h.client.post("/v1/triggers/spin-wheel", headers=forged)
+        second = await h.client.post("/v1/sessions/shopify", json=wrong)
+        assert [error_code(first), error_code(second)] == ["invalid_session", "invalid_session"]
+        trade = await h.client.post("/v1/sessions/shopify", json=digest_body())
+        assert (trade.status_code, error_code(trade)) == (429, "rate_limited")
+        spin = await h.client.post("/v1/triggers/spin-wheel", headers=forged)
+        assert (spin.status_code, error_code(spin)) == (429, "rate_limited")
+
+
 # --- through `trigger-proxy serve`, behind a stand-in shop ----------------------------------
 
 

@@ -56,7 +56,7 @@ class Authenticator:
         verifier: SessionVerifier,
         *,
         cookie_name: str,
-        failures: Rate,
+        failures: FailureLimit,
         log_secret: str,
         log: RequestLog,
         leads_only: bool = False,
@@ -65,7 +65,7 @@ class Authenticator:
         self._verifier = verifier
         self._app_proxy = app_proxy
         self._cookie = cookie_name
-        self._failures = FailureLimit(failures)
+        self._failures = failures
         self._forgery_audits = AuditThrottle()
         self._hash_customer = customer_hasher(log_secret)
         self._leads_only = leads_only

@@ -86,7 +86,9 @@ _DIGEST_FIELDS = frozenset(["shop", "customer_id", "ts", "digest"])
 
 class DigestMinter:
     """``POST /v1/sessions/shopify``: a theme's digest traded for an ordinary session of the
-    customer it names, valid for ``max_age_seconds`` (sessions.max_age_seconds)."""
+    customer it names, valid for ``max_age_seconds`` (sessions.max_age_seconds). A failed
+    trade counts in ``failures``, the session checks' own limit: a wrong digest is a forged
+    session like a forged token."""
 
     def __init__(
         self,
@@ -95,13 +97,13 @@ class DigestMinter:
         *,
         max_age_seconds: int,
         max_body_bytes: int,
-        failures: Rate,
+        failures: FailureLimit,
     ) -> None:
         self._verifier = verifier
         self._secrets = [s.reveal() for s in session_secrets]
         self._max_age = max_age_seconds
         self._max_body = max_body_bytes
-        self._failures = FailureLimit(failures)
+        self._failures = failures
 
     async def mint(self, request: Request) -> Answer:
         if self._verifier is None:
