@@ -153,8 +153,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return
         self.server_state.total_requests += 1
         self.flow.resume_reading()
-        self._idle = True
-        self._due = self._sweep.now + self.timeout_keep_alive  # type: ignore[union-attr]
+        if self._in_head:  # else an early answer's body is still arriving, on its deadline
+            self._idle = True
+            self._due = self._sweep.now + self.timeout_keep_alive  # type: ignore[union-attr]
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to what httptools cannot parse, in the contract's JSON."""

@@ -181,6 +181,21 @@ async def test_a_head_after_an_idle_wait_has_the_whole_head_timeout(
     assert transport.written.count(b"HTTP/1.1 204 ") == 2
 
 
+async def test_a_body_still_arriving_after_an_early_answer_keeps_its_deadline(
+    protocol: tuple[LimitedHttpToolsProtocol, Transport],
+) -> None:
+    proto, transport = protocol
+    sweep = proto._sweep
+    assert sweep is not None
+    proto.data_received(HEAD + b"{")  # the app answers without reading the body
+    for task in list(proto.tasks):
+        await task
+    assert transport.written.startswith(b"HTTP/1.1 204 ")
+    assert proto._due == sweep.now + proto.body_timeout
+    proto.data_received(b"}")
+    assert proto._due == sweep.now + proto.head_timeout
+
+
 async def test_pipelined_requests_are_answered_in_turn_and_then_kept_alive(
     protocol: tuple[LimitedHttpToolsProtocol, Transport],
 ) -> None:
