@@ -173,3 +173,12 @@ async def test_the_memory_groups_store_figures_count_what_the_store_holds() -> N
     assert abs(longer - rewarded - 1000) <= 1
     assert abs(read - read_again) <= 1
     assert 0 < read < rewarded - len(BODY)
+
+
+@pytest.mark.parametrize("scenario", ["404", "401", "403", "429", "replay", "app-proxy"])
+def test_each_instruction_count_scenario_answers_what_it_claims(scenario: str) -> None:
+    # bench.instructions counts under valgrind; its child, run plainly, checks its answers.
+    for side in ("--proxy", "--floor"):
+        argv = [sys.executable, "-m", "bench.instructions", "--child", scenario, side, "20"]
+        done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
