@@ -46,15 +46,13 @@ WARM = 300  # requests before counting: caches filled, the 429's quota spent
 
 
 class FakeTransport:
-    """What the protocol writes to, kept as a count and the last status line."""
+    """What the protocol writes to, kept as the last status line written."""
 
     def __init__(self) -> None:
-        self.writes = 0
         self.status = b""
         self.closed = False
 
     def write(self, data: bytes) -> None:
-        self.writes += 1
         if data.startswith(b"HTTP/1.1 "):
             self.status = data[9:12]
 
