@@ -233,11 +233,9 @@ def parse_app_proxy_query(query: bytes) -> tuple[list[tuple[str, str]], bytes]:
                 continue
             key, _, value = part.partition("=")
             if "%" in key or "+" in key:
-                key = _unquote_plus(key)
+                key = _unquote(key)
             if "%" in value or "+" in value:
-                value = (
-                    _unquote_short(value) if len(value) <= _CACHED_LENGTH else _unquote_plus(value)
-                )
+                value = _unquote(value)
             pairs.append((key, value))
             if key not in SHOPIFY_PARAMETERS:
                 rest.append(part)
@@ -246,13 +244,14 @@ def parse_app_proxy_query(query: bytes) -> tuple[list[tuple[str, str]], bytes]:
     return pairs, "&".join(rest).encode()
 
 
-# Shopify's path_prefix, escaped, is the same on every request of a shop: short values are
-# decoded once. Bounded: at most this many, of at most this length.
-_CACHED_LENGTH = 128
+def _unquote(text: str) -> str:
+    """``_unquote_plus``, remembered for short texts: Shopify's escaped path_prefix is the same
+    on every request of a shop. Bounded: 512 texts of at most 128 characters."""
+    return _unquote_remembered(text) if len(text) <= 128 else _unquote_plus(text)
 
 
 @functools.lru_cache(maxsize=512)
-def _unquote_short(text: str) -> str:
+def _unquote_remembered(text: str) -> str:
     return _unquote_plus(text)
 
 
