@@ -8,7 +8,8 @@ one keep-alive connection, each answered before the next. It runs twice under ca
 totals over the difference of the counts is one request's instructions, the start-up cancelled.
 The floor (bench.minimal:floor, on uvicorn's own protocol) is sent the same bytes as each
 scenario. The socket's and the kernel's work, which every server pays alike, is not counted,
-so these ratios are lower than wrk's. Needs valgrind (``apt-get install -y valgrind``).
+and an instruction is no fixed time: read the ratios beside wrk's, not in their place. Needs
+valgrind (``apt-get install -y valgrind``).
 
     .venv/bin/python -m bench.instructions            # every scenario, about 5 minutes
     .venv/bin/python -m bench.instructions --only app-proxy,401
@@ -20,7 +21,6 @@ import argparse
 import asyncio
 import os
 import re
-import secrets
 import shutil
 import subprocess
 import sys
@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.lab import ENV, SHOP, SHOPIFY_ENV, proxy_config
+from bench.lab import ENV, SHOPIFY, SHOPIFY_ENV, customer_tokens, forged_tokens, proxy_config
 from bench.scenarios import APP_PROXY_PATH
 
 # name -> (path, what the request carries, the proxy's answer): the refuse group's scenarios.
@@ -72,13 +72,10 @@ class FakeTransport:
 
 def requests(path: str, carries: str) -> list[bytes]:
     """The bytes wrk would send (bench/wrk/requests.lua), cycling through distinct tokens."""
-    from proxy.identity.sessions import mint_token
-
-    secret = [ENV["TRIGGER_PROXY_SESSION_SECRETS"]]
     if carries == "forged":
-        tokens = [secrets.token_urlsafe(40) + "." + secrets.token_urlsafe(6) for _ in range(1000)]
+        tokens = forged_tokens(1000)
     elif carries in ("session", "replay"):
-        tokens = [mint_token(secret, {"customer_id": f"bench-{i:06}"}) for i in range(100)]
+        tokens = customer_tokens("bench", 100)
     else:
         tokens = [""]
     out = []
@@ -108,9 +105,8 @@ async def serve_in_process(scenario: str, floor: bool, count: int) -> bytes:
     path, carries, _ = SCENARIOS[scenario]
     with tempfile.TemporaryDirectory() as folder:
         config_path = Path(folder) / "proxy.toml"
-        shopify = f'[shopify]\nshop = "{SHOP}"\napp_proxy = true\n'
         url = "http://127.0.0.1:9/api/v2/merchant/activities"
-        config_path.write_text(proxy_config(url, "memory://", extra=shopify))
+        config_path.write_text(proxy_config(url, "memory://", extra=SHOPIFY))
         settings = Settings.load(str(config_path), {**ENV, **SHOPIFY_ENV})
     configure(settings.logging.level, settings.logging.format)  # JSON lines, to stderr
     lifespan = None
@@ -158,7 +154,7 @@ def counted(scenario: str, floor: bool, count: int) -> int:
         "bench.instructions",
         "--child",
         scenario,
-        "--floor" if floor else "--proxy",
+        *(["--floor"] if floor else []),
         str(count),
     ]
     done = subprocess.run(argv, capture_output=True, text=True, check=True)
@@ -178,7 +174,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--large", type=int, default=1200)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--floor", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--proxy", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("count", nargs="?", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:

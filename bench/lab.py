@@ -107,9 +107,11 @@ class Server:
         return 0.0
 
 
-# The App Proxy's secret and shop of the "proxy-shopify" server (docs/shopify.md).
+# The App Proxy's secret and shop of the "proxy-shopify" server (docs/shopify.md), and its
+# config's section.
 SHOP = "bench-shop.myshopify.com"
 SHOPIFY_ENV = {"TRIGGER_PROXY_SHOPIFY_APP_SECRETS": "shpss_bench" + "a" * 24}
+SHOPIFY = f'[shopify]\nshop = "{SHOP}"\napp_proxy = true\n'
 READS = """
 routes = ["aggreegateddetails", "triggers", "leads", "wallettransactions", "coupons"]
 budget = "500000/minute"         # reads that reach the upstream: fills and customers' first reads
@@ -189,10 +191,20 @@ coin_range = {{ min = 5, max = 50 }}
 """
 
 
-def make_tokens(directory: Path) -> dict[str, Path]:
+def customer_tokens(prefix: str, n: int) -> list[str]:
+    """``n`` real sessions of distinct customers, signed with the benchmark's secret."""
     from proxy.identity.sessions import mint_token
 
     secret = [ENV["TRIGGER_PROXY_SESSION_SECRETS"]]
+    return [mint_token(secret, {"customer_id": f"{prefix}-{i:06}"}) for i in range(n)]
+
+
+def forged_tokens(n: int) -> list[str]:
+    """``n`` distinct tokens shaped like sessions, signed by no one."""
+    return [secrets.token_urlsafe(40) + "." + secrets.token_urlsafe(6) for _ in range(n)]
+
+
+def make_tokens(directory: Path) -> dict[str, Path]:
     files = {}
 
     def write(name: str, lines: Sequence[str]) -> None:
@@ -200,17 +212,12 @@ def make_tokens(directory: Path) -> dict[str, Path]:
         path.write_text("\n".join(lines) + "\n")
         files[name] = path
 
-    def customers(prefix: str, n: int) -> list[str]:
-        return [mint_token(secret, {"customer_id": f"{prefix}-{i:06}"}) for i in range(n)]
-
     # Many customers for forwarding; few for the quota and replay scenarios, so that the
     # warm-up spends every one's first call.
-    write("customers", customers("bench", 10000))
-    write("quota", customers("quota", 500))
-    write("replay", customers("replay", 500))
-    write(
-        "forged", [secrets.token_urlsafe(40) + "." + secrets.token_urlsafe(6) for _ in range(10000)]
-    )
+    write("customers", customer_tokens("bench", 10000))
+    write("quota", customer_tokens("quota", 500))
+    write("replay", customer_tokens("replay", 500))
+    write("forged", forged_tokens(10000))
     return files
 
 

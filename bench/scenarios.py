@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench.lab import SHOP, SHOPIFY_ENV, Lab, make_tokens
+from bench.lab import SHOP, SHOPIFY, SHOPIFY_ENV, Lab, make_tokens
 from bench.wrk import Sample, Scenario, run_wrk
 
 FLOOR = "minimal 429 app (floor)"
@@ -152,8 +152,7 @@ def run_groups(args: argparse.Namespace) -> dict[str, Any]:
                 )
             )
             scenarios += refusal_scenarios("memory")
-            shopify = f'[shopify]\nshop = "{SHOP}"\napp_proxy = true\n'
-            lab.proxy("proxy-shopify", "memory://", extra=shopify, env=SHOPIFY_ENV)
+            lab.proxy("proxy-shopify", "memory://", extra=SHOPIFY, env=SHOPIFY_ENV)
             scenarios.append(
                 Scenario(
                     f"{APP_PROXY} (memory)",
